@@ -1,0 +1,15 @@
+//! pgflip: switch a PostgreSQL application from its serving database ("blue") to a
+//! migrated copy ("green") and back, with no restart, no reconnect and no lost commit.
+//!
+//! - [`wire`]: PostgreSQL message framing, pure (no I/O).
+//! - [`proxy`]: the sidecar, `pgflip proxy`.
+//! - [`config`]: the sidecar's configuration, from flags or a TOML file.
+//! - [`api`]: JSON types of the admin API.
+//! - [`telemetry`]: tracing setup.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod proxy;
+pub mod telemetry;
+pub mod wire;

@@ -1,0 +1,186 @@
+//! Normal-phase framing: `tag (1 byte) + length (4 bytes, self-inclusive) + body`.
+//!
+//! [`Scanner`] walks a buffer of bytes not yet forwarded and tells the caller how many
+//! leading bytes form whole messages (or the streamed part of a large one), so the proxy
+//! can forward a whole read in one write and still know where every message starts.
+
+use crate::wire::WireError;
+
+/// Size of a message header: tag plus length.
+pub const HEADER_LEN: usize = 5;
+
+/// One message seen by the scanner.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// The whole message is in the buffer (the caller asked for it whole).
+    Whole { tag: u8, body: &'a [u8] },
+    /// Only the header was inspected; the body streams through as it arrives.
+    Streamed { tag: u8, body_len: usize },
+}
+
+impl Frame<'_> {
+    /// The message type byte.
+    pub fn tag(&self) -> u8 {
+        match self {
+            Frame::Whole { tag, .. } | Frame::Streamed { tag, .. } => *tag,
+        }
+    }
+}
+
+/// Incremental framer over one direction of a connection.
+#[derive(Debug, Clone)]
+pub struct Scanner {
+    /// Body bytes of a streamed message still to pass through uninspected.
+    skip: usize,
+    /// Largest message accepted, in bytes including the length field.
+    max_len: usize,
+    /// Largest message the scanner will hold whole for inspection.
+    max_whole: usize,
+}
+
+impl Scanner {
+    /// A scanner accepting messages up to `max_len` bytes, holding at most `max_whole`
+    /// bytes of one message for inspection.
+    pub fn new(max_len: usize, max_whole: usize) -> Self {
+        Scanner { skip: 0, max_len, max_whole: max_whole.min(max_len) }
+    }
+
+    /// True when the scanner sits between two messages (no body is streaming).
+    pub fn at_message_start(&self) -> bool {
+        self.skip == 0
+    }
+
+    /// Scans `buf`, the bytes that follow everything already reported ready, and returns
+    /// how many of its leading bytes may be forwarded now.
+    ///
+    /// `whole(tag)` says which messages must be seen in full before they are forwarded;
+    /// all others are reported at their header and streamed. `visit` is called once per
+    /// message, in order. A message that is not complete yet stops the scan; call again
+    /// with the same bytes plus more.
+    pub fn scan<W, V, E>(&mut self, buf: &[u8], whole: W, mut visit: V) -> Result<usize, E>
+    where
+        W: Fn(u8) -> bool,
+        V: FnMut(Frame<'_>) -> Result<(), E>,
+        E: From<WireError>,
+    {
+        let mut pos = self.skip.min(buf.len());
+        self.skip -= pos;
+        while self.skip == 0 && buf.len() - pos >= HEADER_LEN {
+            let tag = buf[pos];
+            let len = u32::from_be_bytes([buf[pos + 1], buf[pos + 2], buf[pos + 3], buf[pos + 4]]);
+            let body_len = self.check_len(tag, len)?;
+            let body_start = pos + HEADER_LEN;
+            if whole(tag) {
+                if body_len + 4 > self.max_whole {
+                    return Err(
+                        WireError::LengthTooLarge { tag: tag as char, len: len as usize, max: self.max_whole }.into()
+                    );
+                }
+                if buf.len() - body_start < body_len {
+                    break;
+                }
+                visit(Frame::Whole { tag, body: &buf[body_start..body_start + body_len] })?;
+                pos = body_start + body_len;
+            } else {
+                visit(Frame::Streamed { tag, body_len })?;
+                let here = body_len.min(buf.len() - body_start);
+                self.skip = body_len - here;
+                pos = body_start + here;
+            }
+        }
+        Ok(pos)
+    }
+
+    /// How many more bytes the caller must buffer before the next scan can make progress,
+    /// given `pending` unforwarded bytes at the front of `buf`. Used to size reads.
+    pub fn wanted(&self, buf: &[u8]) -> usize {
+        if buf.len() < HEADER_LEN {
+            return HEADER_LEN - buf.len();
+        }
+        let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+        (len + 1).saturating_sub(buf.len())
+    }
+
+    fn check_len(&self, tag: u8, len: u32) -> Result<usize, WireError> {
+        if len < 4 {
+            return Err(WireError::LengthTooSmall { tag: tag as char, len });
+        }
+        if len as usize > self.max_len {
+            return Err(WireError::LengthTooLarge { tag: tag as char, len: len as usize, max: self.max_len });
+        }
+        Ok(len as usize - 4)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        v.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn collect(s: &mut Scanner, buf: &[u8], whole: fn(u8) -> bool) -> Result<(usize, Vec<(u8, usize)>), WireError> {
+        let mut seen = Vec::new();
+        let n = s.scan(buf, whole, |f| {
+            seen.push(match f {
+                Frame::Whole { tag, body } => (tag, body.len()),
+                Frame::Streamed { tag, body_len } => (tag, body_len),
+            });
+            Ok::<(), WireError>(())
+        })?;
+        Ok((n, seen))
+    }
+
+    #[test]
+    fn whole_messages_wait_for_their_last_byte() {
+        let mut s = Scanner::new(1 << 20, 1024);
+        let mut buf = msg(b'Z', b"I");
+        buf.extend(msg(b'Z', b"T"));
+        let (n, seen) = collect(&mut s, &buf[..8], |_| true).unwrap();
+        assert_eq!((n, seen), (6, vec![(b'Z', 1)]));
+        let (n, seen) = collect(&mut s, &buf[6..], |_| true).unwrap();
+        assert_eq!((n, seen), (6, vec![(b'Z', 1)]));
+    }
+
+    #[test]
+    fn streamed_bodies_pass_in_pieces() {
+        let mut s = Scanner::new(1 << 20, 1024);
+        let body = vec![7u8; 100];
+        let mut buf = msg(b'D', &body);
+        buf.extend(msg(b'C', b"SELECT 1\0"));
+        let (n, seen) = collect(&mut s, &buf[..50], |t| t == b'C').unwrap();
+        assert_eq!((n, seen), (50, vec![(b'D', 100)]));
+        assert!(!s.at_message_start());
+        let (n, seen) = collect(&mut s, &buf[50..], |t| t == b'C').unwrap();
+        assert_eq!(n, buf.len() - 50);
+        assert_eq!(seen, vec![(b'C', 9)]);
+        assert!(s.at_message_start());
+    }
+
+    #[test]
+    fn partial_header_is_not_forwarded() {
+        let mut s = Scanner::new(1 << 20, 1024);
+        let buf = msg(b'Q', b"select 1\0");
+        let (n, seen) = collect(&mut s, &buf[..3], |_| false).unwrap();
+        assert_eq!((n, seen.len()), (0, 0));
+        assert_eq!(s.wanted(&buf[..3]), 2);
+    }
+
+    #[test]
+    fn bogus_lengths_are_refused_before_any_buffering() {
+        let mut s = Scanner::new(1 << 30, 1024);
+        let mut buf = vec![b'Q'];
+        buf.extend_from_slice(&0x7fff_ffffu32.to_be_bytes());
+        assert!(matches!(collect(&mut s, &buf, |_| false), Err(WireError::LengthTooLarge { .. })));
+        let mut buf = vec![b'Q'];
+        buf.extend_from_slice(&3u32.to_be_bytes());
+        assert!(matches!(collect(&mut s, &buf, |_| false), Err(WireError::LengthTooSmall { .. })));
+        let mut buf = vec![b'E'];
+        buf.extend_from_slice(&5000u32.to_be_bytes());
+        assert!(matches!(collect(&mut s, &buf, |_| true), Err(WireError::LengthTooLarge { max: 1024, .. })));
+    }
+}
