@@ -1,0 +1,226 @@
+//! Unit tests of client authentication, run against rust-postgres's client side.
+
+use postgres_protocol::authentication::md5_hash;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use postgres_protocol::password;
+
+use super::*;
+
+/// Runs a whole SCRAM exchange; returns the client's verdict on the server-final-message.
+fn scram_exchange(
+    server: &mut ScramServer,
+    client_password: &str,
+    binding: ChannelBinding,
+) -> Result<std::io::Result<()>, AuthError> {
+    let mut client = ScramSha256::new(client_password.as_bytes(), binding);
+    let server_first = server.client_first(client.message())?;
+    client.update(&server_first).expect("client accepts server-first");
+    let server_final = server.client_final(client.message())?;
+    Ok(client.finish(&server_final))
+}
+
+#[test]
+fn scram_round_trip_with_right_password() {
+    for binding in [ChannelBinding::unsupported, ChannelBinding::unrequested] {
+        let verifier = ScramVerifier::from_password(b"s3cret", b"0123456789abcdef", 4096);
+        let mut server = ScramServer::new(verifier);
+        let verdict = scram_exchange(&mut server, "s3cret", binding()).expect("server accepts");
+        verdict.expect("client accepts the server signature");
+    }
+}
+
+#[test]
+fn scram_wrong_password_is_a_mismatch() {
+    for binding in [ChannelBinding::unsupported, ChannelBinding::unrequested] {
+        let mut server = ScramServer::new(ScramVerifier::from_plain("s3cret"));
+        let err = scram_exchange(&mut server, "guess", binding()).unwrap_err();
+        assert_eq!(err, AuthError::PasswordMismatch);
+        assert_eq!(err.sqlstate(), "28P01");
+    }
+}
+
+#[test]
+fn scram_with_verifier_from_postgres_protocol() {
+    let text = password::scram_sha_256(b"pw");
+    let verifier = ScramVerifier::parse(&text).unwrap();
+    assert_eq!(verifier.iterations, 4096);
+    assert_eq!(verifier.salt.len(), 16);
+    let mut server = ScramServer::new(verifier.clone());
+    scram_exchange(&mut server, "pw", ChannelBinding::unsupported()).unwrap().unwrap();
+    let mut server = ScramServer::new(verifier);
+    let err = scram_exchange(&mut server, "pW", ChannelBinding::unsupported()).unwrap_err();
+    assert_eq!(err, AuthError::PasswordMismatch);
+}
+
+#[test]
+fn from_plain_applies_saslprep_for_non_ascii() {
+    // U+00A0 (no-break space) maps to a plain space under SASLprep, on both sides.
+    let mut server = ScramServer::new(ScramVerifier::from_plain("p\u{a0}w\u{e9}"));
+    scram_exchange(&mut server, "p\u{a0}w\u{e9}", ChannelBinding::unsupported()).unwrap().unwrap();
+}
+
+#[test]
+fn unknown_user_runs_to_the_end_and_fails() {
+    let mut server = ScramServer::unknown_user("nobody");
+    let err = scram_exchange(&mut server, "anything", ChannelBinding::unsupported()).unwrap_err();
+    assert_eq!(err, AuthError::PasswordMismatch);
+    // Same salt for the same user within the process, different for another user.
+    assert_eq!(ScramVerifier::mock("nobody"), ScramVerifier::mock("nobody"));
+    assert_ne!(ScramVerifier::mock("nobody").salt, ScramVerifier::mock("other").salt);
+}
+
+#[test]
+fn scram_rejects_channel_binding_and_bad_messages() {
+    let verifier = || ScramVerifier::from_password(b"pw", b"salt", 1);
+    let first = |msg: &[u8]| ScramServer::new(verifier()).client_first(msg).unwrap_err();
+    assert_eq!(first(b"p=tls-server-end-point,,n=,r=abc"), AuthError::ChannelBindingUnsupported);
+    assert!(matches!(first(b"n,a=admin,n=,r=abc"), AuthError::Unsupported(_)));
+    assert!(matches!(first(b"n,,m=ext,n=,r=abc"), AuthError::Unsupported(_)));
+    assert!(matches!(first(b"x,,n=,r=abc"), AuthError::Malformed(_)));
+    assert!(matches!(first(b"n,,n=,r="), AuthError::Malformed(_)));
+    assert_eq!(first(b"n,,n=").sqlstate(), "08P01");
+
+    // Out of order: final before first, and first twice.
+    let mut server = ScramServer::new(verifier());
+    assert!(matches!(server.client_final(b"c=biws,r=x,p=AA=="), Err(AuthError::OutOfOrder(_))));
+    let mut server = ScramServer::new(verifier());
+    server.client_first(b"n,,n=,r=abc").unwrap();
+    assert!(matches!(server.client_first(b"n,,n=,r=abc"), Err(AuthError::OutOfOrder(_))));
+}
+
+#[test]
+fn scram_checks_nonce_and_binding_echo() {
+    let proof = "p=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let start = |gs2: &str| {
+        let mut server = ScramServer::new(ScramVerifier::from_password(b"pw", b"salt", 1));
+        let reply = server.client_first(format!("{gs2}n=user,r=abc").as_bytes()).unwrap();
+        let reply = String::from_utf8(reply).unwrap();
+        let nonce = reply.split(',').next().unwrap().strip_prefix("r=").unwrap().to_owned();
+        assert!(nonce.starts_with("abc") && nonce.len() >= 3 + 24);
+        (server, nonce)
+    };
+    let (mut server, _) = start("n,,");
+    let msg = format!("c=biws,r=abcWRONG,{proof}");
+    assert_eq!(server.client_final(msg.as_bytes()), Err(AuthError::NonceMismatch));
+    // `y,,` must be echoed as `eSws`, not `biws`.
+    let (mut server, nonce) = start("y,,");
+    let msg = format!("c=biws,r={nonce},{proof}");
+    assert_eq!(server.client_final(msg.as_bytes()), Err(AuthError::ChannelBindingMismatch));
+    let (mut server, nonce) = start("y,,");
+    let msg = format!("c=eSws,r={nonce},{proof}");
+    assert_eq!(server.client_final(msg.as_bytes()), Err(AuthError::PasswordMismatch));
+    let (mut server, nonce) = start("n,,");
+    let msg = format!("c=biws,r={nonce},p=short");
+    assert!(matches!(server.client_final(msg.as_bytes()), Err(AuthError::Malformed(_))));
+}
+
+#[test]
+fn verifier_parse_errors_do_not_echo_the_text() {
+    let good = password::scram_sha_256(b"pw");
+    let truncated = &good[..good.len() - 4];
+    for bad in [
+        "SCRAM-SHA-256$4096:c2FsdA==",
+        "SCRAM-SHA-256$x:c2FsdA==$AAAA:AAAA",
+        "SCRAM-SHA-256$0:c2FsdA==$AAAA:AAAA",
+        "SCRAM-SHA-1$4096:c2FsdA==$AAAA:AAAA",
+        truncated,
+    ] {
+        let err = ScramVerifier::parse(bad).unwrap_err();
+        assert!(matches!(err, AuthError::InvalidVerifier(_)), "{bad}");
+        assert!(!err.to_string().contains("c2FsdA"), "{err}");
+    }
+}
+
+#[test]
+fn md5_matches_the_postgresql_computation() {
+    let salt = [0x2a, 0x3d, 0x8f, 0xe0];
+    let stored = password::md5(b"pw", "alice");
+    let secret = Secret::parse(&stored).unwrap();
+    assert!(matches!(secret, Secret::Md5(_)));
+    let response = md5_hash(b"alice", b"pw", salt);
+    assert!(md5_response_matches(&secret, "alice", salt, response.as_bytes()));
+    let mut with_nul = response.clone().into_bytes();
+    with_nul.push(0);
+    assert!(md5_response_matches(&secret, "alice", salt, &with_nul));
+    // Plain secrets work too; wrong password, user or salt do not.
+    let plain = Secret::Plain("pw".to_owned());
+    assert!(md5_response_matches(&plain, "alice", salt, response.as_bytes()));
+    let wrong = md5_hash(b"alice", b"pW", salt);
+    assert!(!md5_response_matches(&secret, "alice", salt, wrong.as_bytes()));
+    assert!(!md5_response_matches(&plain, "bob", salt, response.as_bytes()));
+    assert!(!md5_response_matches(&secret, "alice", [0; 4], response.as_bytes()));
+    // A SCRAM verifier cannot answer md5.
+    let scram = Secret::Scram(ScramVerifier::from_plain("pw"));
+    assert!(!md5_response_matches(&scram, "alice", salt, response.as_bytes()));
+    assert!(scram.scram_verifier().is_some() && secret.scram_verifier().is_none());
+}
+
+#[test]
+fn auth_file_parses_quotes_comments_and_all_secret_kinds() {
+    let scram = password::scram_sha_256(b"pw");
+    let md5 = password::md5(b"pw", "bob");
+    let text = format!(
+        "; pgbouncer style comment\n\
+         # another comment\n\
+         \n\
+         \"alice\" \"{scram}\"\n\
+         \t\"bob\"   \"{md5}\"  trailing fields are ignored\r\n\
+         \"we\"\"ird\" \"pa\"\"ss word\"\n"
+    );
+    let file = AuthFile::parse(&text).unwrap();
+    assert_eq!(file.len(), 3);
+    assert!(!file.is_empty());
+    assert!(matches!(file.get("alice"), Some(Secret::Scram(_))));
+    assert!(matches!(file.get("bob"), Some(Secret::Md5(_))));
+    assert_eq!(file.get("we\"ird"), Some(&Secret::Plain("pa\"ss word".to_owned())));
+    assert_eq!(file.get("carol"), None);
+    assert!(AuthFile::parse("# nothing\n").unwrap().is_empty());
+}
+
+#[test]
+fn auth_file_errors_carry_line_numbers_and_no_secret() {
+    let cases = [
+        ("\"a\" \"x\"\nalice \"hunter2\"\n", 2),
+        ("\n\n\"alice\" \"hunter2\n", 3),
+        ("\"alice\"\n", 1),
+        ("\"alice\" hunter2\n", 1),
+        ("\"\" \"hunter2\"\n", 1),
+        ("\"alice\" \"\"\n", 1),
+        ("\"alice\" \"md5hunter2hunter2hunter2hunter2hunt\"\n", 1),
+        ("\"alice\" \"SCRAM-SHA-256$4096:hunter2\"\n", 1),
+        ("\"alice\" \"hunter2\"\n# c\n\"alice\" \"hunter2\"\n", 3),
+    ];
+    for (text, line) in cases {
+        let err = AuthFile::parse(text).unwrap_err();
+        assert_eq!(err.line(), Some(line), "{text:?}: {err}");
+        let message = err.to_string();
+        assert!(message.contains(&format!("line {line}")), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+}
+
+#[test]
+fn auth_file_load_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("userlist.txt");
+    let err = AuthFile::load(&path).unwrap_err();
+    assert!(err.to_string().contains("userlist.txt"), "{err}");
+    std::fs::write(&path, "\"alice\" \"pw\"\n\"bob\"\n").unwrap();
+    let err = AuthFile::load(&path).unwrap_err();
+    assert!(err.to_string().contains("userlist.txt line 2"), "{err}");
+    std::fs::write(&path, "\"alice\" \"pw\"\n").unwrap();
+    assert_eq!(AuthFile::load(&path).unwrap().len(), 1);
+}
+
+#[test]
+fn debug_output_hides_secret_material() {
+    let plain = Secret::Plain("hunter2".to_owned());
+    assert_eq!(format!("{plain:?}"), "Secret::Plain(..)");
+    let verifier = ScramVerifier::parse(&password::scram_sha_256(b"pw")).unwrap();
+    let shown = format!("{:?}", Secret::Scram(verifier.clone()));
+    assert_eq!(shown, "Secret::Scram(..)");
+    assert!(!format!("{verifier:?}").contains("stored_key"));
+    let file = AuthFile::parse("\"alice\" \"hunter2\"\n").unwrap();
+    assert!(!format!("{file:?}").contains("hunter2"));
+    assert!(!format!("{:?}", ScramServer::new(verifier)).contains("key"));
+}
