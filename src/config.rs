@@ -1,1 +1,280 @@
-//! config
+//! The sidecar's configuration: flags, or a TOML file with the same keys, validated into
+//! a [`ProxyConfig`]. Every error names the key at fault.
+//!
+//! Flags override the file. Relative paths in the file are relative to the file.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::proxy::auth::AuthFile;
+use crate::proxy::upstream::{Secrets, UpstreamUrl};
+
+/// `pgflip proxy` flags.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ProxyArgs {
+    /// TOML file with the same keys as these flags (listen, admin_listen, upstream.NAME, ...).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address for application clients [default: 127.0.0.1:6432].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Address of the admin HTTP API [default: 127.0.0.1:9187].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// A named upstream, NAME=postgres://USER[:PASSWORD]@HOST:PORT[/DB][?sslmode=...&sslrootcert=FILE]. Repeatable.
+    #[arg(long = "upstream", value_name = "NAME=URL")]
+    pub upstream: Vec<String>,
+    /// The upstream sessions go to (optional when only one is given).
+    #[arg(long, value_name = "NAME")]
+    pub active: Option<String>,
+    /// File holding the bearer token of the admin API; required for a non-loopback admin_listen.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Users and verifiers clients are checked against ("user" "secret" lines). Without it: trust, loopback only.
+    #[arg(long, value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// TOML passwords per upstream and user: [blue] app = "...".
+    #[arg(long, value_name = "FILE")]
+    pub secrets_file: Option<PathBuf>,
+    /// PEM certificate chain offered to clients that ask for TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds sessions get to finish after SIGTERM before they are closed with 57P01 [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    pub shutdown_grace: Option<f64>,
+    /// Seconds to connect and log in to an upstream [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub connect_timeout: Option<f64>,
+    /// Largest protocol message accepted, in bytes [default: 1073741824].
+    #[arg(long, value_name = "BYTES")]
+    pub max_message_size: Option<usize>,
+    /// Threads serving sessions [default: one per core].
+    #[arg(long, value_name = "N")]
+    pub worker_threads: Option<usize>,
+}
+
+/// The file form of [`ProxyArgs`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProxyFile {
+    listen: Option<String>,
+    admin_listen: Option<String>,
+    #[serde(default)]
+    upstream: BTreeMap<String, String>,
+    active: Option<String>,
+    admin_token_file: Option<PathBuf>,
+    auth_file: Option<PathBuf>,
+    secrets_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    shutdown_grace: Option<f64>,
+    connect_timeout: Option<f64>,
+    max_message_size: Option<usize>,
+    worker_threads: Option<usize>,
+}
+
+/// A configuration error, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("config key `{key}`: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.into(), message: message.into() }
+}
+
+/// A validated sidecar configuration.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// Named upstreams in the order given.
+    pub upstreams: Vec<(String, UpstreamUrl)>,
+    pub active: String,
+    pub admin_token: Option<String>,
+    pub auth: Option<AuthFile>,
+    pub secrets: Secrets,
+    /// Certificate chain and key files for client TLS.
+    pub client_tls: Option<(PathBuf, PathBuf)>,
+    pub shutdown_grace: Duration,
+    pub connect_timeout: Duration,
+    pub max_message_size: usize,
+    pub worker_threads: Option<usize>,
+}
+
+impl ProxyConfig {
+    /// Reads the file named by `--config` (if any), applies the flags over it, validates.
+    pub fn load(args: &ProxyArgs) -> Result<ProxyConfig, ConfigError> {
+        let (file, base) = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| err("config", format!("cannot read {}: {e}", path.display())))?;
+                let file: ProxyFile = toml::from_str(&text).map_err(|e| toml_error(path, &e))?;
+                (file, path.parent().map(Path::to_path_buf))
+            }
+            None => (ProxyFile::default(), None),
+        };
+        let rel = |p: Option<PathBuf>| p.map(|p| base.as_ref().map_or(p.clone(), |b| b.join(&p)));
+        let mut upstream_urls: BTreeMap<String, String> = file.upstream;
+        let mut order: Vec<String> = upstream_urls.keys().cloned().collect();
+        for spec in &args.upstream {
+            let (name, url) =
+                spec.split_once('=').ok_or_else(|| err("upstream", format!("{spec:?} is not NAME=URL")))?;
+            if !order.iter().any(|n| n == name) {
+                order.push(name.to_owned());
+            }
+            upstream_urls.insert(name.to_owned(), url.to_owned());
+        }
+        Self::validate(Merged {
+            listen: args.listen.clone().or(file.listen),
+            admin_listen: args.admin_listen.clone().or(file.admin_listen),
+            upstreams: order.into_iter().map(|n| (upstream_urls[&n].clone(), n)).map(|(u, n)| (n, u)).collect(),
+            active: args.active.clone().or(file.active),
+            admin_token_file: args.admin_token_file.clone().or(rel(file.admin_token_file)),
+            auth_file: args.auth_file.clone().or(rel(file.auth_file)),
+            secrets_file: args.secrets_file.clone().or(rel(file.secrets_file)),
+            tls_cert: args.tls_cert.clone().or(rel(file.tls_cert)),
+            tls_key: args.tls_key.clone().or(rel(file.tls_key)),
+            shutdown_grace: args.shutdown_grace.or(file.shutdown_grace),
+            connect_timeout: args.connect_timeout.or(file.connect_timeout),
+            max_message_size: args.max_message_size.or(file.max_message_size),
+            worker_threads: args.worker_threads.or(file.worker_threads),
+        })
+    }
+
+    fn validate(m: Merged) -> Result<ProxyConfig, ConfigError> {
+        let listen = socket_addr("listen", m.listen.as_deref().unwrap_or("127.0.0.1:6432"))?;
+        let admin_listen = socket_addr("admin_listen", m.admin_listen.as_deref().unwrap_or("127.0.0.1:9187"))?;
+        if m.upstreams.is_empty() {
+            return Err(err("upstream", "no upstream given; add --upstream NAME=postgres://USER@HOST:PORT/DB"));
+        }
+        let mut upstreams = Vec::new();
+        for (name, url) in m.upstreams {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(err("upstream", format!("name {name:?} must be letters, digits, '-' or '_'")));
+            }
+            let parsed = UpstreamUrl::parse(&url).map_err(|e| err(format!("upstream.{name}"), format!("URL {e}")))?;
+            upstreams.push((name, parsed));
+        }
+        let active = match m.active {
+            Some(active) => active,
+            None if upstreams.len() == 1 => upstreams[0].0.clone(),
+            None => return Err(err("active", "several upstreams are given: say which one is active")),
+        };
+        if !upstreams.iter().any(|(n, _)| *n == active) {
+            let known: Vec<&str> = upstreams.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(err(
+                "active",
+                format!("{active:?} is not a configured upstream (known: {})", known.join(", ")),
+            ));
+        }
+        let admin_token = match &m.admin_token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| err("admin_token_file", format!("cannot read {}: {e}", path.display())))?;
+                let token = text.trim().to_owned();
+                if token.is_empty() {
+                    return Err(err("admin_token_file", format!("{} is empty", path.display())));
+                }
+                Some(token)
+            }
+            None if !admin_listen.ip().is_loopback() => {
+                return Err(err(
+                    "admin_listen",
+                    format!("{admin_listen} is not a loopback address; the admin API may listen there only with a token (--admin-token-file FILE)"),
+                ))
+            }
+            None => None,
+        };
+        let auth = match &m.auth_file {
+            Some(path) => Some(AuthFile::load(path).map_err(|e| err("auth_file", e.to_string()))?),
+            None => None,
+        };
+        let secrets = match &m.secrets_file {
+            Some(path) => Secrets::load(path).map_err(|e| err("secrets_file", e.to_string()))?,
+            None => Secrets::default(),
+        };
+        let client_tls = match (m.tls_cert, m.tls_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => return Err(err("tls_key", "tls_cert is set but tls_key is not")),
+            (None, Some(_)) => return Err(err("tls_cert", "tls_key is set but tls_cert is not")),
+        };
+        let max_message_size = m.max_message_size.unwrap_or(crate::wire::DEFAULT_MAX_MESSAGE);
+        if !(1024..=crate::wire::DEFAULT_MAX_MESSAGE).contains(&max_message_size) {
+            return Err(err("max_message_size", "must be between 1024 and 1073741824 bytes"));
+        }
+        if m.worker_threads == Some(0) {
+            return Err(err("worker_threads", "must be at least 1"));
+        }
+        Ok(ProxyConfig {
+            listen,
+            admin_listen,
+            upstreams,
+            active,
+            admin_token,
+            auth,
+            secrets,
+            client_tls,
+            shutdown_grace: seconds("shutdown_grace", m.shutdown_grace, 30.0)?,
+            connect_timeout: seconds("connect_timeout", m.connect_timeout, 10.0)?,
+            max_message_size,
+            worker_threads: m.worker_threads,
+        })
+    }
+}
+
+/// Flags and file merged, not yet validated.
+struct Merged {
+    listen: Option<String>,
+    admin_listen: Option<String>,
+    upstreams: Vec<(String, String)>,
+    active: Option<String>,
+    admin_token_file: Option<PathBuf>,
+    auth_file: Option<PathBuf>,
+    secrets_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    shutdown_grace: Option<f64>,
+    connect_timeout: Option<f64>,
+    max_message_size: Option<usize>,
+    worker_threads: Option<usize>,
+}
+
+fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    value
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| err(key, format!("{value:?} is not HOST:PORT")))
+}
+
+fn seconds(key: &str, value: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
+    let v = value.unwrap_or(default);
+    if !v.is_finite() || v < 0.0 || v > 86_400.0 {
+        return Err(err(key, format!("{v} is not a number of seconds between 0 and 86400")));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn toml_error(path: &Path, e: &toml::de::Error) -> ConfigError {
+    let msg = e.message();
+    // serde names unknown and mistyped keys in its message; keep it, add the file.
+    let key = msg.split('`').nth(1).unwrap_or("config").to_owned();
+    err(key, format!("{} in {}", msg.trim(), path.display()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,88 @@
-fn main(){}
+//! The `pgflip` command: parse flags, set up logging, run the chosen role, and shut
+//! down cleanly on SIGTERM or Ctrl-C.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use pgflip::config::{ProxyArgs, ProxyConfig};
+use pgflip::telemetry::{self, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pgflip",
+    version,
+    about = "Switch a PostgreSQL application between blue and green databases without restarts"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the sidecar: a PostgreSQL proxy that can move its sessions between upstreams.
+    Proxy(ProxyArgs),
+    /// Validate a sidecar configuration (the same flags as `proxy`) and print it.
+    CheckConfig(ProxyArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgflip: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Proxy(args) => {
+            let config = ProxyConfig::load(&args)?;
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = config.worker_threads {
+                runtime.worker_threads(n);
+            }
+            let runtime = runtime.enable_all().build().context("starting the async runtime")?;
+            runtime.block_on(pgflip::proxy::run(config, shutdown_signal()))?;
+            Ok(())
+        }
+        Command::CheckConfig(args) => {
+            let config = ProxyConfig::load(&args)?;
+            println!("listen        {}", config.listen);
+            println!("admin_listen  {}", config.admin_listen);
+            for (name, url) in &config.upstreams {
+                let mark = if *name == config.active { " (active)" } else { "" };
+                println!("upstream      {name} = {url}{mark}");
+            }
+            println!("client auth   {}", if config.auth.is_some() { "auth file" } else { "trust (loopback only)" });
+            println!("client TLS    {}", if config.client_tls.is_some() { "offered" } else { "off" });
+            println!("config OK");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM (Kubernetes starts a graceful shutdown with it) or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the proxy");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
+    }
+}

@@ -1,1 +1,23 @@
-//! proxy
+//! The sidecar (`pgflip proxy`): a PostgreSQL wire-protocol proxy on localhost beside
+//! each application pod.
+//!
+//! - [`listener`]: accept loop and graceful shutdown; [`run`] is the entry point.
+//! - `session`: one task per client: startup, auth, upstream connection, forwarding.
+//! - [`upstream`]: upstream URLs, the registry of named upstreams, logging in upstream.
+//! - [`auth`]: checking clients against the auth file (SCRAM-SHA-256, md5).
+//! - [`admin`]: the admin HTTP server; [`metrics`]: the Prometheus families.
+
+pub mod admin;
+pub mod auth;
+mod cancel;
+pub mod context;
+mod io;
+pub mod listener;
+pub mod metrics;
+mod session;
+mod stream;
+pub mod tls;
+pub mod upstream;
+
+pub use listener::{run, ProxyError};
+pub use session::{SessionState, Tracker, TxStatus};

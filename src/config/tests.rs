@@ -1,0 +1,52 @@
+use super::*;
+
+fn args(upstreams: &[&str]) -> ProxyArgs {
+    ProxyArgs { upstream: upstreams.iter().map(|s| s.to_string()).collect(), ..ProxyArgs::default() }
+}
+
+#[test]
+fn one_upstream_is_active_by_default() {
+    let c = ProxyConfig::load(&args(&["blue=postgres://app@127.0.0.1:5432/db"])).unwrap();
+    assert_eq!(c.active, "blue");
+    assert_eq!(c.listen.to_string(), "127.0.0.1:6432");
+    assert_eq!(c.admin_listen.to_string(), "127.0.0.1:9187");
+}
+
+#[test]
+fn errors_name_the_key() {
+    let e = ProxyConfig::load(&args(&["blue=postgres://h:0"])).unwrap_err();
+    assert_eq!(e.key, "upstream.blue");
+    let e = ProxyConfig::load(&args(&["blue=postgres://h", "green=postgres://h"])).unwrap_err();
+    assert_eq!(e.key, "active");
+    let mut a = args(&["blue=postgres://h"]);
+    a.active = Some("green".into());
+    assert_eq!(ProxyConfig::load(&a).unwrap_err().key, "active");
+    let mut a = args(&["blue=postgres://h"]);
+    a.admin_listen = Some("0.0.0.0:9187".into());
+    let e = ProxyConfig::load(&a).unwrap_err();
+    assert_eq!(e.key, "admin_listen");
+    assert!(e.to_string().contains("--admin-token-file"), "{e}");
+}
+
+#[test]
+fn file_keys_match_flags_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:7000\"\nactive = \"green\"\nshutdown_grace = 2.5\n[upstream]\nblue = \"postgres://b\"\ngreen = \"postgres://g\"\n",
+    )
+    .unwrap();
+    let mut a = ProxyArgs { config: Some(path.clone()), ..ProxyArgs::default() };
+    let c = ProxyConfig::load(&a).unwrap();
+    assert_eq!((c.listen.port(), c.active.as_str(), c.upstreams.len()), (7000, "green", 2));
+    assert_eq!(c.shutdown_grace, Duration::from_millis(2500));
+    a.listen = Some("127.0.0.1:7001".into());
+    a.active = Some("blue".into());
+    let c = ProxyConfig::load(&a).unwrap();
+    assert_eq!((c.listen.port(), c.active.as_str()), (7001, "blue"));
+
+    std::fs::write(&path, "listn = \"127.0.0.1:7000\"\n").unwrap();
+    let e = ProxyConfig::load(&ProxyArgs { config: Some(path), ..ProxyArgs::default() }).unwrap_err();
+    assert!(e.to_string().contains("listn"), "{e}");
+}

@@ -1,0 +1,159 @@
+//! The admin HTTP server (HTTP/1.1, JSON).
+//!
+//! Routes:
+//! - `GET /healthz`: 200 while the process runs (liveness).
+//! - `GET /readyz`: 200 once the listener is up and an upstream is configured; 503 while
+//!   shutting down (readiness; a pause does not make the sidecar unready).
+//! - `GET /metrics`: Prometheus text format.
+//! - `GET /v1/status`: active upstream, generation, upstreams, sessions ([`crate::api::Status`]).
+//!
+//! With an admin token configured, `/v1/*` needs `Authorization: Bearer <token>`. Errors are
+//! JSON `{"error": "..."}` with a fitting status code.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus::{Encoder, TextEncoder};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::api::{ErrorBody, Status, UpstreamStatus};
+use crate::proxy::context::ProxyContext;
+use crate::proxy::upstream::SslMode;
+
+/// What the admin server reads.
+#[derive(Debug)]
+pub struct AdminState {
+    pub ctx: Arc<ProxyContext>,
+    pub registry: prometheus::Registry,
+    /// Bearer token for `/v1/*`, if configured.
+    pub token: Option<String>,
+}
+
+type Body = Full<Bytes>;
+
+/// Serves admin requests on `listener` until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: CancellationToken) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&state, req).await) }
+            });
+            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await {
+                debug!(admin.peer = %peer, error = %e, "admin connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path();
+    let method = req.method();
+    match path {
+        "/healthz" | "/readyz" | "/metrics" | "/v1/status" if method != Method::GET && method != Method::HEAD => {
+            let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, format!("{path} accepts GET"));
+            resp.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            resp
+        }
+        "/healthz" => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        "/readyz" => readyz(state),
+        "/metrics" => metrics(state),
+        "/v1/status" => match authorize(state, &req) {
+            Ok(()) => json(StatusCode::OK, &status(&state.ctx)),
+            Err(resp) => resp,
+        },
+        _ => error(StatusCode::NOT_FOUND, format!("no route {path}")),
+    }
+}
+
+fn readyz(state: &AdminState) -> Response<Body> {
+    if state.ctx.is_shutting_down() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into());
+    }
+    json(StatusCode::OK, &serde_json::json!({"status": "ready", "active": state.ctx.registry.active().name}))
+}
+
+fn metrics(state: &AdminState) -> Response<Body> {
+    let mut out = Vec::with_capacity(8192);
+    let encoder = TextEncoder::new();
+    if let Err(e) = encoder.encode(&state.registry.gather(), &mut out) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}"));
+    }
+    let mut resp = Response::new(Full::new(Bytes::from(out)));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    resp
+}
+
+/// Builds the status report.
+pub fn status(ctx: &ProxyContext) -> Status {
+    let snapshot = ctx.registry.snapshot();
+    Status {
+        upstreams: snapshot
+            .upstreams
+            .iter()
+            .map(|u| UpstreamStatus {
+                name: u.name.clone(),
+                address: u.url.address(),
+                sslmode: match u.url.sslmode {
+                    SslMode::Disable => "disable",
+                    SslMode::Require => "require",
+                    SslMode::VerifyFull => "verify-full",
+                }
+                .to_owned(),
+                active: u.name == snapshot.active,
+            })
+            .collect(),
+        active: snapshot.active,
+        generation: snapshot.generation,
+        sessions: ctx.cancels.len() as u64,
+        shutting_down: ctx.is_shutting_down(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}
+
+fn authorize(state: &AdminState, req: &Request<Incoming>) -> Result<(), Response<Body>> {
+    let Some(token) = &state.token else {
+        return Ok(());
+    };
+    let given = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(given) if crate::proxy::auth::constant_time_eq(given.trim().as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err(error(StatusCode::FORBIDDEN, "wrong admin token".into())),
+        None => Err(error(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <admin token>".into())),
+    }
+}
+
+fn json<T: Serialize>(code: StatusCode, body: &T) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = code;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn error(code: StatusCode, message: String) -> Response<Body> {
+    json(code, &ErrorBody { error: message })
+}

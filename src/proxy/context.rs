@@ -1,0 +1,94 @@
+//! What every session shares: upstreams, credentials, auth, TLS, cancel keys, metrics,
+//! limits, and the shutdown signal.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::proxy::auth::AuthFile;
+use crate::proxy::cancel::CancelMap;
+use crate::proxy::metrics::Metrics;
+use crate::proxy::upstream::{Login, Registry, Secrets, Upstream};
+
+/// Per-session limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest protocol message accepted from either side.
+    pub max_message: usize,
+    /// Deadline for connecting and logging in to an upstream.
+    pub connect_timeout: Duration,
+}
+
+/// State shared by the listener, the sessions and the admin server.
+pub struct ProxyContext {
+    pub registry: Registry,
+    pub secrets: Secrets,
+    pub auth: Option<AuthFile>,
+    pub tls_acceptor: Option<TlsAcceptor>,
+    pub cancels: Arc<CancelMap>,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    /// Cancelled when the shutdown grace period is over: sessions close with 57P01.
+    pub terminate: CancellationToken,
+    shutting_down: AtomicBool,
+}
+
+impl ProxyContext {
+    /// Shared state for a proxy about to serve.
+    pub fn new(
+        registry: Registry,
+        secrets: Secrets,
+        auth: Option<AuthFile>,
+        tls_acceptor: Option<TlsAcceptor>,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+    ) -> ProxyContext {
+        ProxyContext {
+            registry,
+            secrets,
+            auth,
+            tls_acceptor,
+            cancels: Arc::default(),
+            metrics,
+            limits,
+            terminate: CancellationToken::new(),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// The login a client user gets on `upstream`: the secrets file's password for that
+    /// user if it names one; else the URL's user and password if the URL has a user;
+    /// else the client's user with no password.
+    pub fn login_for(&self, upstream: &Upstream, client_user: &str) -> Login {
+        if let Some(password) = self.secrets.password(&upstream.name, client_user) {
+            return Login { user: client_user.to_owned(), password: Some(password.to_owned()) };
+        }
+        match &upstream.url.user {
+            Some(user) => Login { user: user.clone(), password: upstream.url.password.clone() },
+            None => Login { user: client_user.to_owned(), password: upstream.url.password.clone() },
+        }
+    }
+
+    /// Marks the proxy as shutting down: `/readyz` fails from now on.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for ProxyContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyContext")
+            .field("registry", &self.registry)
+            .field("client_tls", &self.tls_acceptor.is_some())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}

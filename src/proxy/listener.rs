@@ -1,0 +1,115 @@
+//! The sidecar's top level: build shared state, bind the listeners, accept clients, and
+//! shut down gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::ProxyConfig;
+use crate::proxy::admin::{self, AdminState};
+use crate::proxy::context::{Limits, ProxyContext};
+use crate::proxy::metrics::Metrics;
+use crate::proxy::session;
+use crate::proxy::tls::{self, TlsConfigError};
+use crate::proxy::upstream::{Registry, Upstream, UpstreamConfigError};
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind { addr: SocketAddr, what: &'static str, source: std::io::Error },
+    #[error(transparent)]
+    Upstream(#[from] UpstreamConfigError),
+    #[error("client TLS: {0}")]
+    Tls(#[from] TlsConfigError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// How long sessions still open when the grace period ends get to read their 57P01.
+const TERMINATE_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs the proxy until `shutdown` resolves, then stops accepting, lets sessions finish
+/// for the grace period, and closes the rest with FATAL 57P01.
+pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
+    let registry = prometheus::Registry::new();
+    let metrics = Arc::new(Metrics::register(&registry)?);
+    let upstreams =
+        config.upstreams.iter().map(|(name, url)| Upstream::new(name, url.clone())).collect::<Result<Vec<_>, _>>()?;
+    let upstream_registry = Registry::new(upstreams, &config.active, 1)?;
+    let snapshot = upstream_registry.snapshot();
+    metrics.set_active(snapshot.upstreams.iter().map(|u| &u.name), &snapshot.active, snapshot.generation);
+    let tls_acceptor = match &config.client_tls {
+        Some((cert, key)) => Some(TlsAcceptor::from(tls::server(cert, key)?)),
+        None => None,
+    };
+    let limits = Limits { max_message: config.max_message_size, connect_timeout: config.connect_timeout };
+    let ctx = Arc::new(ProxyContext::new(
+        upstream_registry,
+        config.secrets.clone(),
+        config.auth.clone(),
+        tls_acceptor,
+        metrics,
+        limits,
+    ));
+
+    let bind = |addr: SocketAddr, what| async move {
+        TcpListener::bind(addr).await.map_err(|source| ProxyError::Bind { addr, what, source })
+    };
+    let listener = bind(config.listen, "listen").await?;
+    let admin_listener = bind(config.admin_listen, "admin_listen").await?;
+    info!(
+        listen = %config.listen,
+        admin_listen = %config.admin_listen,
+        active = %snapshot.active,
+        tls = ctx.tls_acceptor.is_some(),
+        "pgflip proxy serving"
+    );
+
+    let admin_stop = CancellationToken::new();
+    let admin_state = Arc::new(AdminState { ctx: ctx.clone(), registry, token: config.admin_token.clone() });
+    let admin = tokio::spawn(admin::serve(admin_listener, admin_state, admin_stop.clone()));
+
+    let sessions = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    sessions.spawn(session::serve(tcp, peer, ctx.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors, usually: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut shutdown => break,
+        }
+    }
+
+    drop(listener);
+    ctx.begin_shutdown();
+    sessions.close();
+    info!(
+        sessions = sessions.len(),
+        grace_seconds = config.shutdown_grace.as_secs_f64(),
+        "shutting down: not accepting"
+    );
+    if tokio::time::timeout(config.shutdown_grace, sessions.wait()).await.is_err() {
+        info!(sessions = sessions.len(), "grace period over: closing the remaining sessions with 57P01");
+        ctx.terminate.cancel();
+        let _ = tokio::time::timeout(TERMINATE_WAIT, sessions.wait()).await;
+    }
+    admin_stop.cancel();
+    let _ = admin.await;
+    info!("pgflip proxy stopped");
+    Ok(())
+}

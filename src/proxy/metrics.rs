@@ -1,0 +1,104 @@
+//! The sidecar's Prometheus metrics. Names and labels are a contract (DESIGN 2.7).
+//!
+//! Families are registered on a registry passed in, never on a global one, and the label
+//! values used on the hot path are resolved once here.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+use crate::proxy::session::SessionState;
+
+/// Every metric family of the sidecar.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    sessions: Vec<IntGauge>,
+    server_connections: IntGaugeVec,
+    active_upstream: IntGaugeVec,
+    pub generation: IntGauge,
+    client_errors: IntCounterVec,
+    upstream_errors: IntCounterVec,
+    pub bytes_client_to_server: IntCounter,
+    pub bytes_server_to_client: IntCounter,
+    pub transaction_seconds: Histogram,
+}
+
+impl Metrics {
+    /// Registers every family on `registry`.
+    pub fn register(registry: &Registry) -> Result<Metrics, prometheus::Error> {
+        let sessions_vec =
+            IntGaugeVec::new(Opts::new("pgflip_client_sessions", "Client sessions by state"), &["state"])?;
+        let sessions = SessionState::ALL.iter().map(|s| sessions_vec.with_label_values(&[s.label()])).collect();
+        let server_connections = IntGaugeVec::new(
+            Opts::new("pgflip_server_connections", "Open server connections per upstream"),
+            &["upstream"],
+        )?;
+        let active_upstream = IntGaugeVec::new(
+            Opts::new("pgflip_active_upstream", "1 for the upstream new sessions go to, 0 for the others"),
+            &["upstream"],
+        )?;
+        let generation =
+            IntGauge::new("pgflip_generation", "Generation of the upstream registry; grows on every repoint")?;
+        let client_errors = IntCounterVec::new(
+            Opts::new("pgflip_client_errors_total", "ErrorResponses sent to clients by SQLSTATE class"),
+            &["sqlstate_class"],
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new("pgflip_upstream_errors_total", "Failures talking to upstreams by upstream and kind"),
+            &["upstream", "kind"],
+        )?;
+        let bytes =
+            IntCounterVec::new(Opts::new("pgflip_bytes_total", "Bytes forwarded by direction"), &["direction"])?;
+        let transaction_seconds = Histogram::with_opts(
+            HistogramOpts::new("pgflip_transaction_seconds", "Time from a transaction's first request to its end")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]),
+        )?;
+        registry.register(Box::new(sessions_vec))?;
+        registry.register(Box::new(server_connections.clone()))?;
+        registry.register(Box::new(active_upstream.clone()))?;
+        registry.register(Box::new(generation.clone()))?;
+        registry.register(Box::new(client_errors.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(bytes.clone()))?;
+        registry.register(Box::new(transaction_seconds.clone()))?;
+        Ok(Metrics {
+            sessions,
+            server_connections,
+            active_upstream,
+            generation,
+            client_errors,
+            upstream_errors,
+            bytes_client_to_server: bytes.with_label_values(&["client_to_server"]),
+            bytes_server_to_client: bytes.with_label_values(&["server_to_client"]),
+            transaction_seconds,
+        })
+    }
+
+    /// The gauge of sessions in `state`.
+    pub fn sessions(&self, state: SessionState) -> &IntGauge {
+        &self.sessions[state as usize]
+    }
+
+    /// The gauge of server connections to `upstream`.
+    pub fn server_connections(&self, upstream: &str) -> IntGauge {
+        self.server_connections.with_label_values(&[upstream])
+    }
+
+    /// Counts an ErrorResponse sent to a client, by the class (first two characters) of its SQLSTATE.
+    pub fn client_error(&self, sqlstate: &str) {
+        let class = sqlstate.get(..2).unwrap_or("??");
+        self.client_errors.with_label_values(&[class]).inc();
+    }
+
+    /// Counts a failure talking to `upstream`.
+    pub fn upstream_error(&self, upstream: &str, kind: &str) {
+        self.upstream_errors.with_label_values(&[upstream, kind]).inc();
+    }
+
+    /// Marks `active` as the active upstream among `all`, at `generation`.
+    pub fn set_active(&self, all: impl IntoIterator<Item = impl AsRef<str>>, active: &str, generation: u64) {
+        for name in all {
+            let name = name.as_ref();
+            self.active_upstream.with_label_values(&[name]).set(i64::from(name == active));
+        }
+        self.generation.set(generation as i64);
+    }
+}

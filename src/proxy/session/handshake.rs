@@ -1,0 +1,108 @@
+//! The client's startup phase: SSL and GSS negotiation, CancelRequest, and the
+//! StartupMessage with protocol version negotiation.
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::proxy::cancel;
+use crate::proxy::context::ProxyContext;
+use crate::proxy::io::{read_startup, write_all};
+use crate::proxy::session::SessionError;
+use crate::proxy::stream::{ClientStream, MaybeTls};
+use crate::wire::backend;
+use crate::wire::startup::{StartupMessage, StartupPacket};
+use crate::wire::DEFAULT_MAX_STARTUP;
+
+/// The outcome of the startup phase.
+pub enum Accepted {
+    /// A client that wants a session.
+    Session { stream: ClientStream, startup: StartupMessage, pending: BytesMut },
+    /// A cancel request, already handled; the connection is done.
+    Cancelled,
+}
+
+/// What one startup packet leads to.
+enum Step {
+    /// Read the next packet.
+    Again,
+    /// Answered 'S' to an SSLRequest: run the TLS handshake, then read the next packet.
+    StartTls,
+    Session(StartupMessage),
+    Cancelled,
+}
+
+/// Runs the startup phase on a new connection. On failure the stream comes back, so the
+/// caller can answer the client.
+pub async fn accept(tcp: TcpStream, ctx: &ProxyContext) -> Result<Accepted, (SessionError, ClientStream)> {
+    let mut stream: ClientStream = MaybeTls::Plain(tcp);
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        match step(&mut stream, &mut buf, ctx).await {
+            Ok(Step::Again) => {}
+            Ok(Step::StartTls) => {
+                let (MaybeTls::Plain(tcp), Some(acceptor)) = (stream, &ctx.tls_acceptor) else {
+                    unreachable!("TLS is offered only on a plain stream with an acceptor");
+                };
+                stream = match acceptor.accept(tcp).into_fallible().await {
+                    Ok(tls) => MaybeTls::Tls(Box::new(tls)),
+                    Err((e, tcp)) => return Err((SessionError::ClientTls(e), MaybeTls::Plain(tcp))),
+                };
+            }
+            Ok(Step::Session(startup)) => return Ok(Accepted::Session { stream, startup, pending: buf }),
+            Ok(Step::Cancelled) => return Ok(Accepted::Cancelled),
+            Err(e) => return Err((e, stream)),
+        }
+    }
+}
+
+async fn step(stream: &mut ClientStream, buf: &mut BytesMut, ctx: &ProxyContext) -> Result<Step, SessionError> {
+    let packet = read_startup(stream, buf, DEFAULT_MAX_STARTUP).await.map_err(SessionError::from_client_read)?;
+    match packet {
+        StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+            if !buf.is_empty() {
+                // Bytes sent before the TLS handshake could be injected by a third party.
+                return Err(refused("08P01", "received unencrypted data after an encryption request".into()));
+            }
+            let offer_tls = packet == StartupPacket::SslRequest && ctx.tls_acceptor.is_some() && !stream.is_tls();
+            let answer = if offer_tls { b"S" } else { b"N" };
+            write_all(stream, answer).await.map_err(SessionError::ClientIo)?;
+            Ok(if offer_tls { Step::StartTls } else { Step::Again })
+        }
+        StartupPacket::Cancel { pid, key } => {
+            match ctx.cancels.lookup(pid, key) {
+                Some(target) => {
+                    if let Err(e) = cancel::forward(&target).await {
+                        debug!(error = %e, "cancel forwarding failed");
+                    }
+                }
+                None => debug!(pid, "cancel request for an unknown key"),
+            }
+            Ok(Step::Cancelled)
+        }
+        StartupPacket::Startup(startup) => {
+            if startup.major() != 3 {
+                let (major, minor) = (startup.major(), startup.minor());
+                return Err(refused(
+                    "0A000",
+                    format!("unsupported frontend protocol {major}.{minor}: pgflip supports 3.0"),
+                ));
+            }
+            let unknown: Vec<&str> =
+                startup.params.iter().map(|(k, _)| k.as_str()).filter(|k| k.starts_with("_pq_.")).collect();
+            if startup.minor() > 0 || !unknown.is_empty() {
+                let mut out = Vec::new();
+                backend::negotiate_protocol_version(&mut out, 0, &unknown);
+                write_all(stream, &out).await.map_err(SessionError::ClientIo)?;
+            }
+            if startup.param("user").is_none_or(str::is_empty) {
+                return Err(refused("28000", "no PostgreSQL user name specified in startup packet".into()));
+            }
+            Ok(Step::Session(startup))
+        }
+    }
+}
+
+fn refused(code: &'static str, message: String) -> SessionError {
+    SessionError::Refused { code, message }
+}

@@ -1,0 +1,178 @@
+//! One client session: startup, authentication, the server connection, and forwarding
+//! until either side ends. One task per client.
+
+mod client_auth;
+mod error;
+mod gauge;
+mod handshake;
+mod pump;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tracing::{debug, info_span, warn, Instrument};
+
+use crate::proxy::cancel::CancelTarget;
+use crate::proxy::context::ProxyContext;
+use crate::proxy::io::write_all;
+use crate::proxy::stream::ClientStream;
+use crate::proxy::upstream::{connect, ServerConn, Upstream};
+use crate::wire::backend::{self, auth_code, Severity};
+
+pub use error::SessionError;
+pub use gauge::StateGauge;
+use handshake::Accepted;
+use pump::{Pump, PumpEnd};
+pub use state::{SessionState, Tracker, TxStatus};
+
+/// Serves one client connection to its end. Never panics on bad input; errors are
+/// answered to the client where the protocol allows, then logged.
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>) {
+    let span = info_span!("session", client.addr = %peer);
+    async move {
+        let _ = tcp.set_nodelay(true);
+        let gauge = StateGauge::new(ctx.metrics.clone(), SessionState::Startup);
+        match run(tcp, peer, &ctx, gauge).await {
+            Ok(()) => debug!("session ended"),
+            Err(SessionError::ClientClosed) => debug!("client closed the connection"),
+            Err(e) => warn!(error = %e, side = e.side(), "session failed"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run(tcp: TcpStream, peer: SocketAddr, ctx: &ProxyContext, mut gauge: StateGauge) -> Result<(), SessionError> {
+    let (mut client, startup, mut pending) = match handshake::accept(tcp, ctx).await {
+        Ok(Accepted::Session { stream, startup, pending }) => (stream, startup, pending),
+        Ok(Accepted::Cancelled) => return Ok(()),
+        Err((e, mut stream)) => return Err(answer(&mut stream, ctx, e).await),
+    };
+    gauge.set(SessionState::Authenticating);
+    let user = startup.param("user").unwrap_or_default().to_owned();
+    if let Err(e) = client_auth::authenticate(&mut client, &mut pending, &user, peer, ctx).await {
+        return Err(answer(&mut client, ctx, e).await);
+    }
+
+    let upstream = ctx.registry.active();
+    let login = ctx.login_for(&upstream, &user);
+    let server = match connect(&upstream, &startup, &login, ctx.limits.connect_timeout).await {
+        Ok(server) => server,
+        Err(e) => {
+            ctx.metrics.upstream_error(&upstream.name, e.kind());
+            return Err(answer(&mut client, ctx, e.into()).await);
+        }
+    };
+    let ServerConn { stream: mut server_stream, params, backend_key, leftover } = server;
+    let server_gauge = ctx.metrics.server_connections(&upstream.name);
+    server_gauge.inc();
+    let _server_gauge = scopeguard(move || server_gauge.dec());
+    let cancel =
+        ctx.cancels.register(CancelTarget { upstream: upstream.clone(), pid: backend_key.0, key: backend_key.1 });
+    debug!(upstream = %upstream.name, server.pid = backend_key.0, user = %login.user, "session established");
+
+    let mut greeting = Vec::with_capacity(512);
+    backend::authentication(&mut greeting, auth_code::OK, &[]);
+    for (name, value) in &params {
+        backend::parameter_status(&mut greeting, name, value);
+    }
+    let (pid, key) = cancel.client_key();
+    backend::backend_key_data(&mut greeting, pid, key);
+    backend::ready_for_query(&mut greeting, b'I');
+    write_all(&mut client, &greeting).await.map_err(SessionError::ClientIo)?;
+
+    let mut pump = Pump::new(pending, leftover, ctx.limits.max_message, gauge);
+    let end = tokio::select! {
+        end = pump.run(&mut client, &mut server_stream, &ctx.metrics) => end,
+        _ = ctx.terminate.cancelled() => {
+            if pump.client_at_message_start() {
+                send_error(&mut client, ctx, Severity::Fatal, "57P01", "terminating connection due to administrator command: pgflip is shutting down").await;
+            }
+            return Ok(());
+        }
+    };
+    finish(end, &mut pump, &mut client, &upstream, ctx).await
+}
+
+/// Handles the end of forwarding: tells the client what happened when the server vanished.
+async fn finish(
+    end: PumpEnd,
+    pump: &mut Pump,
+    client: &mut ClientStream,
+    upstream: &Upstream,
+    ctx: &ProxyContext,
+) -> Result<(), SessionError> {
+    match end {
+        PumpEnd::ClientTerminated => Ok(()),
+        PumpEnd::ClientClosed => Err(SessionError::ClientClosed),
+        PumpEnd::ClientIo(e) => Err(SessionError::ClientIo(e)),
+        PumpEnd::ClientProtocol(e) => {
+            let err = SessionError::ClientProtocol(e);
+            if pump.client_at_message_start() {
+                return Err(answer(client, ctx, err).await);
+            }
+            Err(err)
+        }
+        PumpEnd::ServerClosed { fatal: true } => {
+            // The server said why (e.g. it was terminated) and that was forwarded.
+            let _ = pump.drain_to_client(client).await;
+            Ok(())
+        }
+        PumpEnd::ServerClosed { fatal: false } | PumpEnd::ServerIo(_) | PumpEnd::ServerProtocol(_) => {
+            let err = match end {
+                PumpEnd::ServerIo(source) => {
+                    crate::proxy::upstream::UpstreamError::Io { upstream: upstream.name.clone(), source }
+                }
+                PumpEnd::ServerProtocol(source) => {
+                    crate::proxy::upstream::UpstreamError::Protocol { upstream: upstream.name.clone(), source }
+                }
+                _ => crate::proxy::upstream::UpstreamError::Closed { upstream: upstream.name.clone() },
+            };
+            ctx.metrics.upstream_error(&upstream.name, err.kind());
+            let _ = pump.drain_to_client(client).await;
+            let err = SessionError::Upstream(err);
+            if pump.client_at_message_start() {
+                return Err(answer(client, ctx, err).await);
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Sends the client the ErrorResponse for `err` (when it has a stream and a response),
+/// counts it, and gives the error back for logging.
+async fn answer(client: &mut ClientStream, ctx: &ProxyContext, err: SessionError) -> SessionError {
+    if let SessionError::Upstream(e) = &err {
+        if let Some(raw) = e.server_message() {
+            ctx.metrics.client_error(e.sqlstate());
+            let _ = write_all(client, raw).await;
+            return err;
+        }
+    }
+    if let Some((code, message)) = err.client_response() {
+        send_error(client, ctx, Severity::Fatal, code, &message).await;
+    }
+    err
+}
+
+async fn send_error(client: &mut ClientStream, ctx: &ProxyContext, severity: Severity, code: &str, message: &str) {
+    let mut out = Vec::with_capacity(64 + message.len());
+    backend::error_response(&mut out, severity, code, message);
+    ctx.metrics.client_error(code);
+    let _ = write_all(client, &out).await;
+}
+
+/// Runs `f` when dropped.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}

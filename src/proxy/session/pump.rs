@@ -1,0 +1,273 @@
+//! Forwarding in both directions at once on one task, message-aware.
+//!
+//! Each direction keeps one buffer. A read appends to it, the scanner marks how many
+//! leading bytes are whole messages (or the streamed part of a large one), and those are
+//! written to the other side in one write. Reads stop while a direction has too much
+//! unwritten, which is the backpressure. Polling both directions in one `poll_fn` keeps
+//! the tracker in one place without locks, and a slow writer on one side never stops the
+//! other side from draining.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::io::poll_read_buf;
+
+use crate::proxy::metrics::Metrics;
+use crate::proxy::session::gauge::StateGauge;
+use crate::proxy::session::state::Tracker;
+use crate::wire::backend::{self, ErrorFields};
+use crate::wire::{frontend, Frame, Scanner, WireError};
+
+/// Bytes reserved for each read.
+const READ_CHUNK: usize = 16 * 1024;
+/// A direction stops reading once this many forwardable bytes wait to be written.
+const HIGH_WATER: usize = 256 * 1024;
+/// Largest server message held whole for inspection (ErrorResponse, ParameterStatus, ...).
+const MAX_INSPECTED_SERVER_MESSAGE: usize = 8 << 20;
+
+/// Why forwarding stopped.
+#[derive(Debug)]
+pub enum PumpEnd {
+    /// The client sent Terminate, which was passed on.
+    ClientTerminated,
+    /// The client closed its connection.
+    ClientClosed,
+    ClientIo(io::Error),
+    /// The client broke the protocol; nothing of the offending message was forwarded.
+    ClientProtocol(WireError),
+    /// The server closed its connection; `fatal` when it said why in a FATAL error first.
+    ServerClosed {
+        fatal: bool,
+    },
+    ServerIo(io::Error),
+    ServerProtocol(WireError),
+}
+
+/// One direction's buffer and framing position.
+#[derive(Debug)]
+struct Half {
+    buf: BytesMut,
+    /// Leading bytes of `buf` that may be written to the other side.
+    ready: usize,
+    scanner: Scanner,
+}
+
+impl Half {
+    fn new(initial: BytesMut, max_message: usize, max_whole: usize) -> Half {
+        Half { buf: initial, ready: 0, scanner: Scanner::new(max_message, max_whole) }
+    }
+
+    /// Writes ready bytes. `Ready(Ok(true))` when something was written.
+    fn poll_write<W: AsyncWrite + Unpin>(&mut self, cx: &mut Context<'_>, to: &mut W) -> Poll<io::Result<bool>> {
+        if self.ready == 0 {
+            return Poll::Ready(Ok(false));
+        }
+        let n = match Pin::new(&mut *to).poll_write(cx, &self.buf[..self.ready]) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
+        self.buf.advance(n);
+        self.ready -= n;
+        if self.ready == 0 {
+            // TLS streams hold written bytes until flushed; for TCP this is a no-op.
+            if let Poll::Ready(Err(e)) = Pin::new(&mut *to).poll_flush(cx) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        Poll::Ready(Ok(true))
+    }
+
+    /// Reads more bytes if the direction has room. `Ready(Ok(0))` is end of stream.
+    fn poll_read<R: AsyncRead + Unpin>(&mut self, cx: &mut Context<'_>, from: &mut R) -> Poll<io::Result<usize>> {
+        let want = self.scanner.wanted(&self.buf[self.ready..]).max(READ_CHUNK);
+        if self.buf.capacity() - self.buf.len() < want / 4 {
+            self.buf.reserve(want);
+        }
+        poll_read_buf(Pin::new(from), cx, &mut self.buf)
+    }
+
+    fn has_room(&self) -> bool {
+        self.ready < HIGH_WATER
+    }
+}
+
+/// Forwards between a client and a server until one of them ends or breaks the protocol.
+#[derive(Debug)]
+pub struct Pump {
+    c2s: Half,
+    s2c: Half,
+    pub tracker: Tracker,
+    gauge: StateGauge,
+    /// The server's last ErrorResponse was FATAL.
+    server_fatal: bool,
+    client_terminated: bool,
+}
+
+impl Pump {
+    /// A pump whose client buffer starts with `client_pending` (bytes the client sent
+    /// during the handshake) and server buffer with `server_pending`.
+    pub fn new(client_pending: BytesMut, server_pending: BytesMut, max_message: usize, mut gauge: StateGauge) -> Pump {
+        let tracker = Tracker::default();
+        gauge.set(tracker.state());
+        Pump {
+            c2s: Half::new(client_pending, max_message, max_message),
+            s2c: Half::new(server_pending, max_message, MAX_INSPECTED_SERVER_MESSAGE),
+            tracker,
+            gauge,
+            server_fatal: false,
+            client_terminated: false,
+        }
+    }
+
+    /// Runs until forwarding ends. Cancel-safe: all state lives in `self`.
+    pub async fn run<C, S>(&mut self, client: &mut C, server: &mut S, metrics: &Metrics) -> PumpEnd
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        // Bytes carried over from the handshake are scanned before the first read.
+        if let Err(end) = self.scan_client(metrics).and_then(|_| self.scan_server(metrics)) {
+            return end;
+        }
+        poll_fn(|cx| self.poll(cx, client, server, metrics)).await
+    }
+
+    /// True when nothing is buffered in the server-to-client direction mid-message, so
+    /// the proxy may write a message of its own to the client.
+    pub fn client_at_message_start(&self) -> bool {
+        self.s2c.ready == 0 && self.s2c.scanner.at_message_start()
+    }
+
+    fn poll<C, S>(&mut self, cx: &mut Context<'_>, client: &mut C, server: &mut S, metrics: &Metrics) -> Poll<PumpEnd>
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        loop {
+            let mut progress = false;
+            match self.c2s.poll_write(cx, server) {
+                Poll::Ready(Ok(wrote)) => progress |= wrote,
+                Poll::Ready(Err(e)) => return Poll::Ready(PumpEnd::ServerIo(e)),
+                Poll::Pending => {}
+            }
+            if self.client_terminated && self.c2s.ready == 0 {
+                return Poll::Ready(PumpEnd::ClientTerminated);
+            }
+            match self.s2c.poll_write(cx, client) {
+                Poll::Ready(Ok(wrote)) => progress |= wrote,
+                Poll::Ready(Err(e)) => return Poll::Ready(PumpEnd::ClientIo(e)),
+                Poll::Pending => {}
+            }
+            if self.c2s.has_room() && !self.client_terminated {
+                match self.c2s.poll_read(cx, client) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(PumpEnd::ClientClosed),
+                    Poll::Ready(Ok(n)) => {
+                        metrics.bytes_client_to_server.inc_by(n as u64);
+                        if let Err(end) = self.scan_client(metrics) {
+                            return Poll::Ready(end);
+                        }
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(PumpEnd::ClientIo(e)),
+                    Poll::Pending => {}
+                }
+            }
+            if self.s2c.has_room() {
+                match self.s2c.poll_read(cx, server) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(PumpEnd::ServerClosed { fatal: self.server_fatal }),
+                    Poll::Ready(Ok(n)) => {
+                        metrics.bytes_server_to_client.inc_by(n as u64);
+                        if let Err(end) = self.scan_server(metrics) {
+                            return Poll::Ready(end);
+                        }
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(PumpEnd::ServerIo(e)),
+                    Poll::Pending => {}
+                }
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    fn scan_client(&mut self, _metrics: &Metrics) -> Result<(), PumpEnd> {
+        let tracker = &mut self.tracker;
+        let terminated = &mut self.client_terminated;
+        let half = &mut self.c2s;
+        let n = half
+            .scanner
+            .scan(
+                &half.buf[half.ready..],
+                |_| false,
+                |frame| {
+                    let tag = frame.tag();
+                    if *terminated {
+                        return Err(WireError::Malformed("message after Terminate"));
+                    }
+                    if !frontend::is_known_tag(tag) {
+                        return Err(WireError::UnexpectedTag(tag as char));
+                    }
+                    if tag == frontend::TERMINATE {
+                        *terminated = true;
+                    }
+                    tracker.client_message(tag);
+                    Ok(())
+                },
+            )
+            .map_err(PumpEnd::ClientProtocol)?;
+        half.ready += n;
+        Ok(())
+    }
+
+    fn scan_server(&mut self, metrics: &Metrics) -> Result<(), PumpEnd> {
+        let tracker = &mut self.tracker;
+        let fatal = &mut self.server_fatal;
+        let half = &mut self.s2c;
+        let n = half
+            .scanner
+            .scan(&half.buf[half.ready..], inspect_server, |frame| {
+                match frame {
+                    Frame::Whole { tag: backend::ERROR_RESPONSE, body } => {
+                        let fields = ErrorFields::parse(body)?;
+                        metrics.client_error(&fields.code);
+                        *fatal = fields.is_fatal();
+                        tracker.server_message(backend::ERROR_RESPONSE, body);
+                    }
+                    Frame::Whole { tag, body } => {
+                        if let Some(started) = tracker.server_message(tag, body) {
+                            metrics.transaction_seconds.observe(started.elapsed().as_secs_f64());
+                        }
+                    }
+                    Frame::Streamed { tag, .. } => {
+                        tracker.server_message(tag, &[]);
+                    }
+                }
+                Ok(())
+            })
+            .map_err(PumpEnd::ServerProtocol)?;
+        half.ready += n;
+        self.gauge.set(self.tracker.state());
+        Ok(())
+    }
+
+    /// Writes everything still buffered for the client (after the server ended, say).
+    pub async fn drain_to_client<C: AsyncWrite + Unpin>(&mut self, client: &mut C) -> io::Result<()> {
+        while self.s2c.ready > 0 {
+            poll_fn(|cx| self.s2c.poll_write(cx, client)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Server messages held whole: the ones the proxy reads fields from.
+fn inspect_server(tag: u8) -> bool {
+    matches!(tag, backend::READY_FOR_QUERY | backend::ERROR_RESPONSE | backend::PARAMETER_STATUS)
+}

@@ -1,0 +1,200 @@
+//! Opening a server connection: TCP, optional TLS, StartupMessage, authentication, and
+//! the server's ParameterStatus and BackendKeyData up to its first ReadyForQuery.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use postgres_protocol::authentication::md5_hash;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::proxy::io::{read_message, write_all, MAX_HANDSHAKE_MESSAGE};
+use crate::proxy::stream::{MaybeTls, ServerStream};
+use crate::proxy::upstream::{Upstream, UpstreamError};
+use crate::wire::backend::{self, AuthRequest, ErrorFields};
+use crate::wire::frontend;
+use crate::wire::startup::{ssl_request, StartupMessage};
+
+/// The user and password a session logs in to the upstream with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Login {
+    pub user: String,
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for Login {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Login")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// A server connection ready for queries.
+#[derive(Debug)]
+pub struct ServerConn {
+    pub stream: ServerStream,
+    /// ParameterStatus values the server reported at startup, in order.
+    pub params: Vec<(String, String)>,
+    /// The server's BackendKeyData (pid, secret key), for cancel requests.
+    pub backend_key: (i32, i32),
+    /// Bytes the server sent after its first ReadyForQuery.
+    pub leftover: BytesMut,
+}
+
+/// Connects to `upstream` and logs in, sending the client's startup parameters.
+pub async fn connect(
+    upstream: &Upstream,
+    startup: &StartupMessage,
+    login: &Login,
+    timeout: Duration,
+) -> Result<ServerConn, UpstreamError> {
+    let timeout = upstream.url.connect_timeout.unwrap_or(timeout);
+    match tokio::time::timeout(timeout, connect_inner(upstream, startup, login)).await {
+        Ok(result) => result,
+        Err(_) => Err(UpstreamError::Timeout { upstream: upstream.name.clone(), addr: upstream.url.address() }),
+    }
+}
+
+/// Opens TCP and, when the upstream's sslmode asks for it, TLS.
+pub(crate) async fn open_stream(upstream: &Upstream) -> Result<ServerStream, UpstreamError> {
+    let name = || upstream.name.clone();
+    let addr = upstream.url.address();
+    let tcp = TcpStream::connect(&addr).await.map_err(|source| UpstreamError::Connect {
+        upstream: name(),
+        addr: addr.clone(),
+        source,
+    })?;
+    tcp.set_nodelay(true).map_err(|source| UpstreamError::Io { upstream: name(), source })?;
+    let Some((config, server_name)) = &upstream.tls else {
+        return Ok(MaybeTls::Plain(tcp));
+    };
+    let mut tcp = tcp;
+    let io_err = |source| UpstreamError::Io { upstream: name(), source };
+    write_all(&mut tcp, &ssl_request()).await.map_err(io_err)?;
+    let answer = tcp.read_u8().await.map_err(io_err)?;
+    if answer != b'S' {
+        return Err(UpstreamError::TlsRefused { upstream: name() });
+    }
+    let tls = TlsConnector::from(config.clone())
+        .connect(server_name.clone(), tcp)
+        .await
+        .map_err(|source| UpstreamError::Tls { upstream: name(), source })?;
+    Ok(MaybeTls::Tls(Box::new(tls)))
+}
+
+async fn connect_inner(
+    upstream: &Upstream,
+    startup: &StartupMessage,
+    login: &Login,
+) -> Result<ServerConn, UpstreamError> {
+    let name = upstream.name.as_str();
+    let mut stream = open_stream(upstream).await?;
+    let io_err = |source| UpstreamError::Io { upstream: name.to_owned(), source };
+
+    let mut out = Vec::with_capacity(256);
+    upstream_startup(startup, login, upstream).encode(&mut out);
+    write_all(&mut stream, &out).await.map_err(io_err)?;
+
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut scram: Option<ScramSha256> = None;
+    let mut params = Vec::new();
+    let mut backend_key = (0, 0);
+    loop {
+        let (tag, body) = read_message(&mut stream, &mut buf, MAX_HANDSHAKE_MESSAGE)
+            .await
+            .map_err(|e| UpstreamError::from_read(name, e))?;
+        let protocol = |source| UpstreamError::Protocol { upstream: name.to_owned(), source };
+        match tag {
+            backend::AUTHENTICATION => {
+                let request = AuthRequest::parse(&body).map_err(protocol)?;
+                out.clear();
+                answer_auth(upstream, login, request, &mut scram, &mut out)?;
+                if !out.is_empty() {
+                    write_all(&mut stream, &out).await.map_err(io_err)?;
+                }
+            }
+            backend::PARAMETER_STATUS => {
+                let (k, v) = backend::parse_parameter_status(&body).map_err(protocol)?;
+                params.push((k.to_owned(), v.to_owned()));
+            }
+            backend::BACKEND_KEY_DATA => backend_key = backend::parse_backend_key_data(&body).map_err(protocol)?,
+            backend::ERROR_RESPONSE => {
+                let fields = ErrorFields::parse(&body).map_err(protocol)?;
+                let mut raw = Vec::with_capacity(body.len() + 5);
+                backend::put_message(&mut raw, tag, |b| b.extend_from_slice(&body));
+                return Err(UpstreamError::Server { upstream: name.to_owned(), fields, raw });
+            }
+            backend::READY_FOR_QUERY => {
+                return Ok(ServerConn { stream, params, backend_key, leftover: buf });
+            }
+            // NoticeResponse and NegotiateProtocolVersion need no answer.
+            backend::NOTICE_RESPONSE | backend::NEGOTIATE_PROTOCOL_VERSION => {}
+            other => return Err(protocol(crate::wire::WireError::UnexpectedTag(other as char))),
+        }
+    }
+}
+
+/// The StartupMessage sent upstream: the client's parameters with the login's user,
+/// without protocol extension options (`_pq_.*`), which the proxy declined.
+fn upstream_startup(client: &StartupMessage, login: &Login, upstream: &Upstream) -> StartupMessage {
+    let mut params: Vec<(String, String)> =
+        client.params.iter().filter(|(k, _)| k != "user" && !k.starts_with("_pq_.")).cloned().collect();
+    if client.param("database").is_none() {
+        let db = upstream.url.database.clone().or_else(|| client.param("user").map(str::to_owned));
+        if let Some(db) = db {
+            params.push(("database".to_owned(), db));
+        }
+    }
+    params.insert(0, ("user".to_owned(), login.user.clone()));
+    StartupMessage { version: crate::wire::PROTOCOL_3_0, params }
+}
+
+fn answer_auth(
+    upstream: &Upstream,
+    login: &Login,
+    request: AuthRequest<'_>,
+    scram: &mut Option<ScramSha256>,
+    out: &mut Vec<u8>,
+) -> Result<(), UpstreamError> {
+    let name = || upstream.name.clone();
+    let password = || {
+        login
+            .password
+            .as_deref()
+            .ok_or_else(|| UpstreamError::NoPassword { upstream: name(), user: login.user.clone() })
+    };
+    let auth_err = |reason: String| UpstreamError::Auth { upstream: name(), reason };
+    match request {
+        AuthRequest::Ok => {}
+        AuthRequest::Cleartext => frontend::password_message(out, password()?.as_bytes()),
+        AuthRequest::Md5 { salt } => {
+            frontend::password_message(out, md5_hash(login.user.as_bytes(), password()?.as_bytes(), salt).as_bytes())
+        }
+        AuthRequest::Sasl { mechanisms } => {
+            if !mechanisms.contains(&"SCRAM-SHA-256") {
+                return Err(UpstreamError::UnsupportedAuth { upstream: name(), method: mechanisms.join(", ") });
+            }
+            let client = ScramSha256::new(password()?.as_bytes(), ChannelBinding::unsupported());
+            frontend::sasl_initial_response(out, "SCRAM-SHA-256", client.message());
+            *scram = Some(client);
+        }
+        AuthRequest::SaslContinue(data) => {
+            let client = scram.as_mut().ok_or_else(|| auth_err("SASL continue before SASL start".into()))?;
+            client.update(data).map_err(|e| auth_err(e.to_string()))?;
+            frontend::sasl_response(out, client.message());
+        }
+        AuthRequest::SaslFinal(data) => {
+            let client = scram.as_mut().ok_or_else(|| auth_err("SASL final before SASL start".into()))?;
+            client.finish(data).map_err(|e| auth_err(format!("server signature did not verify: {e}")))?;
+        }
+        AuthRequest::Unsupported(code) => {
+            return Err(UpstreamError::UnsupportedAuth { upstream: name(), method: format!("code {code}") })
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! Upstream PostgreSQL servers: their URLs, the registry of named upstreams with the
+//! active one and the generation, the credentials used towards them, and connecting.
+
+pub(crate) mod connect;
+mod error;
+mod registry;
+mod secrets;
+pub mod url;
+
+pub use connect::{connect, Login, ServerConn};
+pub use error::UpstreamError;
+pub use registry::{Registry, RegistrySnapshot, Upstream, UpstreamConfigError};
+pub use secrets::{Secrets, SecretsError};
+pub use url::{SslMode, UpstreamUrl, UrlError};
