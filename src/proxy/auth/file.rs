@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::scram::ScramVerifier;
+use super::scram::{ScramServer, ScramVerifier};
 
 /// What the proxy knows about one user's password.
 #[derive(Clone, PartialEq, Eq)]
@@ -42,8 +42,8 @@ impl Secret {
     }
 
     /// The SCRAM verifier clients are checked against, or `None` for an md5 hash, from which
-    /// no SCRAM verifier can be derived. A plain password gets a fresh verifier each call,
-    /// as PostgreSQL does.
+    /// no SCRAM verifier can be derived. A plain password gets a fresh verifier (new salt)
+    /// each call.
     pub fn scram_verifier(&self) -> Option<ScramVerifier> {
         match self {
             Secret::Scram(verifier) => Some(verifier.clone()),
@@ -96,6 +96,10 @@ impl AuthFileError {
 #[derive(Clone, Debug, Default)]
 pub struct AuthFile {
     users: HashMap<String, Secret>,
+    /// SCRAM verifiers of the users that have one, derived once at load.
+    verifiers: HashMap<String, ScramVerifier>,
+    /// Random per load: derives the fake verifiers of unknown users.
+    mock_key: [u8; 32],
 }
 
 impl AuthFile {
@@ -122,7 +126,18 @@ impl AuthFile {
             }
             users.insert(user, secret);
         }
-        Ok(AuthFile { users })
+        let verifiers = users.iter().filter_map(|(u, s)| Some((u.clone(), s.scram_verifier()?))).collect();
+        Ok(AuthFile { users, verifiers, mock_key: rand::random() })
+    }
+
+    /// The SCRAM exchange for `user`: against the user's verifier, or, for a user the file
+    /// does not list, a mock exchange that fails at its end. `None` for an md5-only user.
+    pub fn scram_server(&self, user: &str) -> Option<ScramServer> {
+        match (self.verifiers.get(user), self.users.get(user)) {
+            (Some(verifier), _) => Some(ScramServer::new(verifier.clone())),
+            (None, None) => Some(ScramServer::unknown_user(user, &self.mock_key)),
+            (None, Some(_)) => None,
+        }
     }
 
     /// Reads and parses the auth file at `path`; errors name the file.

@@ -2,7 +2,6 @@
 //! binding, and the stored verifier it checks proofs against.
 
 use std::fmt;
-use std::sync::OnceLock;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -91,12 +90,10 @@ impl ScramVerifier {
 
     /// A fake verifier for a user the proxy does not know, so the exchange runs to its end
     /// and fails there, as PostgreSQL does: answering early would tell a prober which user
-    /// names exist. The salt is the same for a user for the life of the process (a changing
+    /// names exist. The salt is the same for a user for the life of the auth file (a changing
     /// salt would give the game away too) and unpredictable from outside it.
-    pub fn mock(user: &str) -> ScramVerifier {
-        // Written once with random bytes and then only read: a per-process key, not state.
-        static MOCK_KEY: OnceLock<[u8; 32]> = OnceLock::new();
-        let key = MOCK_KEY.get_or_init(rand::random);
+    /// `key` is the auth file's random mock key.
+    pub fn mock(user: &str, key: &[u8; 32]) -> ScramVerifier {
         let user = user.as_bytes();
         ScramVerifier {
             iterations: DEFAULT_ITERATIONS,
@@ -145,8 +142,8 @@ impl ScramServer {
 
     /// Starts an exchange for a user the proxy does not know: it runs like a real one with
     /// [`ScramVerifier::mock`] and always ends in [`AuthError::PasswordMismatch`].
-    pub fn unknown_user(user: &str) -> ScramServer {
-        ScramServer { doomed: true, ..ScramServer::new(ScramVerifier::mock(user)) }
+    pub fn unknown_user(user: &str, mock_key: &[u8; 32]) -> ScramServer {
+        ScramServer { doomed: true, ..ScramServer::new(ScramVerifier::mock(user, mock_key)) }
     }
 
     /// Takes the client-first-message (the `SASLInitialResponse` data) and returns the

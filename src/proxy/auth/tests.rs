@@ -61,12 +61,12 @@ fn from_plain_applies_saslprep_for_non_ascii() {
 
 #[test]
 fn unknown_user_runs_to_the_end_and_fails() {
-    let mut server = ScramServer::unknown_user("nobody");
+    let mut server = ScramServer::unknown_user("nobody", &[7; 32]);
     let err = scram_exchange(&mut server, "anything", ChannelBinding::unsupported()).unwrap_err();
     assert_eq!(err, AuthError::PasswordMismatch);
     // Same salt for the same user within the process, different for another user.
-    assert_eq!(ScramVerifier::mock("nobody"), ScramVerifier::mock("nobody"));
-    assert_ne!(ScramVerifier::mock("nobody").salt, ScramVerifier::mock("other").salt);
+    assert_eq!(ScramVerifier::mock("nobody", &[7; 32]), ScramVerifier::mock("nobody", &[7; 32]));
+    assert_ne!(ScramVerifier::mock("nobody", &[7; 32]).salt, ScramVerifier::mock("other", &[7; 32]).salt);
 }
 
 #[test]

@@ -47,12 +47,12 @@ pub async fn authenticate(
             }
             Ok(())
         }
-        Some(secret) => {
-            let verifier =
-                secret.scram_verifier().ok_or_else(|| failed(AuthError::InvalidVerifier("no SCRAM verifier")))?;
-            scram(stream, buf, ScramServer::new(verifier)).await.map_err(|e| lift(e, user))
+        _ => {
+            let server = auth_file.scram_server(user).ok_or_else(|| {
+                failed(AuthError::InvalidVerifier("the auth file has no SCRAM verifier for this user"))
+            })?;
+            scram(stream, buf, server).await.map_err(|e| lift(e, user))
         }
-        None => scram(stream, buf, ScramServer::unknown_user(user)).await.map_err(|e| lift(e, user)),
     }
 }
 
