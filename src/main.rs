@@ -4,7 +4,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pgflip::config::{ProxyArgs, ProxyConfig};
 use pgflip::telemetry::{self, LogFormat};
@@ -37,7 +36,8 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pgflip: {e:#}");
+            // Every error here already says what caused it; the chain would repeat it.
+            eprintln!("pgflip: {e}");
             ExitCode::FAILURE
         }
     }
@@ -51,12 +51,19 @@ fn run(command: Command) -> anyhow::Result<()> {
             if let Some(n) = config.worker_threads {
                 runtime.worker_threads(n);
             }
-            let runtime = runtime.enable_all().build().context("starting the async runtime")?;
+            let runtime = runtime.enable_all().build().map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?;
             runtime.block_on(pgflip::proxy::run(config, shutdown_signal()))?;
             Ok(())
         }
         Command::CheckConfig(args) => {
             let config = ProxyConfig::load(&args)?;
+            // Build what `proxy` would build at start, so missing CA or key files show here.
+            for (name, url) in &config.upstreams {
+                pgflip::proxy::upstream::Upstream::new(name, url.clone())?;
+            }
+            if let Some((cert, key)) = &config.client_tls {
+                pgflip::proxy::tls::server(cert, key)?;
+            }
             println!("listen        {}", config.listen);
             println!("admin_listen  {}", config.admin_listen);
             for (name, url) in &config.upstreams {
