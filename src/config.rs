@@ -118,7 +118,7 @@ impl ProxyConfig {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| err("config", format!("cannot read {}: {e}", path.display())))?;
-                let file: ProxyFile = toml::from_str(&text).map_err(|e| toml_error(path, &e))?;
+                let file: ProxyFile = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
                 (file, path.parent().map(Path::to_path_buf))
             }
             None => (ProxyFile::default(), None),
@@ -263,17 +263,38 @@ fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
 
 fn seconds(key: &str, value: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
     let v = value.unwrap_or(default);
-    if !v.is_finite() || v < 0.0 || v > 86_400.0 {
+    if !v.is_finite() || !(0.0..=86_400.0).contains(&v) {
         return Err(err(key, format!("{v} is not a number of seconds between 0 and 86400")));
     }
     Ok(Duration::from_secs_f64(v))
 }
 
-fn toml_error(path: &Path, e: &toml::de::Error) -> ConfigError {
-    let msg = e.message();
-    // serde names unknown and mistyped keys in its message; keep it, add the file.
-    let key = msg.split('`').nth(1).unwrap_or("config").to_owned();
-    err(key, format!("{} in {}", msg.trim(), path.display()))
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let msg = e.message().trim();
+    // serde quotes an unknown key in its message; for a bad value, find the key by position.
+    let key = match msg.split('`').nth(1) {
+        Some(quoted) if msg.starts_with("unknown field") => quoted.to_owned(),
+        _ => e.span().and_then(|span| key_at(text, span.start)).unwrap_or_else(|| "config".to_owned()),
+    };
+    err(key, format!("{msg} (in {})", path.display()))
+}
+
+/// The dotted key whose line contains byte `offset` of a TOML document.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let mut table = String::new();
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if let Some(header) = trimmed.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            table = header.trim().to_owned();
+        }
+        if offset < start + line.len() {
+            let key = trimmed.split_once('=')?.0.trim().trim_matches('"');
+            return Some(if table.is_empty() { key.to_owned() } else { format!("{table}.{key}") });
+        }
+        start += line.len();
+    }
+    None
 }
 
 #[cfg(test)]

@@ -51,7 +51,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             if let Some(n) = config.worker_threads {
                 runtime.worker_threads(n);
             }
-            let runtime = runtime.enable_all().build().map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?;
+            let runtime =
+                runtime.enable_all().build().map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?;
             runtime.block_on(pgflip::proxy::run(config, shutdown_signal()))?;
             Ok(())
         }

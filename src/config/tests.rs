@@ -47,6 +47,14 @@ fn file_keys_match_flags_and_flags_win() {
     assert_eq!((c.listen.port(), c.active.as_str()), (7001, "blue"));
 
     std::fs::write(&path, "listn = \"127.0.0.1:7000\"\n").unwrap();
+    let e = ProxyConfig::load(&ProxyArgs { config: Some(path.clone()), ..ProxyArgs::default() }).unwrap_err();
+    assert_eq!(e.key, "listn", "{e}");
+
+    std::fs::write(&path, "shutdown_grace = \"soon\"\n[upstream]\nblue = \"postgres://b\"\n").unwrap();
+    let e = ProxyConfig::load(&ProxyArgs { config: Some(path.clone()), ..ProxyArgs::default() }).unwrap_err();
+    assert_eq!(e.key, "shutdown_grace", "{e}");
+
+    std::fs::write(&path, "[upstream]\nblue = 5\n").unwrap();
     let e = ProxyConfig::load(&ProxyArgs { config: Some(path), ..ProxyArgs::default() }).unwrap_err();
-    assert!(e.to_string().contains("listn"), "{e}");
+    assert_eq!(e.key, "upstream.blue", "{e}");
 }

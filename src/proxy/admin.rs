@@ -81,9 +81,9 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Body> {
         "/healthz" => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         "/readyz" => readyz(state),
         "/metrics" => metrics(state),
-        "/v1/status" => match authorize(state, &req) {
-            Ok(()) => json(StatusCode::OK, &status(&state.ctx)),
-            Err(resp) => resp,
+        "/v1/status" => match refuse_unauthorized(state, &req) {
+            None => json(StatusCode::OK, &status(&state.ctx)),
+            Some(refusal) => refusal,
         },
         _ => error(StatusCode::NOT_FOUND, format!("no route {path}")),
     }
@@ -134,15 +134,14 @@ pub fn status(ctx: &ProxyContext) -> Status {
     }
 }
 
-fn authorize(state: &AdminState, req: &Request<Incoming>) -> Result<(), Response<Body>> {
-    let Some(token) = &state.token else {
-        return Ok(());
-    };
+/// The response refusing `req` when a token is configured and the request lacks it.
+fn refuse_unauthorized(state: &AdminState, req: &Request<Incoming>) -> Option<Response<Body>> {
+    let token = state.token.as_ref()?;
     let given = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(given) if crate::proxy::auth::constant_time_eq(given.trim().as_bytes(), token.as_bytes()) => Ok(()),
-        Some(_) => Err(error(StatusCode::FORBIDDEN, "wrong admin token".into())),
-        None => Err(error(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <admin token>".into())),
+        Some(given) if crate::proxy::auth::constant_time_eq(given.trim().as_bytes(), token.as_bytes()) => None,
+        Some(_) => Some(error(StatusCode::FORBIDDEN, "wrong admin token".into())),
+        None => Some(error(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <admin token>".into())),
     }
 }
 
