@@ -55,7 +55,7 @@ pub struct ProxyArgs {
     /// Largest protocol message accepted, in bytes [default: 1073741824].
     #[arg(long, value_name = "BYTES")]
     pub max_message_size: Option<usize>,
-    /// Threads serving sessions [default: one per core].
+    /// Threads serving sessions, each with its own event loop [default: one per core].
     #[arg(long, value_name = "N")]
     pub worker_threads: Option<usize>,
 }

@@ -47,12 +47,11 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Proxy(args) => {
             let config = ProxyConfig::load(&args)?;
-            let mut runtime = tokio::runtime::Builder::new_multi_thread();
-            if let Some(n) = config.worker_threads {
-                runtime.worker_threads(n);
-            }
-            let runtime =
-                runtime.enable_all().build().map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?;
+            // Accepting, the admin API and signals; sessions run on the proxy's worker threads.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?;
             runtime.block_on(pgflip::proxy::run(config, shutdown_signal()))?;
             Ok(())
         }

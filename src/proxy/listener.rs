@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,6 +19,7 @@ use crate::proxy::metrics::Metrics;
 use crate::proxy::session;
 use crate::proxy::tls::{self, TlsConfigError};
 use crate::proxy::upstream::{Registry, Upstream, UpstreamConfigError};
+use crate::proxy::workers::Workers;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,8 @@ pub enum ProxyError {
     Tls(#[from] TlsConfigError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("starting worker threads: {0}")]
+    Workers(std::io::Error),
 }
 
 /// How long sessions still open when the grace period ends get to read their 57P01.
@@ -77,14 +80,26 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
     let admin_state = Arc::new(AdminState { ctx: ctx.clone(), registry, token: config.admin_token.clone() });
     let admin = tokio::spawn(admin::serve(admin_listener, admin_state, admin_stop.clone()));
 
+    let threads = config.worker_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let workers = Workers::start(threads).map_err(ProxyError::Workers)?;
     let sessions = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    sessions.spawn(session::serve(tcp, peer, ctx.clone()));
-                }
+                Ok((tcp, peer)) => match tcp.into_std() {
+                    // The socket moves to the worker's own I/O driver.
+                    Ok(std_tcp) => {
+                        let ctx = ctx.clone();
+                        workers.spawn(sessions.track_future(async move {
+                            match TcpStream::from_std(std_tcp) {
+                                Ok(tcp) => session::serve(tcp, peer, ctx).await,
+                                Err(e) => warn!(client.addr = %peer, error = %e, "cannot register connection"),
+                            }
+                        }));
+                    }
+                    Err(e) => warn!(client.addr = %peer, error = %e, "cannot hand over connection"),
+                },
                 Err(e) => {
                     // Out of file descriptors, usually: back off instead of spinning.
                     warn!(error = %e, "accept failed");
@@ -110,6 +125,7 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
     }
     admin_stop.cancel();
     let _ = admin.await;
+    tokio::task::spawn_blocking(move || workers.shutdown()).await.ok();
     info!("pgflip proxy stopped");
     Ok(())
 }

@@ -18,6 +18,7 @@ mod session;
 mod stream;
 pub mod tls;
 pub mod upstream;
+mod workers;
 
 pub use listener::{run, ProxyError};
 pub use session::{SessionState, Tracker, TxStatus};

@@ -14,10 +14,12 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tracing::{debug, info_span, warn, Instrument};
 
-use crate::proxy::cancel::CancelTarget;
+use prometheus::IntGauge;
+
+use crate::proxy::cancel::{CancelHandle, CancelTarget};
 use crate::proxy::context::ProxyContext;
 use crate::proxy::io::write_all;
-use crate::proxy::stream::ClientStream;
+use crate::proxy::stream::{ClientStream, ServerStream};
 use crate::proxy::upstream::{connect, ServerConn, Upstream};
 use crate::wire::backend::{self, auth_code, Severity};
 
@@ -31,23 +33,43 @@ pub use state::{SessionState, Tracker, TxStatus};
 /// answered to the client where the protocol allows, then logged.
 pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>) {
     let span = info_span!("session", client.addr = %peer);
-    async move {
-        let _ = tcp.set_nodelay(true);
-        let gauge = StateGauge::new(ctx.metrics.clone(), SessionState::Startup);
-        match run(tcp, peer, &ctx, gauge).await {
-            Ok(()) => debug!("session ended"),
-            Err(SessionError::ClientClosed) => debug!("client closed the connection"),
-            Err(e) => warn!(error = %e, side = e.side(), "session failed"),
-        }
+    let _ = tcp.set_nodelay(true);
+    let gauge = StateGauge::new(ctx.metrics.clone(), SessionState::Startup);
+    let result = match establish(tcp, peer, &ctx, gauge).instrument(span.clone()).await {
+        // Forwarding runs outside the span: entering it on every wake-up costs more than
+        // the forwarding itself. Its end is logged inside the span.
+        Ok(Some(session)) => forward(session, &ctx).await,
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    let _entered = span.enter();
+    match result {
+        Ok(()) => debug!("session ended"),
+        Err(SessionError::ClientClosed) => debug!("client closed the connection"),
+        Err(e) => warn!(error = %e, side = e.side(), "session failed"),
     }
-    .instrument(span)
-    .await
 }
 
-async fn run(tcp: TcpStream, peer: SocketAddr, ctx: &ProxyContext, mut gauge: StateGauge) -> Result<(), SessionError> {
+/// A session whose client and server are both ready for queries.
+struct Established {
+    client: ClientStream,
+    server: ServerStream,
+    upstream: Arc<Upstream>,
+    pump: Pump,
+    _cancel: CancelHandle,
+    _server_gauge: ServerGauge,
+}
+
+/// Startup, client authentication and the upstream login. `None` for a cancel request.
+async fn establish(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: &ProxyContext,
+    mut gauge: StateGauge,
+) -> Result<Option<Established>, SessionError> {
     let (mut client, startup, mut pending) = match handshake::accept(tcp, ctx).await {
         Ok(Accepted::Session { stream, startup, pending }) => (stream, startup, pending),
-        Ok(Accepted::Cancelled) => return Ok(()),
+        Ok(Accepted::Cancelled) => return Ok(None),
         Err((e, mut stream)) => return Err(answer(&mut stream, ctx, e).await),
     };
     gauge.set(SessionState::Authenticating);
@@ -65,10 +87,8 @@ async fn run(tcp: TcpStream, peer: SocketAddr, ctx: &ProxyContext, mut gauge: St
             return Err(answer(&mut client, ctx, e.into()).await);
         }
     };
-    let ServerConn { stream: mut server_stream, params, backend_key, leftover } = server;
-    let server_gauge = ctx.metrics.server_connections(&upstream.name);
-    server_gauge.inc();
-    let _server_gauge = scopeguard(move || server_gauge.dec());
+    let ServerConn { stream: server_stream, params, backend_key, leftover } = server;
+    let server_gauge = ServerGauge::new(ctx.metrics.server_connections(&upstream.name));
     let cancel =
         ctx.cancels.register(CancelTarget { upstream: upstream.clone(), pid: backend_key.0, key: backend_key.1 });
     debug!(upstream = %upstream.name, server.pid = backend_key.0, user = %login.user, "session established");
@@ -83,12 +103,27 @@ async fn run(tcp: TcpStream, peer: SocketAddr, ctx: &ProxyContext, mut gauge: St
     backend::ready_for_query(&mut greeting, b'I');
     write_all(&mut client, &greeting).await.map_err(SessionError::ClientIo)?;
 
-    let mut pump = Pump::new(pending, leftover, ctx.limits.max_message, gauge);
+    let pump = Pump::new(pending, leftover, ctx.limits.max_message, gauge);
+    Ok(Some(Established {
+        client,
+        server: server_stream,
+        upstream,
+        pump,
+        _cancel: cancel,
+        _server_gauge: server_gauge,
+    }))
+}
+
+/// Forwards until either side ends or the shutdown grace period is over.
+async fn forward(session: Established, ctx: &ProxyContext) -> Result<(), SessionError> {
+    let Established { mut client, mut server, upstream, mut pump, .. } = session;
     let end = tokio::select! {
-        end = pump.run(&mut client, &mut server_stream, &ctx.metrics) => end,
+        biased;
+        end = pump.run(&mut client, &mut server, &ctx.metrics) => end,
         _ = ctx.terminate.cancelled() => {
             if pump.client_at_message_start() {
-                send_error(&mut client, ctx, Severity::Fatal, "57P01", "terminating connection due to administrator command: pgflip is shutting down").await;
+                let message = "terminating connection due to administrator command: pgflip is shutting down";
+                send_error(&mut client, ctx, Severity::Fatal, "57P01", message).await;
             }
             return Ok(());
         }
@@ -164,15 +199,18 @@ async fn send_error(client: &mut ClientStream, ctx: &ProxyContext, severity: Sev
     let _ = write_all(client, &out).await;
 }
 
-/// Runs `f` when dropped.
-fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
+/// Counts one open server connection in `pgflip_server_connections` until dropped.
+struct ServerGauge(IntGauge);
+
+impl ServerGauge {
+    fn new(gauge: IntGauge) -> ServerGauge {
+        gauge.inc();
+        ServerGauge(gauge)
     }
-    Guard(Some(f))
+}
+
+impl Drop for ServerGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
