@@ -28,6 +28,25 @@ impl Frame<'_> {
 }
 
 /// Incremental framer over one direction of a connection.
+///
+/// ```
+/// use pgflip::wire::{Frame, Scanner, WireError};
+///
+/// // ReadyForQuery('I') followed by the first 3 bytes of a DataRow header.
+/// let buf = [b'Z', 0, 0, 0, 5, b'I', b'D', 0, 0];
+/// let mut scanner = Scanner::new(1 << 30, 1 << 20);
+/// let mut seen = Vec::new();
+/// let ready = scanner
+///     .scan(&buf, |tag| tag == b'Z', |frame| {
+///         if let Frame::Whole { tag, body } = frame {
+///             seen.push((tag, body.to_vec()));
+///         }
+///         Ok::<(), WireError>(())
+///     })
+///     .unwrap();
+/// assert_eq!(ready, 6, "only the whole ReadyForQuery may be forwarded yet");
+/// assert_eq!(seen, vec![(b'Z', b"I".to_vec())]);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Scanner {
     /// Body bytes of a streamed message still to pass through uninspected.

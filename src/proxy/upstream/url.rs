@@ -51,6 +51,14 @@ pub enum UrlError {
 
 impl UpstreamUrl {
     /// Parses an upstream URL.
+    ///
+    /// ```
+    /// use pgflip::proxy::upstream::{SslMode, UpstreamUrl};
+    ///
+    /// let url = UpstreamUrl::parse("postgres://app:s3cret@db.internal/ledger?sslmode=require").unwrap();
+    /// assert_eq!((url.host.as_str(), url.port, url.sslmode), ("db.internal", 5432, SslMode::Require));
+    /// assert_eq!(url.to_string(), "postgres://app:***@db.internal:5432/ledger?sslmode=require");
+    /// ```
     pub fn parse(url: &str) -> Result<UpstreamUrl, UrlError> {
         let rest =
             url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://")).ok_or(UrlError::Scheme)?;
