@@ -12,6 +12,12 @@ pub struct Status {
     pub upstreams: Vec<UpstreamStatus>,
     /// Open client sessions.
     pub sessions: u64,
+    /// Sessions per state (idle, in_transaction, parked, ...).
+    pub sessions_by_state: std::collections::BTreeMap<String, u64>,
+    /// True while the pause gate is closed.
+    pub paused: bool,
+    /// Milliseconds until the pause lease ends and traffic resumes by itself.
+    pub lease_ms_left: Option<u64>,
     pub shutting_down: bool,
     pub version: String,
 }
@@ -30,4 +36,78 @@ pub struct UpstreamStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+}
+
+/// What a pause does when sessions are still inside transactions at the drain deadline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    /// Open the gate again: traffic goes on where it was.
+    #[default]
+    Abort,
+    /// End the blocking sessions with FATAL 57P01; their clients reconnect.
+    Terminate,
+}
+
+/// `POST /v1/pause`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRequest {
+    /// How long to wait for sessions to reach a transaction boundary (default 5000).
+    pub drain_timeout_ms: Option<u64>,
+    /// How long the pause holds without a resume before traffic resumes by itself (default 30000).
+    pub lease_ms: Option<u64>,
+    pub on_timeout: Option<OnTimeout>,
+    /// When given, must equal the current generation.
+    pub generation: Option<u64>,
+}
+
+/// `POST /v1/resume`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeRequest {
+    /// When given, must equal the current generation.
+    pub generation: Option<u64>,
+}
+
+/// A session that kept a pause waiting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocker {
+    /// The client's address.
+    pub client: String,
+    /// The pid of its server backend.
+    pub backend_pid: i32,
+    /// Its state: in_transaction, failed_transaction, copy, ...
+    pub state: String,
+    /// Milliseconds in that state.
+    pub age_ms: u64,
+    /// The start of the last query it sent.
+    pub query: String,
+}
+
+/// The answer to `POST /v1/pause`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseResponse {
+    pub paused: bool,
+    /// Why the pause was given up, when it was.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    pub parked: usize,
+    pub waited_ms: u64,
+    pub lease_ms: u64,
+    pub generation: u64,
+    /// Sessions that were inside a transaction at the deadline (the pause was given up).
+    pub blockers: Vec<Blocker>,
+    /// Sessions ended with 57P01 under `on_timeout = "terminate"`.
+    pub terminated: Vec<Blocker>,
+}
+
+/// The answer to `POST /v1/resume`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeResponse {
+    /// False when traffic was not paused.
+    pub resumed: bool,
+    /// How long clients were held.
+    pub held_ms: Option<u64>,
+    pub generation: u64,
 }

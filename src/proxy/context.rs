@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::proxy::auth::AuthFile;
 use crate::proxy::cancel::CancelMap;
 use crate::proxy::metrics::Metrics;
+use crate::proxy::switch::{Gate, SessionTable};
 use crate::proxy::upstream::{Login, Registry, Secrets, Upstream};
 
 /// Per-session limits.
@@ -31,6 +32,10 @@ pub struct ProxyContext {
     pub cancels: Arc<CancelMap>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
+    /// Closed while traffic is paused.
+    pub gate: Arc<Gate>,
+    /// Every live session.
+    pub sessions: Arc<SessionTable>,
     /// Cancelled when the shutdown grace period is over: sessions close with 57P01.
     pub terminate: CancellationToken,
     shutting_down: AtomicBool,
@@ -54,6 +59,8 @@ impl ProxyContext {
             cancels: Arc::default(),
             metrics,
             limits,
+            gate: Arc::default(),
+            sessions: Arc::default(),
             terminate: CancellationToken::new(),
             shutting_down: AtomicBool::new(false),
         }

@@ -14,6 +14,7 @@ pub struct Metrics {
     server_connections: IntGaugeVec,
     active_upstream: IntGaugeVec,
     pub generation: IntGauge,
+    pub pause_seconds: Histogram,
     client_errors: IntCounterVec,
     upstream_errors: IntCounterVec,
     pub bytes_client_to_server: IntCounter,
@@ -37,6 +38,10 @@ impl Metrics {
         )?;
         let generation =
             IntGauge::new("pgflip_generation", "Generation of the upstream registry; grows on every repoint")?;
+        let pause_seconds = Histogram::with_opts(
+            HistogramOpts::new("pgflip_pause_seconds", "How long clients were held by a pause")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+        )?;
         let client_errors = IntCounterVec::new(
             Opts::new("pgflip_client_errors_total", "ErrorResponses sent to clients by SQLSTATE class"),
             &["sqlstate_class"],
@@ -55,6 +60,7 @@ impl Metrics {
         registry.register(Box::new(server_connections.clone()))?;
         registry.register(Box::new(active_upstream.clone()))?;
         registry.register(Box::new(generation.clone()))?;
+        registry.register(Box::new(pause_seconds.clone()))?;
         registry.register(Box::new(client_errors.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(bytes.clone()))?;
@@ -64,6 +70,7 @@ impl Metrics {
             server_connections,
             active_upstream,
             generation,
+            pause_seconds,
             client_errors,
             upstream_errors,
             bytes_client_to_server: bytes.with_label_values(&["client_to_server"]),

@@ -16,6 +16,7 @@ pub mod listener;
 pub mod metrics;
 mod session;
 mod stream;
+pub mod switch;
 pub mod tls;
 pub mod upstream;
 mod workers;

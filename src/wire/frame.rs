@@ -15,7 +15,8 @@ pub enum Frame<'a> {
     /// The whole message is in the buffer (the caller asked for it whole).
     Whole { tag: u8, body: &'a [u8] },
     /// Only the header was inspected; the body streams through as it arrives.
-    Streamed { tag: u8, body_len: usize },
+    /// `prefix` is the part of the body already in the buffer (possibly empty).
+    Streamed { tag: u8, body_len: usize, prefix: &'a [u8] },
 }
 
 impl Frame<'_> {
@@ -101,8 +102,8 @@ impl Scanner {
                 visit(Frame::Whole { tag, body: &buf[body_start..body_start + body_len] })?;
                 pos = body_start + body_len;
             } else {
-                visit(Frame::Streamed { tag, body_len })?;
                 let here = body_len.min(buf.len() - body_start);
+                visit(Frame::Streamed { tag, body_len, prefix: &buf[body_start..body_start + here] })?;
                 self.skip = body_len - here;
                 pos = body_start + here;
             }
@@ -147,7 +148,7 @@ mod tests {
         let n = s.scan(buf, whole, |f| {
             seen.push(match f {
                 Frame::Whole { tag, body } => (tag, body.len()),
-                Frame::Streamed { tag, body_len } => (tag, body_len),
+                Frame::Streamed { tag, body_len, .. } => (tag, body_len),
             });
             Ok::<(), WireError>(())
         })?;

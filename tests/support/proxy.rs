@@ -243,6 +243,17 @@ impl Proxy {
         http::request(self.admin_port, "GET", path, &[], "")
     }
 
+    /// `POST path` with a JSON body on the admin listener: (status, body).
+    pub fn admin_post(&self, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+        http::request(self.admin_port, "POST", path, &[("Content-Type", "application/json")], body)
+    }
+
+    /// `POST path` with a bearer token: (status, body).
+    pub fn admin_post_with_token(&self, path: &str, body: &str, token: &str) -> std::io::Result<(u16, String)> {
+        let auth = format!("Bearer {token}");
+        http::request(self.admin_port, "POST", path, &[("Authorization", auth.as_str())], body)
+    }
+
     /// Everything the proxy wrote to stdout and stderr so far.
     pub fn output(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()

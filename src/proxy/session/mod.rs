@@ -34,7 +34,8 @@ pub use state::{SessionState, Tracker, TxStatus};
 pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>) {
     let span = info_span!("session", client.addr = %peer);
     let _ = tcp.set_nodelay(true);
-    let gauge = StateGauge::new(ctx.metrics.clone(), SessionState::Startup);
+    let entry = ctx.sessions.insert(peer);
+    let gauge = StateGauge::new(ctx.metrics.clone(), entry, SessionState::Startup);
     let result = match establish(tcp, peer, &ctx, gauge).instrument(span.clone()).await {
         // Forwarding runs outside the span: entering it on every wake-up costs more than
         // the forwarding itself. Its end is logged inside the span.
@@ -89,6 +90,7 @@ async fn establish(
     };
     let ServerConn { stream: server_stream, params, backend_key, leftover } = server;
     let server_gauge = ServerGauge::new(ctx.metrics.server_connections(&upstream.name));
+    gauge.info().set_server_pid(backend_key.0);
     let cancel =
         ctx.cancels.register(CancelTarget { upstream: upstream.clone(), pid: backend_key.0, key: backend_key.1 });
     debug!(upstream = %upstream.name, server.pid = backend_key.0, user = %login.user, "session established");
@@ -114,21 +116,37 @@ async fn establish(
     }))
 }
 
-/// Forwards until either side ends or the shutdown grace period is over.
+/// Forwards until either side ends, parking while the pause gate is closed.
 async fn forward(session: Established, ctx: &ProxyContext) -> Result<(), SessionError> {
     let Established { mut client, mut server, upstream, mut pump, .. } = session;
-    let end = tokio::select! {
-        biased;
-        end = pump.run(&mut client, &mut server, &ctx.metrics) => end,
-        _ = ctx.terminate.cancelled() => {
-            if pump.client_at_message_start() {
-                let message = "terminating connection due to administrator command: pgflip is shutting down";
-                send_error(&mut client, ctx, Severity::Fatal, "57P01", message).await;
+    let mut gate = ctx.gate.subscribe();
+    let kill = pump.info().kill.clone();
+    loop {
+        let end = tokio::select! {
+            biased;
+            end = pump.run(&mut client, &mut server, ctx) => end,
+            // The pump reads the gate when it runs; a change only needs to wake it.
+            _ = gate.changed() => continue,
+            _ = kill.cancelled() => {
+                if pump.client_at_message_start() {
+                    let message = "terminating connection: pgflip could not wait for this session's transaction to end";
+                    send_error(&mut client, ctx, Severity::Fatal, "57P01", message).await;
+                }
+                return Ok(());
             }
-            return Ok(());
+            _ = ctx.terminate.cancelled() => {
+                if pump.client_at_message_start() {
+                    let message = "terminating connection due to administrator command: pgflip is shutting down";
+                    send_error(&mut client, ctx, Severity::Fatal, "57P01", message).await;
+                }
+                return Ok(());
+            }
+        };
+        match end {
+            PumpEnd::Parked => debug!(upstream = %upstream.name, "session parked"),
+            end => return finish(end, &mut pump, &mut client, &upstream, ctx).await,
         }
-    };
-    finish(end, &mut pump, &mut client, &upstream, ctx).await
+    }
 }
 
 /// Handles the end of forwarding: tells the client what happened when the server vanished.
@@ -140,7 +158,7 @@ async fn finish(
     ctx: &ProxyContext,
 ) -> Result<(), SessionError> {
     match end {
-        PumpEnd::ClientTerminated => Ok(()),
+        PumpEnd::Parked | PumpEnd::ClientTerminated => Ok(()),
         PumpEnd::ClientClosed => Err(SessionError::ClientClosed),
         PumpEnd::ClientIo(e) => Err(SessionError::ClientIo(e)),
         PumpEnd::ClientProtocol(e) => {

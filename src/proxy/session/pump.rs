@@ -16,9 +16,12 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::poll_read_buf;
 
+use crate::proxy::context::ProxyContext;
 use crate::proxy::metrics::Metrics;
 use crate::proxy::session::gauge::StateGauge;
 use crate::proxy::session::state::Tracker;
+use crate::proxy::session::SessionState;
+use crate::proxy::switch::SessionInfo;
 use crate::wire::backend::{self, ErrorFields};
 use crate::wire::{frontend, Frame, Scanner, WireError};
 
@@ -32,6 +35,10 @@ const MAX_INSPECTED_SERVER_MESSAGE: usize = 8 << 20;
 /// Why forwarding stopped.
 #[derive(Debug)]
 pub enum PumpEnd {
+    /// The gate is closed and the session is at a boundary with nothing in flight: it
+    /// holds the client's next request until the gate opens. Forwarding may go on after
+    /// this (server notifications still reach the client).
+    Parked,
     /// The client sent Terminate, which was passed on.
     ClientTerminated,
     /// The client closed its connection.
@@ -106,6 +113,8 @@ pub struct Pump {
     gauge: StateGauge,
     /// The server's last ErrorResponse was FATAL.
     server_fatal: bool,
+    /// Holding the client's requests behind the closed gate.
+    parked: bool,
     client_terminated: bool,
 }
 
@@ -121,21 +130,37 @@ impl Pump {
             tracker,
             gauge,
             server_fatal: false,
+            parked: false,
             client_terminated: false,
         }
     }
 
-    /// Runs until forwarding ends. Cancel-safe: all state lives in `self`.
-    pub async fn run<C, S>(&mut self, client: &mut C, server: &mut S, metrics: &Metrics) -> PumpEnd
+    /// Runs until forwarding ends or the session parks. Cancel-safe: all state lives in `self`.
+    pub async fn run<C, S>(&mut self, client: &mut C, server: &mut S, ctx: &ProxyContext) -> PumpEnd
     where
         C: AsyncRead + AsyncWrite + Unpin,
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        // Bytes carried over from the handshake are scanned before the first read.
-        if let Err(end) = self.scan_client(metrics).and_then(|_| self.scan_server(metrics)) {
+        // Bytes held back (from the handshake, or behind the gate) are scanned first.
+        let closed = ctx.gate.is_closed();
+        if let Err(end) = self.scan_client(closed).and_then(|_| self.scan_server(&ctx.metrics)) {
             return end;
         }
-        poll_fn(|cx| self.poll(cx, client, server, metrics)).await
+        poll_fn(|cx| self.poll(cx, client, server, ctx)).await
+    }
+
+    /// The session's record in the session table.
+    pub fn info(&self) -> &SessionInfo {
+        self.gauge.info()
+    }
+
+    /// Parked means at a boundary with every byte of both directions delivered.
+    fn parkable(&self) -> bool {
+        self.tracker.at_boundary()
+            && self.c2s.ready == 0
+            && self.s2c.ready == 0
+            && self.c2s.scanner.at_message_start()
+            && self.s2c.scanner.at_message_start()
     }
 
     /// True when nothing is buffered in the server-to-client direction mid-message, so
@@ -144,12 +169,27 @@ impl Pump {
         self.s2c.ready == 0 && self.s2c.scanner.at_message_start()
     }
 
-    fn poll<C, S>(&mut self, cx: &mut Context<'_>, client: &mut C, server: &mut S, metrics: &Metrics) -> Poll<PumpEnd>
+    fn poll<C, S>(&mut self, cx: &mut Context<'_>, client: &mut C, server: &mut S, ctx: &ProxyContext) -> Poll<PumpEnd>
     where
         C: AsyncRead + AsyncWrite + Unpin,
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let metrics = &ctx.metrics;
         loop {
+            let closed = ctx.gate.is_closed();
+            if self.parked != closed {
+                if !closed {
+                    self.parked = false;
+                    self.gauge.set(self.tracker.state());
+                    if let Err(end) = self.scan_client(false) {
+                        return Poll::Ready(end);
+                    }
+                } else if self.parkable() {
+                    self.parked = true;
+                    self.gauge.set(SessionState::Parked);
+                    return Poll::Ready(PumpEnd::Parked);
+                }
+            }
             let mut progress = false;
             match self.c2s.poll_write(cx, server) {
                 Poll::Ready(Ok(wrote)) => progress |= wrote,
@@ -169,7 +209,7 @@ impl Pump {
                     Poll::Ready(Ok(0)) => return Poll::Ready(PumpEnd::ClientClosed),
                     Poll::Ready(Ok(n)) => {
                         metrics.bytes_client_to_server.inc_by(n as u64);
-                        if let Err(end) = self.scan_client(metrics) {
+                        if let Err(end) = self.scan_client(closed) {
                             return Poll::Ready(end);
                         }
                         progress = true;
@@ -198,7 +238,13 @@ impl Pump {
         }
     }
 
-    fn scan_client(&mut self, _metrics: &Metrics) -> Result<(), PumpEnd> {
+    /// Marks the client's complete messages ready, except that behind a closed gate a
+    /// session at a boundary holds its next request.
+    fn scan_client(&mut self, gate_closed: bool) -> Result<(), PumpEnd> {
+        if self.parked || (gate_closed && self.tracker.at_boundary()) {
+            return Ok(());
+        }
+        let info = self.gauge.info();
         let tracker = &mut self.tracker;
         let terminated = &mut self.client_terminated;
         let half = &mut self.c2s;
@@ -215,8 +261,15 @@ impl Pump {
                     if !frontend::is_known_tag(tag) {
                         return Err(WireError::UnexpectedTag(tag as char));
                     }
-                    if tag == frontend::TERMINATE {
-                        *terminated = true;
+                    match frame {
+                        Frame::Streamed { tag: frontend::TERMINATE, .. } => *terminated = true,
+                        Frame::Streamed { tag: frontend::QUERY, prefix, .. } => info.set_query(prefix),
+                        Frame::Streamed { tag: frontend::PARSE, prefix, .. } => {
+                            // The statement name, then the query text.
+                            let text = prefix.iter().position(|&b| b == 0).map_or(&[][..], |end| &prefix[end + 1..]);
+                            info.set_query(text);
+                        }
+                        _ => {}
                     }
                     tracker.client_message(tag);
                     Ok(())
@@ -254,7 +307,9 @@ impl Pump {
             })
             .map_err(PumpEnd::ServerProtocol)?;
         half.ready += n;
-        self.gauge.set(self.tracker.state());
+        if !self.parked {
+            self.gauge.set(self.tracker.state());
+        }
         Ok(())
     }
 

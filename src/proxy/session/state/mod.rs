@@ -14,17 +14,20 @@ pub enum SessionState {
     InTransaction,
     FailedTransaction,
     Copy,
+    /// Held at a transaction boundary while the pause gate is closed.
+    Parked,
 }
 
 impl SessionState {
     /// Every state, in `as usize` order.
-    pub const ALL: [SessionState; 6] = [
+    pub const ALL: [SessionState; 7] = [
         SessionState::Startup,
         SessionState::Authenticating,
         SessionState::Idle,
         SessionState::InTransaction,
         SessionState::FailedTransaction,
         SessionState::Copy,
+        SessionState::Parked,
     ];
 
     /// The metric label.
@@ -36,6 +39,7 @@ impl SessionState {
             SessionState::InTransaction => "in_transaction",
             SessionState::FailedTransaction => "failed_transaction",
             SessionState::Copy => "copy",
+            SessionState::Parked => "parked",
         }
     }
 }

@@ -5,12 +5,18 @@
 //! - `GET /readyz`: 200 once the listener is up and an upstream is configured; 503 while
 //!   shutting down (readiness; a pause does not make the sidecar unready).
 //! - `GET /metrics`: Prometheus text format.
-//! - `GET /v1/status`: active upstream, generation, upstreams, sessions ([`crate::api::Status`]).
+//! - `GET /v1/status`: active upstream, generation, upstreams, sessions, pause ([`crate::api::Status`]).
+//! - `POST /v1/pause`: close the gate and wait for sessions to park ([`crate::api::PauseRequest`]).
+//! - `POST /v1/resume`: open the gate ([`crate::api::ResumeRequest`]).
 //!
 //! With an admin token configured, `/v1/*` needs `Authorization: Bearer <token>`. Errors are
-//! JSON `{"error": "..."}` with a fitting status code.
+//! JSON `{"error": "..."}` with a fitting status code. Every mutating call is logged as one
+//! audit event (target `pgflip::audit`).
+
+mod control;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -29,6 +35,7 @@ use tracing::{debug, warn};
 
 use crate::api::{ErrorBody, Status, UpstreamStatus};
 use crate::proxy::context::ProxyContext;
+use crate::proxy::switch::GateState;
 use crate::proxy::upstream::SslMode;
 
 /// What the admin server reads.
@@ -60,7 +67,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: Cancella
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req).await) }
+                async move { Ok::<_, Infallible>(route(&state, peer, req).await) }
             });
             if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await {
                 debug!(admin.peer = %peer, error = %e, "admin connection ended with an error");
@@ -69,9 +76,21 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: Cancella
     }
 }
 
-async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Body> {
-    let path = req.uri().path();
-    let method = req.method();
+async fn route(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    if path == "/v1/pause" || path == "/v1/resume" {
+        if method != Method::POST {
+            let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, format!("{path} accepts POST"));
+            resp.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+            return resp;
+        }
+        if let Some(refusal) = refuse_unauthorized(state, &req) {
+            return refusal;
+        }
+        return control::handle(state, peer, &path, req).await;
+    }
+    let path = path.as_str();
     match path {
         "/healthz" | "/readyz" | "/metrics" | "/v1/status" if method != Method::GET && method != Method::HEAD => {
             let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, format!("{path} accepts GET"));
@@ -129,12 +148,28 @@ pub fn status(ctx: &ProxyContext) -> Status {
         active: snapshot.active,
         generation: snapshot.generation,
         sessions: ctx.cancels.len() as u64,
+        sessions_by_state: sessions_by_state(ctx),
+        paused: ctx.gate.is_closed(),
+        lease_ms_left: match ctx.gate.state() {
+            GateState::Closed { lease_until, .. } => {
+                Some(lease_until.saturating_duration_since(std::time::Instant::now()).as_millis() as u64)
+            }
+            GateState::Open => None,
+        },
         shutting_down: ctx.is_shutting_down(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     }
 }
 
 /// The response refusing `req` when a token is configured and the request lacks it.
+fn sessions_by_state(ctx: &ProxyContext) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for session in ctx.sessions.all() {
+        *counts.entry(session.state().label().to_owned()).or_insert(0) += 1;
+    }
+    counts
+}
+
 fn refuse_unauthorized(state: &AdminState, req: &Request<Incoming>) -> Option<Response<Body>> {
     let token = state.token.as_ref()?;
     let given = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
@@ -145,7 +180,7 @@ fn refuse_unauthorized(state: &AdminState, req: &Request<Incoming>) -> Option<Re
     }
 }
 
-fn json<T: Serialize>(code: StatusCode, body: &T) -> Response<Body> {
+pub(crate) fn json<T: Serialize>(code: StatusCode, body: &T) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = code;
@@ -153,6 +188,6 @@ fn json<T: Serialize>(code: StatusCode, body: &T) -> Response<Body> {
     resp
 }
 
-fn error(code: StatusCode, message: String) -> Response<Body> {
+pub(crate) fn error(code: StatusCode, message: String) -> Response<Body> {
     json(code, &ErrorBody { error: message })
 }

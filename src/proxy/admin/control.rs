@@ -1,0 +1,131 @@
+//! The mutating admin routes: `POST /v1/pause` and `POST /v1/resume`, with their JSON
+//! bodies, the generation check, and one audit event per call.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use tracing::info;
+
+use super::{error, json, AdminState, Body};
+use crate::api::{ErrorBody, PauseRequest, PauseResponse, ResumeRequest, ResumeResponse};
+use crate::proxy::switch::{self, PauseOptions};
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 64 * 1024;
+const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
+const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Longest lease or drain a request may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+/// Runs a mutating route and logs its audit event.
+pub async fn handle(state: &AdminState, peer: SocketAddr, path: &str, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let resp = match path {
+        "/v1/pause" => match read_json::<PauseRequest>(req).await {
+            Ok(body) => pause(state, body).await,
+            Err(resp) => resp,
+        },
+        _ => match read_json::<ResumeRequest>(req).await {
+            Ok(body) => resume(state, body),
+            Err(resp) => resp,
+        },
+    };
+    info!(
+        target: "pgflip::audit",
+        peer = %peer,
+        route = path,
+        status = resp.status().as_u16(),
+        generation = state.ctx.registry.snapshot().generation,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "admin call"
+    );
+    resp
+}
+
+async fn pause(state: &AdminState, body: PauseRequest) -> Response<Body> {
+    let ctx = &state.ctx;
+    if let Some(resp) = stale_generation(state, body.generation) {
+        return resp;
+    }
+    let drain = Duration::from_millis(body.drain_timeout_ms.unwrap_or(DEFAULT_DRAIN.as_millis() as u64));
+    let lease = Duration::from_millis(body.lease_ms.unwrap_or(DEFAULT_LEASE.as_millis() as u64));
+    if drain > MAX_WAIT || lease > MAX_WAIT || lease.is_zero() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "drain_timeout_ms and lease_ms must be at most 3600000; lease_ms above 0".into(),
+        );
+    }
+    let options = PauseOptions { drain_timeout: drain, lease, on_timeout: body.on_timeout.unwrap_or_default() };
+    let generation = ctx.registry.snapshot().generation;
+    match switch::pause(ctx, options).await {
+        Ok(paused) => json(
+            StatusCode::OK,
+            &PauseResponse {
+                paused: true,
+                error: None,
+                parked: paused.parked,
+                waited_ms: paused.waited.as_millis() as u64,
+                lease_ms: paused.lease_until.saturating_duration_since(Instant::now()).as_millis() as u64,
+                generation,
+                blockers: Vec::new(),
+                terminated: paused.terminated,
+            },
+        ),
+        Err(failure) => json(
+            StatusCode::CONFLICT,
+            &PauseResponse {
+                paused: false,
+                error: Some(failure.reason),
+                parked: 0,
+                waited_ms: failure.waited.as_millis() as u64,
+                lease_ms: 0,
+                generation,
+                blockers: failure.blockers,
+                terminated: Vec::new(),
+            },
+        ),
+    }
+}
+
+fn resume(state: &AdminState, body: ResumeRequest) -> Response<Body> {
+    if let Some(resp) = stale_generation(state, body.generation) {
+        return resp;
+    }
+    let held = switch::resume(&state.ctx);
+    json(
+        StatusCode::OK,
+        &ResumeResponse {
+            resumed: held.is_some(),
+            held_ms: held.map(|d| d.as_millis() as u64),
+            generation: state.ctx.registry.snapshot().generation,
+        },
+    )
+}
+
+/// 409 when the request names a generation other than the current one.
+fn stale_generation(state: &AdminState, given: Option<u64>) -> Option<Response<Body>> {
+    let current = state.ctx.registry.snapshot().generation;
+    match given {
+        Some(given) if given != current => Some(json(
+            StatusCode::CONFLICT,
+            &ErrorBody { error: format!("stale generation {given}: the sidecar is at generation {current}") },
+        )),
+        _ => None,
+    }
+}
+
+/// Reads a JSON body; an empty body is `{}`. 400 with the parser's message otherwise.
+async fn read_json<T: DeserializeOwned + Default>(req: Request<Incoming>) -> Result<T, Response<Body>> {
+    let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => return Err(error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}

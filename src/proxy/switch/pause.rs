@@ -1,0 +1,127 @@
+//! `pause` and `resume`: close the gate, wait until every session is parked at a
+//! transaction boundary (or the drain deadline passes), and open it again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::info;
+
+use crate::api::{Blocker, OnTimeout};
+use crate::proxy::context::ProxyContext;
+use crate::proxy::session::SessionState;
+use crate::proxy::switch::{GateState, SessionInfo};
+
+/// How a pause is to be run.
+#[derive(Debug, Clone, Copy)]
+pub struct PauseOptions {
+    pub drain_timeout: Duration,
+    pub lease: Duration,
+    pub on_timeout: OnTimeout,
+}
+
+/// Every session is parked.
+#[derive(Debug)]
+pub struct Paused {
+    pub parked: usize,
+    /// How long the call waited for sessions to reach a boundary.
+    pub waited: Duration,
+    pub lease_until: Instant,
+    /// Sessions ended under the `terminate` policy.
+    pub terminated: Vec<Blocker>,
+}
+
+/// The pause was given up and the gate is open again: the drain deadline passed with
+/// sessions inside transactions, or the gate opened while waiting (lease end, resume).
+#[derive(Debug)]
+pub struct PauseFailure {
+    pub reason: String,
+    pub blockers: Vec<Blocker>,
+    pub waited: Duration,
+}
+
+/// How often the drain re-checks the table even without a wake-up.
+const RECHECK: Duration = Duration::from_millis(50);
+
+/// Closes the gate (or renews its lease) and waits for every session to park.
+pub async fn pause(ctx: &Arc<ProxyContext>, options: PauseOptions) -> Result<Paused, PauseFailure> {
+    let started = Instant::now();
+    let state = ctx.gate.close(started + options.lease);
+    let GateState::Closed { lease_until, .. } = state else { unreachable!("close() leaves the gate closed") };
+    spawn_lease_timer(ctx.clone(), lease_until);
+    let deadline = (started + options.drain_timeout).min(lease_until);
+    let mut terminated = Vec::new();
+    loop {
+        let changed = ctx.sessions.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let blockers: Vec<Arc<SessionInfo>> = ctx.sessions.all().into_iter().filter(|s| blocks(s.state())).collect();
+        if !ctx.gate.is_closed() {
+            let reason = "the gate opened while sessions were draining (lease ended or resume called)".to_owned();
+            let blockers = blockers.iter().map(|s| describe(s)).collect();
+            return Err(PauseFailure { reason, blockers, waited: started.elapsed() });
+        }
+        if blockers.is_empty() {
+            let parked = ctx.sessions.all().iter().filter(|s| s.state() == SessionState::Parked).count();
+            return Ok(Paused { parked, waited: started.elapsed(), lease_until, terminated });
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            match options.on_timeout {
+                OnTimeout::Abort => {
+                    let reason = format!("{} sessions did not reach a transaction boundary in time", blockers.len());
+                    let blockers = blockers.iter().map(|s| describe(s)).collect();
+                    resume(ctx);
+                    return Err(PauseFailure { reason, blockers, waited: started.elapsed() });
+                }
+                OnTimeout::Terminate => {
+                    for session in &blockers {
+                        if !session.kill.is_cancelled() {
+                            terminated.push(describe(session));
+                            session.kill.cancel();
+                        }
+                    }
+                }
+            }
+        }
+        let wake = if now >= deadline { now + RECHECK } else { deadline.min(now + RECHECK) };
+        tokio::select! {
+            _ = &mut changed => {}
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+    }
+}
+
+/// Opens the gate. Returns how long clients were held, if it was closed.
+pub fn resume(ctx: &ProxyContext) -> Option<Duration> {
+    let held = ctx.gate.open()?;
+    ctx.metrics.pause_seconds.observe(held.as_secs_f64());
+    Some(held)
+}
+
+/// Sessions with a server that are not parked keep a pause waiting. Sessions still logging
+/// in hold no server yet: they park as soon as they are established.
+fn blocks(state: SessionState) -> bool {
+    !matches!(state, SessionState::Parked | SessionState::Startup | SessionState::Authenticating)
+}
+
+fn describe(session: &SessionInfo) -> Blocker {
+    let (query, since) = session.query_and_since();
+    Blocker {
+        client: session.peer.to_string(),
+        backend_pid: session.server_pid(),
+        state: session.state().label().to_owned(),
+        age_ms: since.elapsed().as_millis() as u64,
+        query,
+    }
+}
+
+/// Opens the gate when the lease ends, unless a later pause renewed it or a resume came.
+fn spawn_lease_timer(ctx: Arc<ProxyContext>, lease_until: Instant) {
+    tokio::spawn(async move {
+        tokio::time::sleep_until(lease_until.into()).await;
+        if let Some(held) = ctx.gate.expire(Instant::now()) {
+            ctx.metrics.pause_seconds.observe(held.as_secs_f64());
+            info!(held_ms = held.as_millis() as u64, "pause lease expired: traffic resumes on the current upstream");
+        }
+    });
+}

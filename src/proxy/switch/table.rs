@@ -1,0 +1,146 @@
+//! Every live session, as the admin API sees it: address, state, server pid, and what it
+//! is running, so a pause can count the parked and name the blockers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::proxy::session::SessionState;
+
+/// How much of a query's text is kept for reports.
+const QUERY_PREFIX: usize = 256;
+
+/// One session's shared record. The session writes it; the admin API reads it.
+#[derive(Debug)]
+pub struct SessionInfo {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub started: Instant,
+    state: AtomicU8,
+    server_pid: AtomicI32,
+    /// Cancelled to end the session with FATAL 57P01 (a pause's `terminate` policy).
+    pub kill: CancellationToken,
+    /// When the session entered its current state, and the start of its last query.
+    detail: Mutex<Detail>,
+}
+
+#[derive(Debug)]
+struct Detail {
+    state_since: Instant,
+    query: String,
+}
+
+impl SessionInfo {
+    /// The session's state now.
+    pub fn state(&self) -> SessionState {
+        SessionState::ALL[self.state.load(Ordering::Acquire) as usize]
+    }
+
+    /// Records a state change.
+    pub fn set_state(&self, state: SessionState) {
+        self.lock().state_since = Instant::now();
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// Records the backend pid of the server connection in use.
+    pub fn set_server_pid(&self, pid: i32) {
+        self.server_pid.store(pid, Ordering::Relaxed);
+    }
+
+    /// The backend pid of the server connection in use (0 before login).
+    pub fn server_pid(&self) -> i32 {
+        self.server_pid.load(Ordering::Relaxed)
+    }
+
+    /// Records the start of the text of a query the client sent.
+    pub fn set_query(&self, text: &[u8]) {
+        let text = &text[..text.len().min(QUERY_PREFIX)];
+        let text = text.split(|&b| b == 0).next().unwrap_or_default();
+        let mut detail = self.lock();
+        detail.query.clear();
+        detail.query.push_str(&String::from_utf8_lossy(text));
+    }
+
+    /// The start of the last query's text, and when the current state began.
+    pub fn query_and_since(&self) -> (String, Instant) {
+        let detail = self.lock();
+        (detail.query.clone(), detail.state_since)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Detail> {
+        self.detail.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The table of live sessions.
+#[derive(Debug, Default)]
+pub struct SessionTable {
+    sessions: Mutex<HashMap<u64, Arc<SessionInfo>>>,
+    next_id: AtomicU64,
+    /// Signalled whenever a session parks, resumes or ends.
+    changed: Notify,
+}
+
+impl SessionTable {
+    /// Adds a session; it leaves the table when the returned entry drops.
+    pub fn insert(self: &Arc<Self>, peer: SocketAddr) -> SessionEntry {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Instant::now();
+        let info = Arc::new(SessionInfo {
+            id,
+            peer,
+            started: now,
+            state: AtomicU8::new(SessionState::Startup as u8),
+            server_pid: AtomicI32::new(0),
+            kill: CancellationToken::new(),
+            detail: Mutex::new(Detail { state_since: now, query: String::new() }),
+        });
+        self.lock().insert(id, info.clone());
+        SessionEntry { table: self.clone(), info }
+    }
+
+    /// Every session now.
+    pub fn all(&self) -> Vec<Arc<SessionInfo>> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// Wakes whoever waits for sessions to park.
+    pub fn notify_changed(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves at the next park, resume or end of a session.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<SessionInfo>>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A session's place in the table.
+#[derive(Debug)]
+pub struct SessionEntry {
+    table: Arc<SessionTable>,
+    pub info: Arc<SessionInfo>,
+}
+
+impl SessionEntry {
+    /// The table this entry is in.
+    pub fn table(&self) -> &SessionTable {
+        &self.table
+    }
+}
+
+impl Drop for SessionEntry {
+    fn drop(&mut self) {
+        self.table.lock().remove(&self.info.id);
+        self.table.notify_changed();
+    }
+}
