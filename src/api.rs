@@ -111,3 +111,22 @@ pub struct ResumeResponse {
     pub held_ms: Option<u64>,
     pub generation: u64,
 }
+
+/// `PUT /v1/upstreams/{name}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutUpstreamRequest {
+    /// The upstream URL, in the `--upstream` syntax.
+    pub url: String,
+    /// When given, must equal the current generation.
+    pub generation: Option<u64>,
+}
+
+/// The answer to `PUT /v1/upstreams/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutUpstreamResponse {
+    pub upstream: UpstreamStatus,
+    /// True when the name was new, false when an upstream was replaced.
+    pub created: bool,
+    pub generation: u64,
+}

@@ -159,9 +159,7 @@ impl ProxyConfig {
         }
         let mut upstreams = Vec::new();
         for (name, url) in m.upstreams {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(err("upstream", format!("name {name:?} must be letters, digits, '-' or '_'")));
-            }
+            crate::proxy::upstream::check_name(&name).map_err(|e| err("upstream", e))?;
             let parsed = UpstreamUrl::parse(&url).map_err(|e| err(format!("upstream.{name}"), format!("URL {e}")))?;
             upstreams.push((name, parsed));
         }

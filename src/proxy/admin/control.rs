@@ -1,5 +1,6 @@
-//! The mutating admin routes: `POST /v1/pause` and `POST /v1/resume`, with their JSON
-//! bodies, the generation check, and one audit event per call.
+//! The mutating admin routes: `POST /v1/pause`, `POST /v1/resume` and
+//! `PUT /v1/upstreams/{name}`, with their JSON bodies, the generation check, and one audit
+//! event per call.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -10,9 +11,12 @@ use hyper::{Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use tracing::info;
 
-use super::{error, json, AdminState, Body};
-use crate::api::{ErrorBody, PauseRequest, PauseResponse, ResumeRequest, ResumeResponse};
+use super::{error, json, upstream_status, AdminState, Body};
+use crate::api::{
+    ErrorBody, PauseRequest, PauseResponse, PutUpstreamRequest, PutUpstreamResponse, ResumeRequest, ResumeResponse,
+};
 use crate::proxy::switch::{self, PauseOptions};
+use crate::proxy::upstream::{check_name, Upstream, UpstreamUrl};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
@@ -29,10 +33,17 @@ pub async fn handle(state: &AdminState, peer: SocketAddr, path: &str, req: Reque
             Ok(body) => pause(state, body).await,
             Err(resp) => resp,
         },
-        _ => match read_json::<ResumeRequest>(req).await {
+        "/v1/resume" => match read_json::<ResumeRequest>(req).await {
             Ok(body) => resume(state, body),
             Err(resp) => resp,
         },
+        _ => {
+            let name = path.trim_start_matches("/v1/upstreams/").to_owned();
+            match read_json::<PutUpstreamRequest>(req).await {
+                Ok(body) => put_upstream(state, &name, body),
+                Err(resp) => resp,
+            }
+        }
     };
     info!(
         target: "pgflip::audit",
@@ -102,6 +113,39 @@ fn resume(state: &AdminState, body: ResumeRequest) -> Response<Body> {
             resumed: held.is_some(),
             held_ms: held.map(|d| d.as_millis() as u64),
             generation: state.ctx.registry.snapshot().generation,
+        },
+    )
+}
+
+fn put_upstream(state: &AdminState, name: &str, body: PutUpstreamRequest) -> Response<Body> {
+    if let Some(resp) = stale_generation(state, body.generation) {
+        return resp;
+    }
+    if let Err(e) = check_name(name) {
+        return error(StatusCode::BAD_REQUEST, e);
+    }
+    let url = match UpstreamUrl::parse(&body.url) {
+        Ok(url) => url,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("url {e}")),
+    };
+    let upstream = match Upstream::new(name, url) {
+        Ok(upstream) => upstream,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let ctx = &state.ctx;
+    let created = ctx.registry.upsert(upstream);
+    let snapshot = ctx.registry.snapshot();
+    ctx.metrics.set_active(snapshot.upstreams.iter().map(|u| &u.name), &snapshot.active, snapshot.generation);
+    let Some(stored) = snapshot.upstreams.iter().find(|u| u.name == name) else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("upstream {name:?} vanished after being stored"));
+    };
+    info!(upstream = name, address = %stored.url.address(), created, "upstream registered");
+    json(
+        if created { StatusCode::CREATED } else { StatusCode::OK },
+        &PutUpstreamResponse {
+            upstream: upstream_status(stored, &snapshot.active),
+            created,
+            generation: snapshot.generation,
         },
     )
 }

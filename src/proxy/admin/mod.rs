@@ -8,6 +8,7 @@
 //! - `GET /v1/status`: active upstream, generation, upstreams, sessions, pause ([`crate::api::Status`]).
 //! - `POST /v1/pause`: close the gate and wait for sessions to park ([`crate::api::PauseRequest`]).
 //! - `POST /v1/resume`: open the gate ([`crate::api::ResumeRequest`]).
+//! - `PUT /v1/upstreams/{name}`: add or replace an upstream ([`crate::api::PutUpstreamRequest`]).
 //!
 //! With an admin token configured, `/v1/*` needs `Authorization: Bearer <token>`. Errors are
 //! JSON `{"error": "..."}` with a fitting status code. Every mutating call is logged as one
@@ -36,7 +37,7 @@ use tracing::{debug, warn};
 use crate::api::{ErrorBody, Status, UpstreamStatus};
 use crate::proxy::context::ProxyContext;
 use crate::proxy::switch::GateState;
-use crate::proxy::upstream::SslMode;
+use crate::proxy::upstream::{SslMode, Upstream};
 
 /// What the admin server reads.
 #[derive(Debug)]
@@ -79,10 +80,16 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: Cancella
 async fn route(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    if path == "/v1/pause" || path == "/v1/resume" {
-        if method != Method::POST {
-            let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, format!("{path} accepts POST"));
-            resp.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+    let mutating = match path.as_str() {
+        "/v1/pause" | "/v1/resume" => Some(Method::POST),
+        p if p.starts_with("/v1/upstreams/") => Some(Method::PUT),
+        _ => None,
+    };
+    if let Some(allowed) = mutating {
+        if method != allowed {
+            let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, format!("{path} accepts {allowed}"));
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_str(allowed.as_str()).expect("a method name is a valid header"));
             return resp;
         }
         if let Some(refusal) = refuse_unauthorized(state, &req) {
@@ -130,21 +137,7 @@ fn metrics(state: &AdminState) -> Response<Body> {
 pub fn status(ctx: &ProxyContext) -> Status {
     let snapshot = ctx.registry.snapshot();
     Status {
-        upstreams: snapshot
-            .upstreams
-            .iter()
-            .map(|u| UpstreamStatus {
-                name: u.name.clone(),
-                address: u.url.address(),
-                sslmode: match u.url.sslmode {
-                    SslMode::Disable => "disable",
-                    SslMode::Require => "require",
-                    SslMode::VerifyFull => "verify-full",
-                }
-                .to_owned(),
-                active: u.name == snapshot.active,
-            })
-            .collect(),
+        upstreams: snapshot.upstreams.iter().map(|u| upstream_status(u, &snapshot.active)).collect(),
         active: snapshot.active,
         generation: snapshot.generation,
         sessions: ctx.cancels.len() as u64,
@@ -162,6 +155,21 @@ pub fn status(ctx: &ProxyContext) -> Status {
 }
 
 /// The response refusing `req` when a token is configured and the request lacks it.
+/// One upstream as the API reports it.
+pub(crate) fn upstream_status(upstream: &Upstream, active: &str) -> UpstreamStatus {
+    UpstreamStatus {
+        name: upstream.name.clone(),
+        address: upstream.url.address(),
+        sslmode: match upstream.url.sslmode {
+            SslMode::Disable => "disable",
+            SslMode::Require => "require",
+            SslMode::VerifyFull => "verify-full",
+        }
+        .to_owned(),
+        active: upstream.name == active,
+    }
+}
+
 fn sessions_by_state(ctx: &ProxyContext) -> std::collections::BTreeMap<String, u64> {
     let mut counts = std::collections::BTreeMap::new();
     for session in ctx.sessions.all() {

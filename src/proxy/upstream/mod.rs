@@ -9,6 +9,6 @@ pub mod url;
 
 pub use connect::{connect, Login, ServerConn};
 pub use error::UpstreamError;
-pub use registry::{Registry, RegistrySnapshot, Upstream, UpstreamConfigError};
+pub use registry::{check_name, Registry, RegistrySnapshot, Upstream, UpstreamConfigError};
 pub use secrets::{Secrets, SecretsError};
 pub use url::{SslMode, UpstreamUrl, UrlError};

@@ -28,6 +28,15 @@ pub enum UpstreamConfigError {
     Unknown(String),
 }
 
+/// Checks an upstream name: letters, digits, `-` and `_`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        Ok(())
+    } else {
+        Err(format!("upstream name {name:?} must be letters, digits, '-' or '_'"))
+    }
+}
+
 impl Upstream {
     /// Builds an upstream, loading its CA file when the URL asks for verify-full.
     pub fn new(name: &str, url: UpstreamUrl) -> Result<Upstream, UpstreamConfigError> {
@@ -93,6 +102,18 @@ impl Registry {
             generation: state.generation,
             upstreams: state.upstreams.values().cloned().collect(),
         }
+    }
+
+    /// Adds `upstream`, or replaces the one of that name (sessions already on the old
+    /// one keep their connections). Returns true when the name is new. The generation
+    /// does not change: only a repoint changes it.
+    pub fn upsert(&self, upstream: Upstream) -> bool {
+        let upstream = Arc::new(upstream);
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if state.active.name == upstream.name {
+            state.active = upstream.clone();
+        }
+        state.upstreams.insert(upstream.name.clone(), upstream).is_none()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
