@@ -36,3 +36,11 @@ pub(crate) fn read_i32(buf: &[u8]) -> Result<(i32, &[u8]), WireError> {
     let v = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
     Ok((v, &buf[4..]))
 }
+
+/// Reads a big-endian i16 from the front of `buf`.
+pub(crate) fn read_i16(buf: &[u8]) -> Result<(i16, &[u8]), WireError> {
+    if buf.len() < 2 {
+        return Err(WireError::Malformed("message too short"));
+    }
+    Ok((i16::from_be_bytes([buf[0], buf[1]]), &buf[2..]))
+}

@@ -76,6 +76,12 @@ impl Gate {
         }
     }
 
+    /// Wakes every session watching the gate without changing it (after a repoint, so
+    /// parked sessions move).
+    pub fn touch(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
     /// A receiver that changes whenever the gate opens, closes or is renewed.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()

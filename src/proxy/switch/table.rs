@@ -23,6 +23,8 @@ pub struct SessionInfo {
     pub started: Instant,
     state: AtomicU8,
     server_pid: AtomicI32,
+    /// Registry generation of the upstream the session's server belongs to.
+    generation: AtomicU64,
     /// Cancelled to end the session with FATAL 57P01 (a pause's `terminate` policy).
     pub kill: CancellationToken,
     /// When the session entered its current state, and the start of its last query.
@@ -55,6 +57,16 @@ impl SessionInfo {
     /// The backend pid of the server connection in use (0 before login).
     pub fn server_pid(&self) -> i32 {
         self.server_pid.load(Ordering::Relaxed)
+    }
+
+    /// Records that the session's server is on the upstream of `generation`.
+    pub fn set_generation(&self, generation: u64) {
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    /// The generation of the upstream the session is on.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Records the start of the text of a query the client sent.
@@ -97,6 +109,7 @@ impl SessionTable {
             started: now,
             state: AtomicU8::new(SessionState::Startup as u8),
             server_pid: AtomicI32::new(0),
+            generation: AtomicU64::new(0),
             kill: CancellationToken::new(),
             detail: Mutex::new(Detail { state_since: now, query: String::new() }),
         });

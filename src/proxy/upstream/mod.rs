@@ -3,12 +3,13 @@
 
 pub(crate) mod connect;
 mod error;
+pub mod query;
 mod registry;
 mod secrets;
 pub mod url;
 
 pub use connect::{connect, Login, ServerConn};
 pub use error::UpstreamError;
-pub use registry::{check_name, Registry, RegistrySnapshot, Upstream, UpstreamConfigError};
+pub use registry::{check_name, Registry, RegistrySnapshot, RepointError, Upstream, UpstreamConfigError};
 pub use secrets::{Secrets, SecretsError};
 pub use url::{SslMode, UpstreamUrl, UrlError};

@@ -59,6 +59,15 @@ impl Upstream {
     }
 }
 
+/// Why a repoint was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RepointError {
+    #[error("stale generation {given}: the sidecar is at generation {current}")]
+    StaleGeneration { given: u64, current: u64 },
+    #[error("unknown upstream \"{0}\"")]
+    Unknown(String),
+}
+
 /// What the registry holds at one moment, for status reports.
 #[derive(Debug, Clone)]
 pub struct RegistrySnapshot {
@@ -114,6 +123,26 @@ impl Registry {
             state.active = upstream.clone();
         }
         state.upstreams.insert(upstream.name.clone(), upstream).is_none()
+    }
+
+    /// Makes `name` the active upstream and bumps the generation. With `expected`, the
+    /// current generation must equal it (compare-and-swap). Returns the new generation.
+    pub fn repoint(&self, name: &str, expected: Option<u64>) -> Result<(Arc<Upstream>, u64), RepointError> {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(expected) = expected {
+            if expected != state.generation {
+                return Err(RepointError::StaleGeneration { given: expected, current: state.generation });
+            }
+        }
+        let target = state.upstreams.get(name).cloned().ok_or_else(|| RepointError::Unknown(name.to_owned()))?;
+        state.active = target.clone();
+        state.generation += 1;
+        Ok((target, state.generation))
+    }
+
+    /// The upstream called `name`, if registered.
+    pub fn get(&self, name: &str) -> Option<Arc<Upstream>> {
+        self.read().upstreams.get(name).cloned()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {

@@ -1,0 +1,135 @@
+//! Running the proxy's own statements on a server connection that no client is using at
+//! that moment (a parked session's): simple queries with text rows, and Parse.
+
+use bytes::BytesMut;
+
+use crate::proxy::io::{read_message, write_all, MAX_HANDSHAKE_MESSAGE};
+use crate::proxy::stream::ServerStream;
+use crate::proxy::upstream::UpstreamError;
+use crate::wire::backend::{self, put_message, ErrorFields};
+use crate::wire::{frontend, read_cstr, WireError};
+
+/// Largest message accepted in an answer to the proxy's own statements.
+const MAX_ANSWER: usize = 64 << 20;
+
+/// What a server answered to the proxy's own statements.
+#[derive(Debug, Default)]
+pub struct Answer {
+    /// Text rows of every result, in order.
+    pub rows: Vec<Vec<Option<String>>>,
+    /// ParameterStatus messages seen meanwhile.
+    pub params: Vec<(String, String)>,
+}
+
+/// Sends `sql` as one simple Query and reads up to its ReadyForQuery. An ErrorResponse
+/// makes it fail (after the ReadyForQuery, so the connection stays usable).
+pub async fn simple_query(stream: &mut ServerStream, upstream: &str, sql: &str) -> Result<Answer, UpstreamError> {
+    let mut out = Vec::with_capacity(sql.len() + 6);
+    put_message(&mut out, frontend::QUERY, |b| {
+        b.extend_from_slice(sql.as_bytes());
+        b.push(0);
+    });
+    write_all(stream, &out).await.map_err(|source| UpstreamError::Io { upstream: upstream.to_owned(), source })?;
+    read_answer(stream, upstream).await
+}
+
+/// Prepares a named statement with Parse + Sync.
+pub async fn parse(
+    stream: &mut ServerStream,
+    upstream: &str,
+    name: &str,
+    query: &str,
+    param_types: &[u32],
+) -> Result<Answer, UpstreamError> {
+    let mut out = Vec::with_capacity(query.len() + name.len() + 32);
+    put_message(&mut out, frontend::PARSE, |b| {
+        b.extend_from_slice(name.as_bytes());
+        b.push(0);
+        b.extend_from_slice(query.as_bytes());
+        b.push(0);
+        b.extend_from_slice(&(param_types.len() as i16).to_be_bytes());
+        for oid in param_types {
+            b.extend_from_slice(&oid.to_be_bytes());
+        }
+    });
+    put_message(&mut out, frontend::SYNC, |_| {});
+    write_all(stream, &out).await.map_err(|source| UpstreamError::Io { upstream: upstream.to_owned(), source })?;
+    read_answer(stream, upstream).await
+}
+
+async fn read_answer(stream: &mut ServerStream, upstream: &str) -> Result<Answer, UpstreamError> {
+    let protocol = |source| UpstreamError::Protocol { upstream: upstream.to_owned(), source };
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut answer = Answer::default();
+    let mut failure = None;
+    loop {
+        let (tag, body) = read_message(stream, &mut buf, MAX_ANSWER.max(MAX_HANDSHAKE_MESSAGE))
+            .await
+            .map_err(|e| UpstreamError::from_read(upstream, e))?;
+        match tag {
+            backend::DATA_ROW => answer.rows.push(data_row(&body).map_err(protocol)?),
+            backend::PARAMETER_STATUS => {
+                let (k, v) = backend::parse_parameter_status(&body).map_err(protocol)?;
+                answer.params.push((k.to_owned(), v.to_owned()));
+            }
+            backend::ERROR_RESPONSE => {
+                let fields = ErrorFields::parse(&body).map_err(protocol)?;
+                let mut raw = Vec::with_capacity(body.len() + 5);
+                put_message(&mut raw, tag, |b| b.extend_from_slice(&body));
+                if fields.is_fatal() {
+                    return Err(UpstreamError::Server { upstream: upstream.to_owned(), fields, raw });
+                }
+                failure.get_or_insert(UpstreamError::Server { upstream: upstream.to_owned(), fields, raw });
+            }
+            backend::READY_FOR_QUERY => {
+                if !buf.is_empty() {
+                    return Err(protocol(WireError::Malformed("bytes after ReadyForQuery")));
+                }
+                return match failure {
+                    Some(err) => Err(err),
+                    None => Ok(answer),
+                };
+            }
+            backend::COPY_IN_RESPONSE | backend::COPY_OUT_RESPONSE | backend::COPY_BOTH_RESPONSE => {
+                return Err(protocol(WireError::UnexpectedTag(tag as char)));
+            }
+            // RowDescription, CommandComplete, ParseComplete, notices, notifications.
+            _ => {}
+        }
+    }
+}
+
+fn data_row(body: &[u8]) -> Result<Vec<Option<String>>, WireError> {
+    let (count, mut rest) = crate::wire::read_i16(body)?;
+    let mut row = Vec::with_capacity(count.max(0) as usize);
+    for _ in 0..count {
+        let (len, after) = crate::wire::read_i32(rest)?;
+        if len < 0 {
+            row.push(None);
+            rest = after;
+            continue;
+        }
+        let len = len as usize;
+        if after.len() < len {
+            return Err(WireError::Malformed("DataRow column runs past the message"));
+        }
+        let text = std::str::from_utf8(&after[..len]).map_err(|_| WireError::Malformed("column is not UTF-8"))?;
+        row.push(Some(text.to_owned()));
+        rest = &after[len..];
+    }
+    Ok(row)
+}
+
+/// Reads the name and query text of a Parse body, and its parameter type OIDs.
+pub fn parse_body(body: &[u8]) -> Result<(&str, &str, Vec<u32>), WireError> {
+    let (name, rest) = read_cstr(body)?;
+    let (query, rest) = read_cstr(rest)?;
+    let (count, mut rest) = crate::wire::read_i16(rest)?;
+    let mut types = Vec::with_capacity(count.max(0) as usize);
+    for _ in 0..count {
+        let (oid, after) = crate::wire::read_i32(rest)?;
+        types.push(oid as u32);
+        rest = after;
+    }
+    Ok((name, query, types))
+}
