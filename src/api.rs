@@ -130,3 +130,35 @@ pub struct PutUpstreamResponse {
     pub created: bool,
     pub generation: u64,
 }
+
+/// `POST /v1/switch`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchRequest {
+    /// The upstream to move to.
+    pub to: String,
+    /// When given, must equal the current generation.
+    pub generation: Option<u64>,
+    /// As in [`PauseRequest`], for the pause a switch starts with when not paused.
+    pub drain_timeout_ms: Option<u64>,
+    pub lease_ms: Option<u64>,
+    pub on_timeout: Option<OnTimeout>,
+}
+
+/// The answer to `POST /v1/switch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchResponse {
+    pub from: String,
+    pub to: String,
+    /// The new generation.
+    pub generation: u64,
+    /// Sessions now on the new upstream.
+    pub moved: usize,
+    /// Sessions whose move failed; their clients got FATAL 08006.
+    pub failed: u64,
+    /// Parked sessions that had not moved by the deadline.
+    pub unmoved: usize,
+    /// How long clients were held, when the switch paused them itself.
+    pub held_ms: Option<u64>,
+    pub duration_ms: u64,
+}

@@ -15,6 +15,8 @@ pub struct Metrics {
     active_upstream: IntGaugeVec,
     pub generation: IntGauge,
     pub pause_seconds: Histogram,
+    pub switches: IntCounterVec,
+    pub session_migrations: IntCounterVec,
     client_errors: IntCounterVec,
     upstream_errors: IntCounterVec,
     pub bytes_client_to_server: IntCounter,
@@ -42,6 +44,14 @@ impl Metrics {
             HistogramOpts::new("pgflip_pause_seconds", "How long clients were held by a pause")
                 .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
         )?;
+        let switches = IntCounterVec::new(
+            Opts::new("pgflip_switches_total", "Switches of the active upstream by result"),
+            &["result"],
+        )?;
+        let session_migrations = IntCounterVec::new(
+            Opts::new("pgflip_session_migrations_total", "Sessions moved to another server by result"),
+            &["result"],
+        )?;
         let client_errors = IntCounterVec::new(
             Opts::new("pgflip_client_errors_total", "ErrorResponses sent to clients by SQLSTATE class"),
             &["sqlstate_class"],
@@ -61,6 +71,8 @@ impl Metrics {
         registry.register(Box::new(active_upstream.clone()))?;
         registry.register(Box::new(generation.clone()))?;
         registry.register(Box::new(pause_seconds.clone()))?;
+        registry.register(Box::new(switches.clone()))?;
+        registry.register(Box::new(session_migrations.clone()))?;
         registry.register(Box::new(client_errors.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(bytes.clone()))?;
@@ -71,6 +83,8 @@ impl Metrics {
             active_upstream,
             generation,
             pause_seconds,
+            switches,
+            session_migrations,
             client_errors,
             upstream_errors,
             bytes_client_to_server: bytes.with_label_values(&["client_to_server"]),

@@ -65,6 +65,11 @@ impl Scanner {
         Scanner { skip: 0, max_len, max_whole: max_whole.min(max_len) }
     }
 
+    /// The largest message accepted.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
     /// True when the scanner sits between two messages (no body is streaming).
     pub fn at_message_start(&self) -> bool {
         self.skip == 0

@@ -13,9 +13,10 @@ use tracing::info;
 
 use super::{error, json, upstream_status, AdminState, Body};
 use crate::api::{
-    ErrorBody, PauseRequest, PauseResponse, PutUpstreamRequest, PutUpstreamResponse, ResumeRequest, ResumeResponse,
+    ErrorBody, OnTimeout, PauseRequest, PauseResponse, PutUpstreamRequest, PutUpstreamResponse, ResumeRequest,
+    ResumeResponse, SwitchRequest, SwitchResponse,
 };
-use crate::proxy::switch::{self, PauseOptions};
+use crate::proxy::switch::{self, PauseOptions, SwitchError, SwitchOptions};
 use crate::proxy::upstream::{check_name, Upstream, UpstreamUrl};
 
 /// Largest request body accepted.
@@ -31,6 +32,10 @@ pub async fn handle(state: &AdminState, peer: SocketAddr, path: &str, req: Reque
     let resp = match path {
         "/v1/pause" => match read_json::<PauseRequest>(req).await {
             Ok(body) => pause(state, body).await,
+            Err(resp) => resp,
+        },
+        "/v1/switch" => match read_json::<SwitchRequest>(req).await {
+            Ok(body) => switch(state, body, started).await,
             Err(resp) => resp,
         },
         "/v1/resume" => match read_json::<ResumeRequest>(req).await {
@@ -102,6 +107,48 @@ async fn pause(state: &AdminState, body: PauseRequest) -> Response<Body> {
     }
 }
 
+async fn switch(state: &AdminState, body: SwitchRequest, started: Instant) -> Response<Body> {
+    let pause = match pause_options(body.drain_timeout_ms, body.lease_ms, body.on_timeout) {
+        Ok(pause) => pause,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let options = SwitchOptions {
+        to: body.to.clone(),
+        generation: body.generation,
+        pause,
+        move_timeout: state.ctx.limits.connect_timeout + Duration::from_secs(5),
+    };
+    match switch::switch(&state.ctx, options).await {
+        Ok(done) => json(
+            StatusCode::OK,
+            &SwitchResponse {
+                from: done.from,
+                to: body.to,
+                generation: done.generation,
+                moved: done.moved,
+                failed: done.failed,
+                unmoved: done.unmoved,
+                held_ms: done.held.map(|d| d.as_millis() as u64),
+                duration_ms: started.elapsed().as_millis() as u64,
+            },
+        ),
+        Err(e) => {
+            state.ctx.metrics.switches.with_label_values(&["refused"]).inc();
+            let code = match &e {
+                SwitchError::Unknown(_) => StatusCode::NOT_FOUND,
+                SwitchError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                SwitchError::Repoint(_) | SwitchError::Pause(_) => StatusCode::CONFLICT,
+            };
+            match e {
+                SwitchError::Pause(failure) => {
+                    json(code, &serde_json::json!({"error": failure.reason, "blockers": failure.blockers}))
+                }
+                other => error(code, other.to_string()),
+            }
+        }
+    }
+}
+
 fn resume(state: &AdminState, body: ResumeRequest) -> Response<Body> {
     if let Some(resp) = stale_generation(state, body.generation) {
         return resp;
@@ -148,6 +195,19 @@ fn put_upstream(state: &AdminState, name: &str, body: PutUpstreamRequest) -> Res
             generation: snapshot.generation,
         },
     )
+}
+
+fn pause_options(
+    drain_timeout_ms: Option<u64>,
+    lease_ms: Option<u64>,
+    on_timeout: Option<OnTimeout>,
+) -> Result<PauseOptions, String> {
+    let drain = Duration::from_millis(drain_timeout_ms.unwrap_or(DEFAULT_DRAIN.as_millis() as u64));
+    let lease = Duration::from_millis(lease_ms.unwrap_or(DEFAULT_LEASE.as_millis() as u64));
+    if drain > MAX_WAIT || lease > MAX_WAIT || lease.is_zero() {
+        return Err("drain_timeout_ms and lease_ms must be at most 3600000, and lease_ms above 0".into());
+    }
+    Ok(PauseOptions { drain_timeout: drain, lease, on_timeout: on_timeout.unwrap_or_default() })
 }
 
 /// 409 when the request names a generation other than the current one.

@@ -8,6 +8,7 @@
 //! - `GET /v1/status`: active upstream, generation, upstreams, sessions, pause ([`crate::api::Status`]).
 //! - `POST /v1/pause`: close the gate and wait for sessions to park ([`crate::api::PauseRequest`]).
 //! - `POST /v1/resume`: open the gate ([`crate::api::ResumeRequest`]).
+//! - `POST /v1/switch`: move every session to another upstream ([`crate::api::SwitchRequest`]).
 //! - `PUT /v1/upstreams/{name}`: add or replace an upstream ([`crate::api::PutUpstreamRequest`]).
 //!
 //! With an admin token configured, `/v1/*` needs `Authorization: Bearer <token>`. Errors are
@@ -81,7 +82,7 @@ async fn route(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) -> 
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let mutating = match path.as_str() {
-        "/v1/pause" | "/v1/resume" => Some(Method::POST),
+        "/v1/pause" | "/v1/resume" | "/v1/switch" => Some(Method::POST),
         p if p.starts_with("/v1/upstreams/") => Some(Method::PUT),
         _ => None,
     };

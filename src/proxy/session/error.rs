@@ -23,6 +23,9 @@ pub enum SessionError {
     AuthFailed { user: String, reason: AuthError },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// Moving the session to another server failed; the client gets FATAL.
+    #[error("moving the session to another server failed: {0}")]
+    MoveFailed(Box<SessionError>),
 }
 
 impl SessionError {
@@ -43,13 +46,14 @@ impl SessionError {
             SessionError::Refused { code, message } => Some((code, format!("pgflip: {message}"))),
             SessionError::AuthFailed { reason, .. } => Some((reason.sqlstate(), self.to_string())),
             SessionError::Upstream(e) => Some((e.sqlstate(), format!("pgflip: {e}"))),
+            SessionError::MoveFailed(_) => Some(("08006", format!("pgflip: {self}"))),
         }
     }
 
     /// Which side caused the failure, for logs: `client`, `upstream` or `proxy`.
     pub fn side(&self) -> &'static str {
         match self {
-            SessionError::Upstream(_) => "upstream",
+            SessionError::Upstream(_) | SessionError::MoveFailed(_) => "upstream",
             SessionError::Refused { .. } => "proxy",
             _ => "client",
         }

@@ -3,8 +3,10 @@
 
 mod client_auth;
 mod error;
+mod forward;
 mod gauge;
 mod handshake;
+mod migrate;
 mod pump;
 mod state;
 
@@ -22,11 +24,12 @@ use crate::proxy::io::write_all;
 use crate::proxy::stream::{ClientStream, ServerStream};
 use crate::proxy::upstream::{connect, ServerConn, Upstream};
 use crate::wire::backend::{self, auth_code, Severity};
+use crate::wire::startup::StartupMessage;
 
 pub use error::SessionError;
 pub use gauge::StateGauge;
 use handshake::Accepted;
-use pump::{Pump, PumpEnd};
+use pump::Pump;
 pub use state::{SessionState, Tracker, TxStatus};
 
 /// Serves one client connection to its end. Never panics on bad input; errors are
@@ -39,7 +42,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>) {
     let result = match establish(tcp, peer, &ctx, gauge).instrument(span.clone()).await {
         // Forwarding runs outside the span: entering it on every wake-up costs more than
         // the forwarding itself. Its end is logged inside the span.
-        Ok(Some(session)) => forward(session, &ctx).await,
+        Ok(Some(session)) => forward::forward(session, &ctx).await,
         Ok(None) => Ok(()),
         Err(e) => Err(e),
     };
@@ -55,10 +58,18 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>) {
 struct Established {
     client: ClientStream,
     server: ServerStream,
+    /// False once the server connection was lost while parked: the session reconnects
+    /// when it resumes.
+    server_alive: bool,
     upstream: Arc<Upstream>,
+    /// Registry generation when the server connection was opened.
+    generation: u64,
+    /// The client's StartupMessage, replayed to every new server.
+    startup: StartupMessage,
+    user: String,
     pump: Pump,
-    _cancel: CancelHandle,
-    _server_gauge: ServerGauge,
+    cancel: CancelHandle,
+    server_gauge: ServerGauge,
 }
 
 /// Startup, client authentication and the upstream login. `None` for a cancel request.
@@ -79,7 +90,7 @@ async fn establish(
         return Err(answer(&mut client, ctx, e).await);
     }
 
-    let upstream = ctx.registry.active();
+    let (upstream, generation) = ctx.registry.active_with_generation();
     let login = ctx.login_for(&upstream, &user);
     let server = match connect(&upstream, &startup, &login, ctx.limits.connect_timeout).await {
         Ok(server) => server,
@@ -91,6 +102,7 @@ async fn establish(
     let ServerConn { stream: server_stream, params, backend_key, leftover } = server;
     let server_gauge = ServerGauge::new(ctx.metrics.server_connections(&upstream.name));
     gauge.info().set_server_pid(backend_key.0);
+    gauge.info().set_generation(generation);
     let cancel =
         ctx.cancels.register(CancelTarget { upstream: upstream.clone(), pid: backend_key.0, key: backend_key.1 });
     debug!(upstream = %upstream.name, server.pid = backend_key.0, user = %login.user, "session established");
@@ -105,98 +117,24 @@ async fn establish(
     backend::ready_for_query(&mut greeting, b'I');
     write_all(&mut client, &greeting).await.map_err(SessionError::ClientIo)?;
 
-    let pump = Pump::new(pending, leftover, ctx.limits.max_message, gauge);
+    let pump = Pump::new(pending, leftover, ctx.limits.max_message, gauge, params);
     Ok(Some(Established {
         client,
         server: server_stream,
+        server_alive: true,
         upstream,
+        generation,
+        startup,
+        user,
         pump,
-        _cancel: cancel,
-        _server_gauge: server_gauge,
+        cancel,
+        server_gauge,
     }))
-}
-
-/// Forwards until either side ends, parking while the pause gate is closed.
-async fn forward(session: Established, ctx: &ProxyContext) -> Result<(), SessionError> {
-    let Established { mut client, mut server, upstream, mut pump, .. } = session;
-    let mut gate = ctx.gate.subscribe();
-    let kill = pump.info().kill.clone();
-    loop {
-        let end = tokio::select! {
-            biased;
-            end = pump.run(&mut client, &mut server, ctx) => end,
-            // The pump reads the gate when it runs; a change only needs to wake it.
-            _ = gate.changed() => continue,
-            _ = kill.cancelled() => {
-                if pump.client_at_message_start() {
-                    let message = "terminating connection: pgflip could not wait for this session's transaction to end";
-                    send_error(&mut client, ctx, Severity::Fatal, "57P01", message).await;
-                }
-                return Ok(());
-            }
-            _ = ctx.terminate.cancelled() => {
-                if pump.client_at_message_start() {
-                    let message = "terminating connection due to administrator command: pgflip is shutting down";
-                    send_error(&mut client, ctx, Severity::Fatal, "57P01", message).await;
-                }
-                return Ok(());
-            }
-        };
-        match end {
-            PumpEnd::Parked => debug!(upstream = %upstream.name, "session parked"),
-            end => return finish(end, &mut pump, &mut client, &upstream, ctx).await,
-        }
-    }
-}
-
-/// Handles the end of forwarding: tells the client what happened when the server vanished.
-async fn finish(
-    end: PumpEnd,
-    pump: &mut Pump,
-    client: &mut ClientStream,
-    upstream: &Upstream,
-    ctx: &ProxyContext,
-) -> Result<(), SessionError> {
-    match end {
-        PumpEnd::Parked | PumpEnd::ClientTerminated => Ok(()),
-        PumpEnd::ClientClosed => Err(SessionError::ClientClosed),
-        PumpEnd::ClientIo(e) => Err(SessionError::ClientIo(e)),
-        PumpEnd::ClientProtocol(e) => {
-            let err = SessionError::ClientProtocol(e);
-            if pump.client_at_message_start() {
-                return Err(answer(client, ctx, err).await);
-            }
-            Err(err)
-        }
-        PumpEnd::ServerClosed { fatal: true } => {
-            // The server said why (e.g. it was terminated) and that was forwarded.
-            let _ = pump.drain_to_client(client).await;
-            Ok(())
-        }
-        PumpEnd::ServerClosed { fatal: false } | PumpEnd::ServerIo(_) | PumpEnd::ServerProtocol(_) => {
-            let err = match end {
-                PumpEnd::ServerIo(source) => {
-                    crate::proxy::upstream::UpstreamError::Io { upstream: upstream.name.clone(), source }
-                }
-                PumpEnd::ServerProtocol(source) => {
-                    crate::proxy::upstream::UpstreamError::Protocol { upstream: upstream.name.clone(), source }
-                }
-                _ => crate::proxy::upstream::UpstreamError::Closed { upstream: upstream.name.clone() },
-            };
-            ctx.metrics.upstream_error(&upstream.name, err.kind());
-            let _ = pump.drain_to_client(client).await;
-            let err = SessionError::Upstream(err);
-            if pump.client_at_message_start() {
-                return Err(answer(client, ctx, err).await);
-            }
-            Err(err)
-        }
-    }
 }
 
 /// Sends the client the ErrorResponse for `err` (when it has a stream and a response),
 /// counts it, and gives the error back for logging.
-async fn answer(client: &mut ClientStream, ctx: &ProxyContext, err: SessionError) -> SessionError {
+pub(super) async fn answer(client: &mut ClientStream, ctx: &ProxyContext, err: SessionError) -> SessionError {
     if let SessionError::Upstream(e) = &err {
         if let Some(raw) = e.server_message() {
             ctx.metrics.client_error(e.sqlstate());
@@ -210,7 +148,13 @@ async fn answer(client: &mut ClientStream, ctx: &ProxyContext, err: SessionError
     err
 }
 
-async fn send_error(client: &mut ClientStream, ctx: &ProxyContext, severity: Severity, code: &str, message: &str) {
+pub(super) async fn send_error(
+    client: &mut ClientStream,
+    ctx: &ProxyContext,
+    severity: Severity,
+    code: &str,
+    message: &str,
+) {
     let mut out = Vec::with_capacity(64 + message.len());
     backend::error_response(&mut out, severity, code, message);
     ctx.metrics.client_error(code);
@@ -218,10 +162,10 @@ async fn send_error(client: &mut ClientStream, ctx: &ProxyContext, severity: Sev
 }
 
 /// Counts one open server connection in `pgflip_server_connections` until dropped.
-struct ServerGauge(IntGauge);
+pub(super) struct ServerGauge(IntGauge);
 
 impl ServerGauge {
-    fn new(gauge: IntGauge) -> ServerGauge {
+    pub(super) fn new(gauge: IntGauge) -> ServerGauge {
         gauge.inc();
         ServerGauge(gauge)
     }

@@ -115,13 +115,21 @@ pub struct Pump {
     server_fatal: bool,
     /// Holding the client's requests behind the closed gate.
     parked: bool,
+    /// ParameterStatus values the client was told, latest last.
+    client_params: Vec<(String, String)>,
     client_terminated: bool,
 }
 
 impl Pump {
     /// A pump whose client buffer starts with `client_pending` (bytes the client sent
     /// during the handshake) and server buffer with `server_pending`.
-    pub fn new(client_pending: BytesMut, server_pending: BytesMut, max_message: usize, mut gauge: StateGauge) -> Pump {
+    pub fn new(
+        client_pending: BytesMut,
+        server_pending: BytesMut,
+        max_message: usize,
+        mut gauge: StateGauge,
+        client_params: Vec<(String, String)>,
+    ) -> Pump {
         let tracker = Tracker::default();
         gauge.set(tracker.state());
         Pump {
@@ -131,6 +139,7 @@ impl Pump {
             gauge,
             server_fatal: false,
             parked: false,
+            client_params,
             client_terminated: false,
         }
     }
@@ -152,6 +161,31 @@ impl Pump {
     /// The session's record in the session table.
     pub fn info(&self) -> &SessionInfo {
         self.gauge.info()
+    }
+
+    /// True while holding the client's requests behind the closed gate.
+    pub fn is_parked(&self) -> bool {
+        self.parked
+    }
+
+    /// The value of server parameter `name` the client was last told.
+    pub fn client_param(&self, name: &str) -> Option<&str> {
+        self.client_params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Records that the client was told `name = value`.
+    pub fn set_client_param(&mut self, name: &str, value: &str) {
+        self.client_params.retain(|(k, _)| k != name);
+        self.client_params.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Starts the server direction afresh on a new server connection. Only for a parked
+    /// session: nothing of the old server is in flight.
+    pub fn reset_server(&mut self, leftover: BytesMut) {
+        debug_assert!(self.parked, "only a parked session changes servers");
+        let max_message = self.s2c.scanner.max_len();
+        self.s2c = Half::new(leftover, max_message, MAX_INSPECTED_SERVER_MESSAGE);
+        self.server_fatal = false;
     }
 
     /// Parked means at a boundary with every byte of both directions delivered.
@@ -283,6 +317,7 @@ impl Pump {
     fn scan_server(&mut self, metrics: &Metrics) -> Result<(), PumpEnd> {
         let tracker = &mut self.tracker;
         let fatal = &mut self.server_fatal;
+        let client_params = &mut self.client_params;
         let half = &mut self.s2c;
         let n = half
             .scanner
@@ -293,6 +328,11 @@ impl Pump {
                         metrics.client_error(&fields.code);
                         *fatal = fields.is_fatal();
                         tracker.server_message(backend::ERROR_RESPONSE, body);
+                    }
+                    Frame::Whole { tag: backend::PARAMETER_STATUS, body } => {
+                        let (name, value) = backend::parse_parameter_status(body)?;
+                        client_params.retain(|(k, _)| k != name);
+                        client_params.push((name.to_owned(), value.to_owned()));
                     }
                     Frame::Whole { tag, body } => {
                         if let Some(started) = tracker.server_message(tag, body) {

@@ -1,10 +1,12 @@
-//! Pausing traffic: the gate sessions park behind, the table of live sessions, and the
-//! pause and resume operations the admin API calls.
+//! Pausing and switching traffic: the gate sessions park behind, the table of live
+//! sessions, and the pause, resume and switch operations the admin API calls.
 
+mod flip;
 mod gate;
 mod pause;
 mod table;
 
+pub use flip::{switch, SwitchError, SwitchOptions, Switched};
 pub use gate::{Gate, GateState};
 pub use pause::{pause, resume, PauseFailure, PauseOptions, Paused};
 pub use table::{SessionEntry, SessionInfo, SessionTable};

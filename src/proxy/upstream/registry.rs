@@ -103,6 +103,12 @@ impl Registry {
         self.read().active.clone()
     }
 
+    /// The active upstream and the generation, read together.
+    pub fn active_with_generation(&self) -> (Arc<Upstream>, u64) {
+        let state = self.read();
+        (state.active.clone(), state.generation)
+    }
+
     /// A consistent copy of the registry's contents.
     pub fn snapshot(&self) -> RegistrySnapshot {
         let state = self.read();

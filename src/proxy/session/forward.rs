@@ -1,0 +1,119 @@
+//! Forwarding a session until either side ends, parking behind the closed gate, and
+//! moving to another upstream when the active one changes while parked.
+
+use tracing::{debug, warn};
+
+use crate::proxy::context::ProxyContext;
+use crate::proxy::session::pump::{Pump, PumpEnd};
+use crate::proxy::session::{answer, migrate, send_error, Established, SessionError};
+use crate::proxy::stream::ClientStream;
+use crate::proxy::upstream::{Upstream, UpstreamError};
+use crate::wire::backend::Severity;
+
+/// Forwards until either side ends. While the gate is closed the session parks; a parked
+/// session follows a repoint to the new active upstream, and one whose server connection
+/// was lost while parked reconnects before it goes on.
+pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<(), SessionError> {
+    let mut gate = ctx.gate.subscribe();
+    let kill = s.pump.info().kill.clone();
+    loop {
+        if s.pump.is_parked() || !s.server_alive {
+            let (active, generation) = ctx.registry.active_with_generation();
+            let repointed = generation != s.generation && active.name != s.upstream.name;
+            let reconnect = !s.server_alive && (generation != s.generation || !ctx.gate.is_closed());
+            if repointed || reconnect {
+                if let Err(e) = migrate::migrate(&mut s, ctx, active, generation).await {
+                    ctx.metrics.session_migrations.with_label_values(&["failed"]).inc();
+                    let e = SessionError::MoveFailed(Box::new(e));
+                    return Err(answer(&mut s.client, ctx, e).await);
+                }
+                ctx.metrics.session_migrations.with_label_values(&["moved"]).inc();
+            } else if generation != s.generation {
+                s.generation = generation;
+                s.pump.info().set_generation(generation);
+            }
+        }
+        if !s.server_alive {
+            tokio::select! {
+                biased;
+                _ = gate.changed() => continue,
+                _ = kill.cancelled() => return end_session(&mut s.client, ctx, KILLED).await,
+                _ = ctx.terminate.cancelled() => return end_session(&mut s.client, ctx, SHUTTING_DOWN).await,
+            }
+        }
+        let end = tokio::select! {
+            biased;
+            end = s.pump.run(&mut s.client, &mut s.server, ctx) => end,
+            // The pump reads the gate when it runs; a change only needs to wake it.
+            _ = gate.changed() => continue,
+            _ = kill.cancelled() => return end_session_if_clean(&mut s, ctx, KILLED).await,
+            _ = ctx.terminate.cancelled() => return end_session_if_clean(&mut s, ctx, SHUTTING_DOWN).await,
+        };
+        match end {
+            PumpEnd::Parked => debug!(upstream = %s.upstream.name, "session parked"),
+            PumpEnd::ServerClosed { .. } | PumpEnd::ServerIo(_) if s.pump.is_parked() && migrate::can_reconnect(&s) => {
+                // A fence on the old server ended it while the client was held: nothing the
+                // client sent is lost, and the state is captured. Reconnect on resume.
+                warn!(upstream = %s.upstream.name, "server connection lost while parked; the session reconnects on resume");
+                s.server_alive = false;
+            }
+            end => return finish(end, &mut s.pump, &mut s.client, &s.upstream, ctx).await,
+        }
+    }
+}
+
+const KILLED: &str = "terminating connection: pgflip could not wait for this session's transaction to end";
+const SHUTTING_DOWN: &str = "terminating connection due to administrator command: pgflip is shutting down";
+
+async fn end_session_if_clean(s: &mut Established, ctx: &ProxyContext, message: &str) -> Result<(), SessionError> {
+    if s.pump.client_at_message_start() {
+        send_error(&mut s.client, ctx, Severity::Fatal, "57P01", message).await;
+    }
+    Ok(())
+}
+
+async fn end_session(client: &mut ClientStream, ctx: &ProxyContext, message: &str) -> Result<(), SessionError> {
+    send_error(client, ctx, Severity::Fatal, "57P01", message).await;
+    Ok(())
+}
+
+/// Handles the end of forwarding: tells the client what happened when the server vanished.
+async fn finish(
+    end: PumpEnd,
+    pump: &mut Pump,
+    client: &mut ClientStream,
+    upstream: &Upstream,
+    ctx: &ProxyContext,
+) -> Result<(), SessionError> {
+    match end {
+        PumpEnd::Parked | PumpEnd::ClientTerminated => Ok(()),
+        PumpEnd::ClientClosed => Err(SessionError::ClientClosed),
+        PumpEnd::ClientIo(e) => Err(SessionError::ClientIo(e)),
+        PumpEnd::ClientProtocol(e) => {
+            let err = SessionError::ClientProtocol(e);
+            if pump.client_at_message_start() {
+                return Err(answer(client, ctx, err).await);
+            }
+            Err(err)
+        }
+        PumpEnd::ServerClosed { fatal: true } => {
+            // The server said why (e.g. it was terminated) and that was forwarded.
+            let _ = pump.drain_to_client(client).await;
+            Ok(())
+        }
+        PumpEnd::ServerClosed { fatal: false } | PumpEnd::ServerIo(_) | PumpEnd::ServerProtocol(_) => {
+            let err = match end {
+                PumpEnd::ServerIo(source) => UpstreamError::Io { upstream: upstream.name.clone(), source },
+                PumpEnd::ServerProtocol(source) => UpstreamError::Protocol { upstream: upstream.name.clone(), source },
+                _ => UpstreamError::Closed { upstream: upstream.name.clone() },
+            };
+            ctx.metrics.upstream_error(&upstream.name, err.kind());
+            let _ = pump.drain_to_client(client).await;
+            let err = SessionError::Upstream(err);
+            if pump.client_at_message_start() {
+                return Err(answer(client, ctx, err).await);
+            }
+            Err(err)
+        }
+    }
+}

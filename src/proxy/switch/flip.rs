@@ -1,0 +1,112 @@
+//! `switch`: pause (unless already paused), repoint to another upstream, wait for every
+//! parked session to move, and resume (unless the caller paused first).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::info;
+
+use crate::proxy::context::ProxyContext;
+use crate::proxy::session::SessionState;
+use crate::proxy::switch::{pause, resume, PauseFailure, PauseOptions};
+use crate::proxy::upstream::{connect::open_stream, RepointError, UpstreamError};
+
+/// How a switch is to be run.
+#[derive(Debug, Clone)]
+pub struct SwitchOptions {
+    pub to: String,
+    pub generation: Option<u64>,
+    pub pause: PauseOptions,
+    /// How long sessions get to move once repointed.
+    pub move_timeout: Duration,
+}
+
+/// A switch that happened.
+#[derive(Debug)]
+pub struct Switched {
+    pub from: String,
+    pub generation: u64,
+    /// Sessions now on the new upstream.
+    pub moved: usize,
+    /// Sessions whose move failed (their clients got FATAL).
+    pub failed: u64,
+    /// Sessions still not moved at the deadline.
+    pub unmoved: usize,
+    /// How long clients were held, when this call paused them.
+    pub held: Option<Duration>,
+}
+
+/// Why a switch did not happen; traffic goes on where it was.
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchError {
+    #[error("unknown upstream \"{0}\"")]
+    Unknown(String),
+    #[error(transparent)]
+    Repoint(#[from] RepointError),
+    #[error("upstream \"{upstream}\" is not reachable, so no session was moved: {source}")]
+    Unreachable { upstream: String, source: UpstreamError },
+    #[error("{}", .0.reason)]
+    Pause(PauseFailure),
+}
+
+/// Runs a switch.
+pub async fn switch(ctx: &Arc<ProxyContext>, options: SwitchOptions) -> Result<Switched, SwitchError> {
+    let target = ctx.registry.get(&options.to).ok_or_else(|| SwitchError::Unknown(options.to.clone()))?;
+    let (from, current) = ctx.registry.active_with_generation();
+    if let Some(given) = options.generation.filter(|g| *g != current) {
+        return Err(RepointError::StaleGeneration { given, current }.into());
+    }
+    // Fail before anything moves when the target cannot even be reached.
+    match tokio::time::timeout(ctx.limits.connect_timeout, open_stream(&target)).await {
+        Ok(Ok(_probe)) => {}
+        Ok(Err(source)) => return Err(SwitchError::Unreachable { upstream: target.name.clone(), source }),
+        Err(_) => {
+            let source = UpstreamError::Timeout { upstream: target.name.clone(), addr: target.url.address() };
+            return Err(SwitchError::Unreachable { upstream: target.name.clone(), source });
+        }
+    }
+    let paused_here = !ctx.gate.is_closed();
+    if paused_here {
+        pause(ctx, options.pause).await.map_err(SwitchError::Pause)?;
+    }
+    let failed_before = ctx.metrics.session_migrations.with_label_values(&["failed"]).get();
+    let generation = match ctx.registry.repoint(&target.name, options.generation) {
+        Ok((_, generation)) => generation,
+        Err(e) => {
+            if paused_here {
+                resume(ctx);
+            }
+            return Err(e.into());
+        }
+    };
+    let snapshot = ctx.registry.snapshot();
+    ctx.metrics.set_active(snapshot.upstreams.iter().map(|u| &u.name), &snapshot.active, generation);
+    ctx.gate.touch();
+
+    let deadline = Instant::now() + options.move_timeout;
+    let unmoved = loop {
+        let changed = ctx.sessions.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let unmoved = ctx
+            .sessions
+            .all()
+            .iter()
+            .filter(|s| s.state() == SessionState::Parked && s.generation() != generation)
+            .count();
+        if unmoved == 0 || Instant::now() >= deadline {
+            break unmoved;
+        }
+        tokio::select! {
+            _ = &mut changed => {}
+            _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+        }
+    };
+    let held = if paused_here { resume(ctx) } else { None };
+    let moved = ctx.sessions.all().iter().filter(|s| s.generation() == generation).count();
+    let failed = ctx.metrics.session_migrations.with_label_values(&["failed"]).get() - failed_before;
+    let result = if failed == 0 && unmoved == 0 { "ok" } else { "partial" };
+    ctx.metrics.switches.with_label_values(&[result]).inc();
+    info!(from = %from.name, to = %target.name, generation, moved, failed, unmoved, "switched");
+    Ok(Switched { from: from.name.clone(), generation, moved, failed, unmoved, held })
+}
