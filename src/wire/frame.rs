@@ -28,6 +28,15 @@ impl Frame<'_> {
     }
 }
 
+/// What the scanner does after showing a message to its visitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visit {
+    /// The message may be forwarded; go on.
+    Continue,
+    /// Stop before this message: it and everything after it stay unforwarded.
+    Stop,
+}
+
 /// Incremental framer over one direction of a connection.
 ///
 /// ```
@@ -88,6 +97,16 @@ impl Scanner {
         V: FnMut(Frame<'_>) -> Result<(), E>,
         E: From<WireError>,
     {
+        self.scan_until(buf, whole, |frame| visit(frame).map(|()| Visit::Continue))
+    }
+
+    /// Like [`Scanner::scan`], but the visitor may stop the scan before a message.
+    pub fn scan_until<W, V, E>(&mut self, buf: &[u8], whole: W, mut visit: V) -> Result<usize, E>
+    where
+        W: Fn(u8) -> bool,
+        V: FnMut(Frame<'_>) -> Result<Visit, E>,
+        E: From<WireError>,
+    {
         let mut pos = self.skip.min(buf.len());
         self.skip -= pos;
         while self.skip == 0 && buf.len() - pos >= HEADER_LEN {
@@ -104,11 +123,16 @@ impl Scanner {
                 if buf.len() - body_start < body_len {
                     break;
                 }
-                visit(Frame::Whole { tag, body: &buf[body_start..body_start + body_len] })?;
+                if visit(Frame::Whole { tag, body: &buf[body_start..body_start + body_len] })? == Visit::Stop {
+                    break;
+                }
                 pos = body_start + body_len;
             } else {
                 let here = body_len.min(buf.len() - body_start);
-                visit(Frame::Streamed { tag, body_len, prefix: &buf[body_start..body_start + here] })?;
+                if visit(Frame::Streamed { tag, body_len, prefix: &buf[body_start..body_start + here] })? == Visit::Stop
+                {
+                    break;
+                }
                 self.skip = body_len - here;
                 pos = body_start + here;
             }

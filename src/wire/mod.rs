@@ -10,7 +10,7 @@ pub mod frontend;
 pub mod startup;
 
 pub use error::WireError;
-pub use frame::{Frame, Scanner};
+pub use frame::{Frame, Scanner, Visit};
 
 /// Protocol version 3.0 as sent in a StartupMessage.
 pub const PROTOCOL_3_0: u32 = 196_608;

@@ -23,7 +23,7 @@ use crate::proxy::session::state::Tracker;
 use crate::proxy::session::SessionState;
 use crate::proxy::switch::SessionInfo;
 use crate::wire::backend::{self, ErrorFields};
-use crate::wire::{frontend, Frame, Scanner, WireError};
+use crate::wire::{frontend, Frame, Scanner, Visit, WireError};
 
 /// Bytes reserved for each read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -314,14 +314,22 @@ impl Pump {
         Ok(())
     }
 
+    /// Marks the server's messages ready for the client. While parked only asynchronous
+    /// messages pass (notifications, notices, parameter changes); anything else, such as
+    /// the FATAL of a backend terminated by a fence, is held back and dropped if the
+    /// session reconnects.
     fn scan_server(&mut self, metrics: &Metrics) -> Result<(), PumpEnd> {
+        let parked = self.parked;
         let tracker = &mut self.tracker;
         let fatal = &mut self.server_fatal;
         let client_params = &mut self.client_params;
         let half = &mut self.s2c;
         let n = half
             .scanner
-            .scan(&half.buf[half.ready..], inspect_server, |frame| {
+            .scan_until(&half.buf[half.ready..], inspect_server, |frame| {
+                if parked && !is_asynchronous(frame.tag()) {
+                    return Ok(Visit::Stop);
+                }
                 match frame {
                     Frame::Whole { tag: backend::ERROR_RESPONSE, body } => {
                         let fields = ErrorFields::parse(body)?;
@@ -343,7 +351,7 @@ impl Pump {
                         tracker.server_message(tag, &[]);
                     }
                 }
-                Ok(())
+                Ok(Visit::Continue)
             })
             .map_err(PumpEnd::ServerProtocol)?;
         half.ready += n;
@@ -360,6 +368,11 @@ impl Pump {
         }
         Ok(())
     }
+}
+
+/// Server messages that may arrive outside any request.
+fn is_asynchronous(tag: u8) -> bool {
+    matches!(tag, backend::NOTIFICATION_RESPONSE | backend::NOTICE_RESPONSE | backend::PARAMETER_STATUS)
 }
 
 /// Server messages held whole: the ones the proxy reads fields from.
