@@ -58,6 +58,10 @@ pub struct ProxyArgs {
     /// Threads serving sessions, each with its own event loop [default: one per core].
     #[arg(long, value_name = "N")]
     pub worker_threads: Option<usize>,
+    /// A custom setting (myapp.tenant) every session carries when it moves, besides those
+    /// it is seen to SET. Repeatable.
+    #[arg(long = "track-setting", value_name = "NAME")]
+    pub track_setting: Vec<String>,
 }
 
 /// The file form of [`ProxyArgs`].
@@ -78,6 +82,8 @@ struct ProxyFile {
     connect_timeout: Option<f64>,
     max_message_size: Option<usize>,
     worker_threads: Option<usize>,
+    #[serde(default)]
+    track_setting: Vec<String>,
 }
 
 /// A configuration error, naming the key.
@@ -109,6 +115,8 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     pub max_message_size: usize,
     pub worker_threads: Option<usize>,
+    /// Custom settings every session's state capture reads.
+    pub track_settings: Vec<String>,
 }
 
 impl ProxyConfig {
@@ -148,6 +156,7 @@ impl ProxyConfig {
             connect_timeout: args.connect_timeout.or(file.connect_timeout),
             max_message_size: args.max_message_size.or(file.max_message_size),
             worker_threads: args.worker_threads.or(file.worker_threads),
+            track_settings: file.track_setting.into_iter().chain(args.track_setting.iter().cloned()).collect(),
         })
     }
 
@@ -211,6 +220,11 @@ impl ProxyConfig {
         if !(1024..=crate::wire::DEFAULT_MAX_MESSAGE).contains(&max_message_size) {
             return Err(err("max_message_size", "must be between 1024 and 1073741824 bytes"));
         }
+        for name in &m.track_settings {
+            if !crate::proxy::capture::is_custom_setting_name(name) {
+                return Err(err("track_setting", format!("{name:?} is not a custom setting name like myapp.tenant")));
+            }
+        }
         if m.worker_threads == Some(0) {
             return Err(err("worker_threads", "must be at least 1"));
         }
@@ -227,6 +241,7 @@ impl ProxyConfig {
             connect_timeout: seconds("connect_timeout", m.connect_timeout, 10.0)?,
             max_message_size,
             worker_threads: m.worker_threads,
+            track_settings: m.track_settings,
         })
     }
 }
@@ -246,6 +261,7 @@ struct Merged {
     connect_timeout: Option<f64>,
     max_message_size: Option<usize>,
     worker_threads: Option<usize>,
+    track_settings: Vec<String>,
 }
 
 fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {

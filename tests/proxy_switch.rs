@@ -88,7 +88,7 @@ fn pgbench_runs_clean_through_twenty_switches() {
             "-n",
             "-S",
             "-M",
-            "simple",
+            "prepared",
             "-c",
             "16",
             "-j",
@@ -183,4 +183,98 @@ async fn a_cancel_after_a_switch_reaches_the_new_server() {
     let err = client.simple_query("SELECT pg_sleep(30)").await.expect_err("the sleep was cancelled");
     assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::QUERY_CANCELED), "{err}");
     canceller.await.unwrap().expect("cancel request");
+}
+
+/// Runs a tokio-postgres connection, passing its notifications to the returned channel.
+fn drive(
+    mut connection: tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    let _ = tx.send(format!("{}:{}", n.channel(), n.payload()));
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    rx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_role_prepared_statements_and_listen_move_with_the_session() {
+    let (blue, green) = clusters();
+    for cluster in [blue, green] {
+        cluster.psql(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'flip_role') THEN CREATE ROLE flip_role; END IF; END $$; \
+             GRANT SELECT ON marker TO flip_role",
+        );
+    }
+    let proxy = proxy();
+    let (client, connection) =
+        tokio_postgres::connect(&proxy.tokio_config("postgres", "postgres"), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+    let mut notifications = drive(connection);
+    client
+        .batch_execute(
+            "SET search_path = \"My Schema\", public; SET statement_timeout = '1500ms'; SET myapp.tenant = 'acme'; \
+             LISTEN \"Chan One\"",
+        )
+        .await
+        .expect("simple-protocol state");
+    client.batch_execute("PREPARE sql_side AS SELECT side FROM marker").await.expect("SQL PREPARE");
+    client.execute("SET myapp.region = 'eu'", &[]).await.expect("extended-protocol SET");
+    client.batch_execute("SET ROLE flip_role").await.unwrap();
+    let mut statements = Vec::new();
+    for n in 0..5i32 {
+        statements.push(client.prepare(&format!("SELECT $1::int4 + {n}, side FROM marker")).await.expect("prepare"));
+    }
+    let admin = proxy.admin_port();
+    for round in 0..10 {
+        for to in ["green", "blue"] {
+            let (code, text) = tokio::task::spawn_blocking(move || {
+                support::http::request(admin, "POST", "/v1/switch", &[], &format!(r#"{{"to": "{to}"}}"#)).unwrap()
+            })
+            .await
+            .unwrap();
+            assert_eq!(code, 200, "round {round} to {to}: {text}");
+            let answer: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!((answer["moved"].as_u64(), answer["failed"].as_u64()), (Some(1), Some(0)), "{text}");
+
+            let rows = client.simple_query("EXECUTE sql_side").await.expect("SQL-prepared statement");
+            let side = rows.iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            });
+            assert_eq!(side.as_deref(), Some(to), "round {round}");
+            for (n, statement) in statements.iter().enumerate() {
+                let row = client.query_one(statement, &[&10i32]).await.expect("protocol-level statement");
+                assert_eq!(row.get::<_, i32>(0), 10 + n as i32);
+                assert_eq!(row.get::<_, String>(1), to);
+            }
+            let row = client
+                .query_one(
+                    "SELECT current_setting('search_path'), current_setting('statement_timeout'), \
+                     current_setting('myapp.tenant'), current_setting('myapp.region'), current_user::text, \
+                     (SELECT string_agg(c, ',') FROM pg_listening_channels() c)",
+                    &[],
+                )
+                .await
+                .expect("settings");
+            let got: Vec<String> = (0..6).map(|i| row.get::<_, String>(i)).collect();
+            assert_eq!(
+                got,
+                ["\"My Schema\", public", "1500ms", "acme", "eu", "flip_role", "Chan One"],
+                "round {round} on {to}"
+            );
+            let server = if to == "green" { green } else { blue };
+            server.psql(&format!("NOTIFY \"Chan One\", 'from {to} {round}'"));
+            let got = tokio::time::timeout(Duration::from_secs(5), notifications.recv()).await.expect("notification");
+            assert_eq!(got.as_deref(), Some(format!("Chan One:from {to} {round}").as_str()));
+        }
+    }
 }

@@ -32,6 +32,8 @@ pub struct ProxyContext {
     pub cancels: Arc<CancelMap>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
+    /// Custom setting names every session's capture reads (`track_setting`).
+    pub track_settings: Vec<String>,
     /// Closed while traffic is paused.
     pub gate: Arc<Gate>,
     /// Every live session.
@@ -59,6 +61,7 @@ impl ProxyContext {
             cancels: Arc::default(),
             metrics,
             limits,
+            track_settings: Vec::new(),
             gate: Arc::default(),
             sessions: Arc::default(),
             terminate: CancellationToken::new(),

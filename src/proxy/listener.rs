@@ -54,14 +54,16 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
         None => None,
     };
     let limits = Limits { max_message: config.max_message_size, connect_timeout: config.connect_timeout };
-    let ctx = Arc::new(ProxyContext::new(
+    let mut ctx = ProxyContext::new(
         upstream_registry,
         config.secrets.clone(),
         config.auth.clone(),
         tls_acceptor,
         metrics,
         limits,
-    ));
+    );
+    ctx.track_settings = config.track_settings.clone();
+    let ctx = Arc::new(ctx);
 
     let bind = |addr: SocketAddr, what| async move {
         TcpListener::bind(addr).await.map_err(|source| ProxyError::Bind { addr, what, source })

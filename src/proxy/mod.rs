@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod auth;
 mod cancel;
+pub mod capture;
 pub mod context;
 mod io;
 pub mod listener;

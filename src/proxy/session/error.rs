@@ -23,6 +23,9 @@ pub enum SessionError {
     AuthFailed { user: String, reason: AuthError },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The session's state could not be captured or replayed.
+    #[error("session state: {0}")]
+    State(String),
     /// Moving the session to another server failed; the client gets FATAL.
     #[error("moving the session to another server failed: {0}")]
     MoveFailed(Box<SessionError>),
@@ -47,6 +50,7 @@ impl SessionError {
             SessionError::AuthFailed { reason, .. } => Some((reason.sqlstate(), self.to_string())),
             SessionError::Upstream(e) => Some((e.sqlstate(), format!("pgflip: {e}"))),
             SessionError::MoveFailed(_) => Some(("08006", format!("pgflip: {self}"))),
+            SessionError::State(_) => Some(("08006", format!("pgflip: {self}"))),
         }
     }
 
@@ -54,7 +58,7 @@ impl SessionError {
     pub fn side(&self) -> &'static str {
         match self {
             SessionError::Upstream(_) | SessionError::MoveFailed(_) => "upstream",
-            SessionError::Refused { .. } => "proxy",
+            SessionError::Refused { .. } | SessionError::State(_) => "proxy",
             _ => "client",
         }
     }

@@ -50,7 +50,17 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
             _ = ctx.terminate.cancelled() => return end_session_if_clean(&mut s, ctx, SHUTTING_DOWN).await,
         };
         match end {
-            PumpEnd::Parked => debug!(upstream = %s.upstream.name, "session parked"),
+            PumpEnd::Parked => {
+                debug!(upstream = %s.upstream.name, "session parked");
+                if let Err(e) = migrate::capture(&mut s, ctx).await {
+                    // Without a capture the session can still move, with its startup
+                    // settings only; it cannot survive losing its server.
+                    warn!(error = %e, "capturing the session state failed");
+                    if matches!(e, SessionError::ClientIo(_)) {
+                        return Err(e);
+                    }
+                }
+            }
             PumpEnd::ServerClosed { .. } | PumpEnd::ServerIo(_) if s.pump.is_parked() && migrate::can_reconnect(&s) => {
                 // A fence on the old server ended it while the client was held: nothing the
                 // client sent is lost, and the state is captured. Reconnect on resume.

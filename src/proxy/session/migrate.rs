@@ -9,16 +9,86 @@ use std::time::Instant;
 use tracing::info;
 
 use crate::proxy::cancel::CancelTarget;
+use crate::proxy::capture::{self, SessionSnapshot};
 use crate::proxy::context::ProxyContext;
 use crate::proxy::io::write_all;
 use crate::proxy::session::{Established, ServerGauge, SessionError};
-use crate::proxy::upstream::{connect, ServerConn, Upstream};
+use crate::proxy::stream::ServerStream;
+use crate::proxy::upstream::{connect, query, ServerConn, Upstream};
 use crate::wire::{backend, frontend};
 
-/// True when losing the server now costs the client nothing: it is parked, so every
-/// answer was delivered and its next request is still held.
+/// True when losing the server now costs the client nothing: it is parked (every answer
+/// delivered, its next request held) and its state was captured.
 pub(super) fn can_reconnect(s: &Established) -> bool {
-    s.pump.is_parked()
+    s.pump.is_parked() && s.snapshot.is_some()
+}
+
+/// Reads the parked session's state from its server, in one round trip the client never
+/// sees. Notifications that arrive meanwhile are passed on to the client.
+pub(super) async fn capture(s: &mut Established, ctx: &ProxyContext) -> Result<(), SessionError> {
+    let mut names = ctx.track_settings.clone();
+    names.extend(s.pump.custom_settings().iter().filter(|n| !names.contains(n)).cloned().collect::<Vec<_>>());
+    let sql = capture::capture_query(&names);
+    let answer = query::simple_query(&mut s.server, &s.upstream.name, &sql).await?;
+    if !answer.notifications.is_empty() {
+        write_all(&mut s.client, &answer.notifications).await.map_err(SessionError::ClientIo)?;
+    }
+    let columns: Vec<Option<&str>> = answer.rows.iter().flatten().map(|c| c.as_deref()).collect();
+    let snapshot = capture::parse_capture_row(&columns).map_err(|e| SessionError::State(e.to_string()))?;
+    s.snapshot = Some(snapshot);
+    Ok(())
+}
+
+/// Groups replay statements into as few Query messages as keep each PREPARE in a Query
+/// of its own: PostgreSQL stores the whole Query text as the statement's text, and the
+/// next move reads the PREPARE back out of it.
+fn round_trips(statements: &[String]) -> Vec<String> {
+    let mut queries = Vec::new();
+    let mut batch: Vec<&str> = Vec::new();
+    for statement in statements {
+        if statement.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("PREPARE ")) {
+            if !batch.is_empty() {
+                queries.push(batch.join(";\n"));
+                batch.clear();
+            }
+            queries.push(statement.clone());
+        } else {
+            batch.push(statement);
+        }
+    }
+    if !batch.is_empty() {
+        queries.push(batch.join(";\n"));
+    }
+    queries
+}
+
+/// Recreates the captured state on a new connection; returns the ParameterStatus values
+/// the server reported while doing so.
+async fn replay(
+    stream: &mut ServerStream,
+    upstream: &str,
+    snapshot: &SessionSnapshot,
+    login_user: &str,
+) -> Result<Vec<(String, String)>, SessionError> {
+    if !snapshot.unmovable.is_empty() {
+        return Err(SessionError::State(format!("holds state that cannot move: {}", snapshot.unmovable.describe())));
+    }
+    let plan = capture::replay_statements(snapshot, login_user);
+    if let Some(first) = plan.not_replayable.first() {
+        return Err(SessionError::State(format!(
+            "prepared statement {:?} cannot be recreated: {}",
+            first.name, first.reason
+        )));
+    }
+    let mut params = Vec::new();
+    for sql in round_trips(&plan.statements) {
+        params.extend(query::simple_query(stream, upstream, &sql).await?.params);
+    }
+    for statement in snapshot.protocol_statements() {
+        let oids = query::type_oids(stream, upstream, &statement.param_types).await?;
+        query::parse(stream, upstream, &statement.name, &statement.statement, &oids).await?;
+    }
+    Ok(params)
 }
 
 /// Moves the session to `to`, which is at registry generation `generation`.
@@ -30,10 +100,13 @@ pub(super) async fn migrate(
 ) -> Result<(), SessionError> {
     let started = Instant::now();
     let login = ctx.login_for(&to, &s.user);
-    let ServerConn { stream, params, backend_key, leftover } =
+    let ServerConn { mut stream, mut params, backend_key, leftover } =
         connect(&to, &s.startup, &login, ctx.limits.connect_timeout).await.inspect_err(|e| {
             ctx.metrics.upstream_error(&to.name, e.kind());
         })?;
+    let snapshot =
+        s.snapshot.as_ref().ok_or_else(|| SessionError::State("it was not captured when the session parked".into()))?;
+    params.extend(replay(&mut stream, &to.name, snapshot, &login.user).await?);
 
     // ParameterStatus the client has not seen with these values (server_version, ...).
     let mut out = Vec::new();
@@ -54,6 +127,7 @@ pub(super) async fn migrate(
         let _ = write_all(&mut old, &bye).await;
     }
     drop(old);
+    s.snapshot = None;
     let from = std::mem::replace(&mut s.upstream, to.clone());
     s.server_alive = true;
     s.generation = generation;

@@ -2,6 +2,7 @@
 //! until either side ends. One task per client.
 
 mod client_auth;
+mod custom_gucs;
 mod error;
 mod forward;
 mod gauge;
@@ -67,6 +68,8 @@ struct Established {
     /// The client's StartupMessage, replayed to every new server.
     startup: StartupMessage,
     user: String,
+    /// State captured at the last park, replayed on the next server.
+    snapshot: Option<crate::proxy::capture::SessionSnapshot>,
     pump: Pump,
     cancel: CancelHandle,
     server_gauge: ServerGauge,
@@ -126,6 +129,7 @@ async fn establish(
         generation,
         startup,
         user,
+        snapshot: None,
         pump,
         cancel,
         server_gauge,

@@ -18,6 +18,7 @@ use tokio_util::io::poll_read_buf;
 
 use crate::proxy::context::ProxyContext;
 use crate::proxy::metrics::Metrics;
+use crate::proxy::session::custom_gucs;
 use crate::proxy::session::gauge::StateGauge;
 use crate::proxy::session::state::Tracker;
 use crate::proxy::session::SessionState;
@@ -117,6 +118,8 @@ pub struct Pump {
     parked: bool,
     /// ParameterStatus values the client was told, latest last.
     client_params: Vec<(String, String)>,
+    /// Custom setting names (`myapp.tenant`) the client has set.
+    custom_settings: Vec<String>,
     client_terminated: bool,
 }
 
@@ -140,6 +143,7 @@ impl Pump {
             server_fatal: false,
             parked: false,
             client_params,
+            custom_settings: Vec::new(),
             client_terminated: false,
         }
     }
@@ -171,6 +175,11 @@ impl Pump {
     /// The value of server parameter `name` the client was last told.
     pub fn client_param(&self, name: &str) -> Option<&str> {
         self.client_params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Custom setting names the client has set.
+    pub fn custom_settings(&self) -> &[String] {
+        &self.custom_settings
     }
 
     /// Records that the client was told `name = value`.
@@ -279,6 +288,7 @@ impl Pump {
             return Ok(());
         }
         let info = self.gauge.info();
+        let custom = &mut self.custom_settings;
         let tracker = &mut self.tracker;
         let terminated = &mut self.client_terminated;
         let half = &mut self.c2s;
@@ -297,11 +307,15 @@ impl Pump {
                     }
                     match frame {
                         Frame::Streamed { tag: frontend::TERMINATE, .. } => *terminated = true,
-                        Frame::Streamed { tag: frontend::QUERY, prefix, .. } => info.set_query(prefix),
+                        Frame::Streamed { tag: frontend::QUERY, prefix, .. } => {
+                            info.set_query(prefix);
+                            custom_gucs::notice(prefix, custom);
+                        }
                         Frame::Streamed { tag: frontend::PARSE, prefix, .. } => {
                             // The statement name, then the query text.
                             let text = prefix.iter().position(|&b| b == 0).map_or(&[][..], |end| &prefix[end + 1..]);
                             info.set_query(text);
+                            custom_gucs::notice(text, custom);
                         }
                         _ => {}
                     }

@@ -19,6 +19,8 @@ pub struct Answer {
     pub rows: Vec<Vec<Option<String>>>,
     /// ParameterStatus messages seen meanwhile.
     pub params: Vec<(String, String)>,
+    /// NotificationResponse messages that arrived meanwhile, whole, for the client.
+    pub notifications: Vec<u8>,
 }
 
 /// Sends `sql` as one simple Query and reads up to its ReadyForQuery. An ErrorResponse
@@ -31,6 +33,24 @@ pub async fn simple_query(stream: &mut ServerStream, upstream: &str, sql: &str) 
     });
     write_all(stream, &out).await.map_err(|source| UpstreamError::Io { upstream: upstream.to_owned(), source })?;
     read_answer(stream, upstream).await
+}
+
+/// Resolves type names (`pg_catalog.int4`, `"My Schema"."Mood"[]`) to the OIDs they have on
+/// this server, in one round trip.
+pub async fn type_oids(stream: &mut ServerStream, upstream: &str, names: &[String]) -> Result<Vec<u32>, UpstreamError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let columns: Vec<String> = names
+        .iter()
+        .map(|name| format!("{}::pg_catalog.regtype::pg_catalog.oid", crate::proxy::capture::quote_literal(name)))
+        .collect();
+    let answer = simple_query(stream, upstream, &format!("SELECT {}", columns.join(", "))).await?;
+    let protocol = |what| UpstreamError::Protocol { upstream: upstream.to_owned(), source: WireError::Malformed(what) };
+    let row = answer.rows.first().ok_or_else(|| protocol("no row for the type lookup"))?;
+    row.iter()
+        .map(|oid| oid.as_deref().and_then(|o| o.parse().ok()).ok_or_else(|| protocol("type lookup returned no OID")))
+        .collect()
 }
 
 /// Prepares a named statement with Parse + Sync.
@@ -89,6 +109,9 @@ async fn read_answer(stream: &mut ServerStream, upstream: &str) -> Result<Answer
                     Some(err) => Err(err),
                     None => Ok(answer),
                 };
+            }
+            backend::NOTIFICATION_RESPONSE => {
+                put_message(&mut answer.notifications, tag, |b| b.extend_from_slice(&body))
             }
             backend::COPY_IN_RESPONSE | backend::COPY_OUT_RESPONSE | backend::COPY_BOTH_RESPONSE => {
                 return Err(protocol(WireError::UnexpectedTag(tag as char)));

@@ -1,0 +1,32 @@
+//! Moving a session's state between servers, the SQL side: the capture query a
+//! parked session sends to its current server, parsing its answer into a
+//! [`SessionSnapshot`], and the statements that replay that state on a new server.
+//!
+//! - [`capture_query`]: the one simple Query; what it returns and its side effects.
+//! - [`parse_capture_row`]: its DataRow values into a [`SessionSnapshot`], including
+//!   the [`Unmovable`] state (temp objects, advisory locks, WITH HOLD cursors).
+//! - [`replay_statements`]: the ordered SQL for the new connection, and the SQL
+//!   `PREPARE`s it cannot recreate.
+//! - [`quote_literal`], [`quote_ident`]: quoting that holds for any session settings.
+//!
+//! Pure: no I/O; the proxy sends the text and feeds back the values.
+
+mod error;
+mod prepare_text;
+mod query;
+mod quote;
+mod replay;
+mod snapshot;
+
+pub use error::CaptureError;
+pub use prepare_text::{prepare_body, rebuild_prepare, PrepareTextError};
+pub use query::{
+    capture_query, CAPTURE_COLUMNS, EXCLUDED_CONTEXTS, EXCLUDED_SETTINGS, OVERRIDDEN_SETTINGS, SHOWN_VALUES,
+    STATE_COLUMNS,
+};
+pub use quote::{is_custom_setting_name, quote_ident, quote_literal};
+pub use replay::{replay_statements, NotReplayable, ReplayPlan};
+pub use snapshot::{parse_capture_row, PreparedStatement, SessionSnapshot, Setting, Unmovable};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,183 @@
+//! A session's state as captured from its server, and parsing the capture's row.
+
+use super::error::CaptureError;
+use super::query::{CAPTURE_COLUMNS, OVERRIDDEN_SETTINGS, SHOWN_VALUES};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// One setting and its value as `current_setting()` prints it (`8MB`, `1500ms`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Setting {
+    pub name: String,
+    pub value: String,
+}
+
+/// One row of `pg_prepared_statements`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedStatement {
+    pub name: String,
+    /// For SQL `PREPARE`: the whole query text that held the PREPARE. For a
+    /// protocol-level statement: the text of the Parse message.
+    pub statement: String,
+    /// True for SQL `PREPARE`, false for a protocol-level (Parse) statement.
+    pub from_sql: bool,
+    /// Parameter types as schema-qualified, quoted where needed, names
+    /// (`pg_catalog.int4`, `"My Schema"."Mood"[]`), to resolve on any server.
+    pub param_types: Vec<String>,
+}
+
+/// Session state that cannot move to another server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Unmovable {
+    /// Tables, views, sequences, composite types, functions and enum, domain and
+    /// range types in the session's temporary schema (indexes not counted).
+    pub temp_objects: u64,
+    /// Session-level advisory locks this backend holds.
+    pub advisory_locks: u64,
+    /// Open `WITH HOLD` cursors.
+    pub holdable_cursors: u64,
+    /// The capture ran inside a transaction that holds an xid: it was not sent at a
+    /// transaction boundary.
+    pub holds_xid: bool,
+}
+
+impl Unmovable {
+    /// True when nothing keeps the session from moving.
+    pub fn is_empty(&self) -> bool {
+        *self == Unmovable::default()
+    }
+
+    /// What keeps the session, for people: `2 temp objects, 1 session advisory lock`;
+    /// `nothing` when empty.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let counted = [
+            (self.temp_objects, "temp object", "temp objects"),
+            (self.advisory_locks, "session advisory lock", "session advisory locks"),
+            (self.holdable_cursors, "WITH HOLD cursor", "WITH HOLD cursors"),
+        ];
+        for (count, one, many) in counted {
+            match count {
+                0 => {}
+                1 => parts.push(format!("1 {one}")),
+                n => parts.push(format!("{n} {many}")),
+            }
+        }
+        if self.holds_xid {
+            parts.push("an open transaction holding an xid".to_string());
+        }
+        if parts.is_empty() {
+            "nothing".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// Everything the capture query read from one session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionSnapshot {
+    /// Backend process id on the server that was captured.
+    pub pid: i32,
+    /// `current_setting('session_authorization')`.
+    pub session_authorization: String,
+    /// The role of `SET ROLE`; `None` when no role is set (`none`).
+    pub role: Option<String>,
+    /// The client's values of the settings the capture overrides for itself
+    /// (`jit`, `statement_timeout`; see [`OVERRIDDEN_SETTINGS`]), always replayed.
+    pub overridden: Vec<Setting>,
+    /// Settings the session changed (`pg_settings.source = 'session'`), by name.
+    pub settings: Vec<Setting>,
+    /// The asked-for custom settings that have a value in the session, in the order asked.
+    pub custom_settings: Vec<Setting>,
+    /// Named prepared statements, SQL and protocol-level, by name.
+    pub prepared: Vec<PreparedStatement>,
+    /// Channels the session listens on, exact case, sorted.
+    pub listen: Vec<String>,
+    pub unmovable: Unmovable,
+}
+
+impl SessionSnapshot {
+    /// The captured value of a setting, custom or not (names are case-insensitive).
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        let all = self.overridden.iter().chain(&self.settings).chain(&self.custom_settings);
+        all.into_iter().find(|setting| setting.name.eq_ignore_ascii_case(name)).map(|setting| setting.value.as_str())
+    }
+
+    /// The protocol-level (Parse) statements: the proxy replays these from its own
+    /// record and can check that record against this list.
+    pub fn protocol_statements(&self) -> impl Iterator<Item = &PreparedStatement> {
+        self.prepared.iter().filter(|statement| !statement.from_sql)
+    }
+
+    /// The statements made with SQL `PREPARE`.
+    pub fn sql_statements(&self) -> impl Iterator<Item = &PreparedStatement> {
+        self.prepared.iter().filter(|statement| statement.from_sql)
+    }
+}
+
+/// Parses the values of every DataRow the capture query returned, concatenated in
+/// the order they arrived ([`CAPTURE_COLUMNS`] values in all).
+pub fn parse_capture_row(columns: &[Option<&str>]) -> Result<SessionSnapshot, CaptureError> {
+    let count_error = || CaptureError::ColumnCount { expected: CAPTURE_COLUMNS, found: columns.len() };
+    let (shown, state) = columns.split_at_checked(SHOWN_VALUES).ok_or_else(count_error)?;
+    let [pid, session_authorization, role, settings, custom, prepared, listen, temp, advisory, cursors, xid] = state
+    else {
+        return Err(count_error());
+    };
+    let overridden = OVERRIDDEN_SETTINGS
+        .iter()
+        .zip(shown)
+        .map(|((name, _), value)| Ok(Setting { name: name.to_string(), value: text(*value, name)?.to_string() }))
+        .collect::<Result<Vec<_>, CaptureError>>()?;
+    let settings: Vec<(String, String, String)> = json(*settings, "settings")?;
+    let settings = settings
+        .into_iter()
+        .map(|(name, value, origin)| match origin.as_str() {
+            "session" => Ok(Setting { name, value }),
+            _ => Err(CaptureError::SettingSource { name, origin }),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let custom: Vec<(String, Option<String>)> = json(*custom, "custom_settings")?;
+    let role = text(*role, "role")?;
+    Ok(SessionSnapshot {
+        pid: number(*pid, "pid")?,
+        session_authorization: text(*session_authorization, "session_authorization")?.to_string(),
+        role: (role != "none").then(|| role.to_string()),
+        overridden,
+        settings,
+        custom_settings: custom
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|value| Setting { name, value }))
+            .collect(),
+        prepared: json(*prepared, "prepared")?,
+        listen: json(*listen, "listen")?,
+        unmovable: Unmovable {
+            temp_objects: number(*temp, "temp_objects")?,
+            advisory_locks: number(*advisory, "advisory_locks")?,
+            holdable_cursors: number(*cursors, "holdable_cursors")?,
+            holds_xid: boolean(*xid, "holds_xid")?,
+        },
+    })
+}
+
+fn text<'a>(value: Option<&'a str>, column: &'static str) -> Result<&'a str, CaptureError> {
+    value.ok_or(CaptureError::Null { column })
+}
+
+fn number<T: std::str::FromStr>(value: Option<&str>, column: &'static str) -> Result<T, CaptureError> {
+    let value = text(value, column)?;
+    value.parse().map_err(|_| CaptureError::Invalid { column, value: value.to_string(), expected: "a number" })
+}
+
+fn boolean(value: Option<&str>, column: &'static str) -> Result<bool, CaptureError> {
+    match text(value, column)? {
+        "t" => Ok(true),
+        "f" => Ok(false),
+        other => Err(CaptureError::Invalid { column, value: other.to_string(), expected: "t or f" }),
+    }
+}
+
+fn json<T: DeserializeOwned>(value: Option<&str>, column: &'static str) -> Result<T, CaptureError> {
+    serde_json::from_str(text(value, column)?).map_err(|error| CaptureError::Json { column, error })
+}

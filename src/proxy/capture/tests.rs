@@ -1,0 +1,201 @@
+//! Unit tests: quoting, the capture query's text, parsing its row, reading PREPARE
+//! texts back and the replay order.
+
+use super::*;
+
+#[test]
+fn literals_double_quotes_and_escape_backslashes() {
+    assert_eq!(quote_literal(""), "''");
+    assert_eq!(quote_literal("8MB"), "'8MB'");
+    assert_eq!(quote_literal("it's"), "'it''s'");
+    assert_eq!(quote_literal(r"C:\dir"), r"E'C:\\dir'");
+    assert_eq!(quote_literal(r"a\'b"), r"E'a\\''b'");
+    assert_eq!(quote_literal("\"we\"\"ird, sch\", \"$user\""), "'\"we\"\"ird, sch\", \"$user\"'");
+}
+
+#[test]
+fn identifiers_are_always_quoted() {
+    assert_eq!(quote_ident("app"), "\"app\"");
+    assert_eq!(quote_ident("Chan One"), "\"Chan One\"");
+    assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+    assert_eq!(quote_ident(""), "\"\"");
+}
+
+#[test]
+fn custom_setting_names_need_two_simple_identifiers() {
+    for good in ["myapp.tenant", "a.b.c", "_x.y$1", "app.tenañt"] {
+        assert!(is_custom_setting_name(good), "{good}");
+    }
+    for bad in ["tenant", "myapp.", ".tenant", "a..b", "my app.x", "1a.b", "a.$b", "a.b'; DROP", ""] {
+        assert!(!is_custom_setting_name(bad), "{bad}");
+    }
+}
+
+#[test]
+fn capture_query_reads_each_custom_name_once_as_a_literal() {
+    let names: Vec<String> =
+        ["myapp.tenant", "MyApp.Tenant", "a.b'c", "work_mem", "x.y"].iter().map(|s| s.to_string()).collect();
+    let sql = capture_query(&names);
+    assert!(sql.contains("ARRAY['myapp.tenant', 'x.y']::pg_catalog.text[]"), "{sql}");
+    assert!(!sql.contains("b'c"));
+    assert!(sql.starts_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED;\n"));
+    let head = "SHOW jit;\nSHOW statement_timeout;\nSET LOCAL jit = off;\nSET LOCAL statement_timeout = 0;\nSELECT\n";
+    assert!(sql.contains(head), "{sql}");
+    assert!(sql.contains("ARRAY['transaction_isolation', "));
+    assert!(sql.contains("'lc_messages', 'jit', 'statement_timeout']::pg_catalog.text[]"), "{sql}");
+    assert!(capture_query(&[]).contains("ARRAY[]::pg_catalog.text[]"));
+}
+
+const PREPARED: &str = r#"[{"name": "by_mood", "statement": "PREPARE by_mood(\"My Schema\".mood) AS SELECT $1;",
+  "from_sql": true, "param_types": ["\"My Schema\".mood"]},
+ {"name": "s1", "statement": "SELECT 1", "from_sql": false, "param_types": []}]"#;
+
+fn row<'a>(role: &'a str, custom: &'a str, xid: &'a str) -> Vec<Option<&'a str>> {
+    vec![
+        Some("on"),
+        Some("1500ms"),
+        Some("4242"),
+        Some("postgres"),
+        Some(role),
+        Some(r#"[["search_path", "\"we\"\"ird, sch\", public", "session"], ["work_mem", "8MB", "session"]]"#),
+        Some(custom),
+        Some(PREPARED),
+        Some(r#"["Chan One"]"#),
+        Some("2"),
+        Some("1"),
+        Some("0"),
+        Some(xid),
+    ]
+}
+
+#[test]
+fn parses_a_full_capture() {
+    let snapshot =
+        parse_capture_row(&row("app_role", r#"[["myapp.tenant", "t1"], ["myapp.none", null]]"#, "f")).expect("parse");
+    assert_eq!(snapshot.pid, 4242);
+    assert_eq!(snapshot.session_authorization, "postgres");
+    assert_eq!(snapshot.role.as_deref(), Some("app_role"));
+    assert_eq!(snapshot.setting("statement_timeout"), Some("1500ms"));
+    assert_eq!(snapshot.setting("JIT"), Some("on"));
+    assert_eq!(snapshot.setting("search_path"), Some("\"we\"\"ird, sch\", public"));
+    assert_eq!(snapshot.setting("myapp.tenant"), Some("t1"));
+    assert_eq!(snapshot.custom_settings, vec![Setting { name: "myapp.tenant".into(), value: "t1".into() }]);
+    assert_eq!(snapshot.prepared[0].param_types, vec!["\"My Schema\".mood"]);
+    assert_eq!(snapshot.protocol_statements().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["s1"]);
+    assert_eq!(snapshot.listen, ["Chan One"]);
+    let unmovable = &snapshot.unmovable;
+    assert_eq!((unmovable.temp_objects, unmovable.advisory_locks, unmovable.holdable_cursors), (2, 1, 0));
+    assert!(!unmovable.is_empty());
+    assert_eq!(unmovable.describe(), "2 temp objects, 1 session advisory lock");
+    let none = parse_capture_row(&row("none", "[]", "t")).expect("parse");
+    assert_eq!(none.role, None);
+    assert!(none.unmovable.holds_xid);
+}
+
+#[test]
+fn malformed_captures_name_the_column() {
+    let err = |columns: Vec<Option<&str>>| parse_capture_row(&columns).expect_err("must fail").to_string();
+    assert!(err(row("none", "[]", "f")[1..].to_vec()).contains("12 values, expected 13"));
+    let mut null = row("none", "[]", "f");
+    null[4] = None;
+    assert!(err(null).contains("`role` is NULL"));
+    assert!(err(row("none", "{", "f")).contains("`custom_settings` is not the expected JSON"));
+    assert!(err(row("none", "[]", "yes")).contains("`holds_xid` holds \"yes\""));
+    let mut pid = row("none", "[]", "f");
+    pid[2] = Some("abc");
+    assert!(err(pid).contains("`pid`"));
+    let mut source = row("none", "[]", "f");
+    source[5] = Some(r#"[["work_mem", "8MB", "user"]]"#);
+    assert!(err(source).contains("source \"user\""));
+}
+
+#[test]
+fn describes_unmovable_state() {
+    assert_eq!(Unmovable::default().describe(), "nothing");
+    assert!(Unmovable::default().is_empty());
+    let all = Unmovable { temp_objects: 1, advisory_locks: 3, holdable_cursors: 2, holds_xid: true };
+    assert_eq!(
+        all.describe(),
+        "1 temp object, 3 session advisory locks, 2 WITH HOLD cursors, an open transaction holding an xid"
+    );
+}
+
+#[test]
+fn prepare_body_accepts_one_prepare_only() {
+    let ok = |text: &str, name: &str| prepare_body(text, name).expect(text).to_string();
+    assert_eq!(ok("PREPARE q AS SELECT 1", "q"), "SELECT 1");
+    assert_eq!(ok("  prepare Q (int, text[]) as\n  select $1, $2 ; ;\n-- done", "q"), "select $1, $2");
+    assert_eq!(ok("/* a /* nested */ c */ PREPARE \"My \"\"Q\"\"\"(int) AS SELECT 1 -- c\n", "My \"Q\""), "SELECT 1");
+    assert_eq!(
+        ok("PREPARE q AS SELECT ';', $$;$$, $f$ $$; $f$, \"a;b\", E'\\';' -- x\n FROM t;", "q"),
+        "SELECT ';', $$;$$, $f$ $$; $f$, \"a;b\", E'\\';' -- x\n FROM t"
+    );
+    assert_eq!(ok("PREPARE q AS SELECT x$1$ FROM t WHERE a = $1", "q"), "SELECT x$1$ FROM t WHERE a = $1");
+    assert_eq!(ok(r"PREPARE q AS SELECT 'C:\dir'", "q"), r"SELECT 'C:\dir'");
+    let err = |text: &str, name: &str| prepare_body(text, name).expect_err(text);
+    assert_eq!(err("SELECT 1; PREPARE q AS SELECT 2", "q"), PrepareTextError::NotPrepare);
+    assert_eq!(err("PREPARE q AS SELECT 2; SELECT 3", "q"), PrepareTextError::MoreStatements);
+    assert_eq!(
+        err("PREPARE q AS SELECT 1; DEALLOCATE q; PREPARE q AS SELECT 2", "q"),
+        PrepareTextError::MoreStatements
+    );
+    assert_eq!(err("PREPARE other AS SELECT 1", "q"), PrepareTextError::OtherName { found: "other".into() });
+    assert_eq!(err("PREPARE q (int AS SELECT 1", "q"), PrepareTextError::NoAs);
+    assert_eq!(err("PREPARE q AS ;", "q"), PrepareTextError::EmptyBody);
+    assert_eq!(err("PREPARE q AS SELECT 'open", "q"), PrepareTextError::Unterminated);
+    assert_eq!(err(r"PREPARE q AS SELECT 'a\'; --'", "q"), PrepareTextError::Ambiguous);
+}
+
+#[test]
+fn long_prepare_names_are_cut_like_postgres_does() {
+    let long = "n".repeat(70);
+    let text = format!("PREPARE {long} AS SELECT 1");
+    assert_eq!(prepare_body(&text, &long[..63]), Ok("SELECT 1"));
+}
+
+fn snapshot(statements: &[(&str, &str)]) -> SessionSnapshot {
+    let setting = |name: &str, value: &str| Setting { name: name.into(), value: value.into() };
+    SessionSnapshot {
+        pid: 1,
+        session_authorization: "app".into(),
+        role: Some("Tenant Role".into()),
+        overridden: vec![setting("jit", "off"), setting("statement_timeout", "1ms")],
+        settings: vec![setting("lock_timeout", "2s"), setting("search_path", "\"My Schema\", public")],
+        custom_settings: vec![setting("myapp.tenant", "o'brien"), setting("lock_timeout", "9s")],
+        prepared: statements
+            .iter()
+            .map(|(name, text)| PreparedStatement {
+                name: name.to_string(),
+                statement: text.to_string(),
+                from_sql: true,
+                param_types: vec!["pg_catalog.int4".into(), "\"My Schema\".mood[]".into()],
+            })
+            .collect(),
+        listen: vec!["Chan One".into()],
+        unmovable: Unmovable::default(),
+    }
+}
+
+#[test]
+fn replay_runs_identity_settings_prepare_listen_then_timeouts() {
+    let snap =
+        snapshot(&[("q", "PREPARE q(int, mood[]) AS SELECT $1, $2"), ("bad", "SELECT 1; PREPARE bad AS SELECT 2")]);
+    let plan = replay_statements(&snap, "app");
+    assert_eq!(
+        plan.statements,
+        vec![
+            "SET ROLE \"Tenant Role\"",
+            "SELECT pg_catalog.set_config('search_path', '\"My Schema\", public', false)",
+            "SELECT pg_catalog.set_config('myapp.tenant', 'o''brien', false)",
+            "PREPARE \"q\"(pg_catalog.int4, \"My Schema\".mood[]) AS SELECT $1, $2",
+            "LISTEN \"Chan One\"",
+            "SELECT pg_catalog.set_config('lock_timeout', '2s', false)",
+            "SELECT pg_catalog.set_config('jit', 'off', false)",
+            "SELECT pg_catalog.set_config('statement_timeout', '1ms', false)",
+        ]
+    );
+    assert_eq!(plan.not_replayable, vec![NotReplayable { name: "bad".into(), reason: PrepareTextError::NotPrepare }]);
+    let other_login = replay_statements(&snap, "postgres");
+    assert_eq!(other_login.statements[0], "SET SESSION AUTHORIZATION \"app\"");
+    assert_eq!(other_login.statements[1], "SET ROLE \"Tenant Role\"");
+}

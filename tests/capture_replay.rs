@@ -1,0 +1,358 @@
+//! The capture query and its replay against a real PostgreSQL: state set on one
+//! connection is read in one simple Query and recreated on a second connection.
+
+mod support;
+
+use pgflip::proxy::capture::{capture_query, parse_capture_row, replay_statements, SessionSnapshot, SHOWN_VALUES};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use support::{shared_cluster, RawConn};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+const APP_USER: &str = "capture_app";
+const APP_PASSWORD: &str = "capture-secret";
+const SEARCH_PATH: &str = r#""we""ird, sch", "My Schema", "$user", public"#;
+const CUSTOM: [&str; 3] = ["myapp.tenant", "myapp.region", "myapp.unset"];
+
+/// Roles, schemas and the enum type, made once per test process.
+fn setup() -> &'static support::Cluster {
+    static DONE: OnceLock<()> = OnceLock::new();
+    let cluster = shared_cluster();
+    DONE.get_or_init(|| {
+        cluster.psql(&format!(
+            r#"CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}';
+               CREATE ROLE "Tenant Role";
+               GRANT "Tenant Role" TO {APP_USER};
+               CREATE SCHEMA "we""ird, sch";
+               CREATE SCHEMA "My Schema";
+               CREATE TYPE "My Schema"."Mood" AS ENUM ('sad', 'ok', 'happy');
+               GRANT USAGE ON SCHEMA "we""ird, sch", "My Schema" TO PUBLIC;
+               CREATE SCHEMA shadow;
+               CREATE FUNCTION shadow.current_setting(pg_catalog.text) RETURNS pg_catalog.text
+                   LANGUAGE sql AS $$ SELECT 'shadowed'::pg_catalog.text $$;
+               CREATE FUNCTION shadow.never(pg_catalog.text, pg_catalog.text) RETURNS pg_catalog.bool
+                   LANGUAGE sql AS $$ SELECT false $$;
+               CREATE OPERATOR shadow.= (LEFTARG = pg_catalog.text, RIGHTARG = pg_catalog.text,
+                   FUNCTION = shadow.never);
+               CREATE DOMAIN shadow.text AS pg_catalog.int4;
+               GRANT USAGE ON SCHEMA shadow TO PUBLIC;"#
+        ));
+    });
+    cluster
+}
+
+async fn connect(cluster: &support::Cluster) -> Client {
+    let conninfo = format!("{} password={APP_PASSWORD}", cluster.conninfo(APP_USER, "postgres"));
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(20), tokio_postgres::connect(&conninfo, NoTls))
+        .await
+        .expect("connect: no answer within 20 s")
+        .expect("connect as capture_app");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// Runs `sql` as one simple Query; the values of every row of every result, in order.
+async fn all_values(client: &Client, sql: &str) -> Vec<Option<String>> {
+    let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut values = Vec::new();
+    for message in messages {
+        if let SimpleQueryMessage::Row(row) = message {
+            values.extend((0..row.len()).map(|i| row.get(i).map(str::to_string)));
+        }
+    }
+    values
+}
+
+async fn value(client: &Client, sql: &str) -> String {
+    all_values(client, sql).await.into_iter().next().flatten().unwrap_or_else(|| panic!("{sql}: no value"))
+}
+
+async fn capture(client: &Client) -> SessionSnapshot {
+    let custom: Vec<String> = CUSTOM.iter().map(|s| s.to_string()).collect();
+    let values = all_values(client, &capture_query(&custom)).await;
+    let columns: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
+    parse_capture_row(&columns).expect("parse the capture")
+}
+
+const SHOWN: [&str; 7] = ["search_path", "statement_timeout", "jit", "work_mem", "DateStyle", "TimeZone", "role"];
+
+#[tokio::test]
+async fn captured_state_replays_on_a_new_connection() {
+    let cluster = setup();
+    let a = connect(cluster).await;
+    for sql in [
+        &format!("SET search_path = {SEARCH_PATH}"),
+        "SET statement_timeout = '1500ms'",
+        "SET work_mem = '8MB'",
+        "SET jit = off",
+        "SET DateStyle = 'SQL, DMY'",
+        "SET TimeZone = 'Asia/Kolkata'",
+        "SET myapp.tenant = 'tenant ''42'''",
+        r"SELECT pg_catalog.set_config('myapp.region', 'eu\west', false)",
+        "SET ROLE \"Tenant Role\"",
+        "PREPARE by_mood(\"Mood\", int) AS SELECT pg_catalog.format('%s:%s', $1, $2)",
+        "LISTEN \"Chan One\"",
+        "CREATE TEMP TABLE scratch (id int)",
+        "SELECT pg_catalog.pg_advisory_lock(42)",
+    ] {
+        a.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let protocol = a.prepare("SELECT $1::int + 1").await.expect("protocol-level prepare");
+    let pid: i32 = value(&a, "SELECT pg_catalog.pg_backend_pid()").await.parse().expect("pid");
+
+    let started = Instant::now();
+    let snap = capture(&a).await;
+    eprintln!("capture took {:?}", started.elapsed());
+    assert_eq!(snap.pid, pid);
+    assert_eq!(snap.session_authorization, APP_USER);
+    assert_eq!(snap.role.as_deref(), Some("Tenant Role"));
+    assert_eq!(snap.setting("statement_timeout"), Some("1500ms"));
+    assert_eq!(snap.setting("jit"), Some("off"));
+    assert_eq!(snap.setting("search_path"), Some(SEARCH_PATH));
+    assert_eq!(snap.setting("work_mem"), Some("8MB"));
+    assert_eq!(snap.setting("DateStyle"), Some("SQL, DMY"));
+    assert_eq!(snap.setting("TimeZone"), Some("Asia/Kolkata"));
+    for skipped in ["statement_timeout", "jit", "transaction_isolation", "transaction_read_only", "role"] {
+        assert!(snap.settings.iter().all(|s| s.name != skipped), "{skipped} must not be among the settings");
+    }
+    let custom: Vec<(&str, &str)> = snap.custom_settings.iter().map(|s| (s.name.as_str(), s.value.as_str())).collect();
+    assert_eq!(custom, [("myapp.tenant", "tenant '42'"), ("myapp.region", r"eu\west")]);
+    let sql: Vec<_> = snap.sql_statements().collect();
+    assert_eq!(sql.len(), 1);
+    assert_eq!(sql[0].name, "by_mood");
+    assert_eq!(sql[0].param_types, [r#""My Schema"."Mood""#, "pg_catalog.int4"]);
+    let proto: Vec<_> = snap.protocol_statements().collect();
+    assert_eq!(proto.len(), 1);
+    assert_eq!(
+        (proto[0].statement.as_str(), proto[0].param_types.as_slice()),
+        ("SELECT $1::int + 1", &["pg_catalog.int4".to_string()][..])
+    );
+    assert_eq!(snap.listen, ["Chan One"]);
+    assert!(snap.unmovable.temp_objects >= 1, "{:?}", snap.unmovable);
+    assert_eq!(snap.unmovable.advisory_locks, 1);
+    assert_eq!(snap.unmovable.holdable_cursors, 0);
+    assert!(!snap.unmovable.holds_xid);
+    assert!(snap.unmovable.describe().contains("1 session advisory lock"), "{}", snap.unmovable.describe());
+
+    // The capture left A as it was.
+    assert_eq!(value(&a, "SHOW statement_timeout").await, "1500ms");
+    assert_eq!(value(&a, "SELECT current_user").await, "Tenant Role");
+    let row = a.query_one(&protocol, &[&41i32]).await.expect("protocol statement still there");
+    assert_eq!(row.get::<_, i32>(0), 42);
+
+    let b = connect(cluster).await;
+    let plan = replay_statements(&snap, APP_USER);
+    assert!(plan.not_replayable.is_empty(), "{:?}", plan.not_replayable);
+    for sql in &plan.statements {
+        b.simple_query(sql).await.unwrap_or_else(|e| panic!("replay {sql}: {e}"));
+    }
+    for name in SHOWN {
+        let sql = format!("SHOW {name}");
+        assert_eq!(value(&b, &sql).await, value(&a, &sql).await, "{name}");
+    }
+    for name in ["myapp.tenant", "myapp.region"] {
+        let sql = format!("SELECT pg_catalog.current_setting('{name}', true)");
+        assert_eq!(value(&b, &sql).await, value(&a, &sql).await, "{name}");
+    }
+    assert_eq!(value(&b, "SELECT current_user").await, "Tenant Role");
+    assert_eq!(value(&b, "SELECT session_user").await, APP_USER);
+    let execute = "EXECUTE by_mood('happy', 7)";
+    assert_eq!(value(&b, execute).await, "happy:7");
+    assert_eq!(value(&b, execute).await, value(&a, execute).await);
+    let channels = "SELECT pg_catalog.string_agg(c, ',' ORDER BY c) FROM pg_catalog.pg_listening_channels() c";
+    assert_eq!(value(&b, channels).await, value(&a, channels).await);
+
+    // Captured again on B, the movable state is the same.
+    let again = capture(&b).await;
+    assert_eq!(
+        (&again.role, &again.settings, &again.custom_settings),
+        (&snap.role, &snap.settings, &snap.custom_settings)
+    );
+    assert_eq!(again.overridden, snap.overridden);
+    assert_eq!(again.listen, snap.listen);
+    assert_eq!(again.sql_statements().map(|s| &s.param_types).collect::<Vec<_>>(), vec![&sql[0].param_types]);
+    assert!(again.unmovable.is_empty(), "{:?}", again.unmovable);
+}
+
+#[tokio::test]
+async fn a_prepare_sent_with_other_statements_is_reported() {
+    let cluster = setup();
+    let a = connect(cluster).await;
+    a.simple_query("SET search_path = \"My Schema\", public").await.expect("search_path");
+    a.simple_query("PREPARE arrays(\"Mood\"[], int[]) AS SELECT $1, $2").await.expect("prepare arrays");
+    a.simple_query("SELECT 1; PREPARE combo AS SELECT 2").await.expect("prepare combo");
+    let snap = capture(&a).await;
+    let combo = snap.prepared.iter().find(|s| s.name == "combo").expect("combo captured");
+    assert_eq!(combo.statement, "SELECT 1; PREPARE combo AS SELECT 2", "the whole Query text is stored");
+    let arrays = snap.prepared.iter().find(|s| s.name == "arrays").expect("arrays captured");
+    assert_eq!(arrays.param_types, [r#""My Schema"."Mood"[]"#, "pg_catalog.int4[]"]);
+
+    let plan = replay_statements(&snap, APP_USER);
+    let names: Vec<&str> = plan.not_replayable.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["combo"]);
+    let b = connect(cluster).await;
+    for sql in &plan.statements {
+        b.simple_query(sql).await.unwrap_or_else(|e| panic!("replay {sql}: {e}"));
+    }
+    let execute = "EXECUTE arrays('{ok,sad}', '{1,2}')";
+    assert_eq!(all_values(&b, execute).await, all_values(&a, execute).await);
+}
+
+#[tokio::test]
+async fn session_authorization_replays_before_role() {
+    let cluster = setup();
+    let conninfo = cluster.conninfo("postgres", "postgres");
+    let (a, connection) = tokio_postgres::connect(&conninfo, NoTls).await.expect("connect as postgres");
+    tokio::spawn(connection);
+    a.simple_query(&format!("SET SESSION AUTHORIZATION {APP_USER}; SET ROLE \"Tenant Role\"")).await.expect("identity");
+    let snap = capture(&a).await;
+    assert_eq!((snap.session_authorization.as_str(), snap.role.as_deref()), (APP_USER, Some("Tenant Role")));
+    let plan = replay_statements(&snap, "postgres");
+    assert_eq!(plan.statements[..2], ["SET SESSION AUTHORIZATION \"capture_app\"", "SET ROLE \"Tenant Role\""]);
+    let (b, connection) = tokio_postgres::connect(&conninfo, NoTls).await.expect("connect as postgres");
+    tokio::spawn(connection);
+    for sql in &plan.statements {
+        b.simple_query(sql).await.unwrap_or_else(|e| panic!("replay {sql}: {e}"));
+    }
+    assert_eq!(value(&b, "SELECT session_user || '/' || current_user").await, "capture_app/Tenant Role");
+}
+
+#[tokio::test]
+async fn capture_ignores_a_hostile_search_path() {
+    let a = connect(setup()).await;
+    a.simple_query("SET search_path = shadow, pg_catalog").await.expect("set search_path");
+    assert_eq!(value(&a, "SELECT current_setting('work_mem')").await, "shadowed");
+    let snap = capture(&a).await;
+    assert_eq!(snap.setting("search_path"), Some("shadow, pg_catalog"));
+    assert_eq!(snap.session_authorization, APP_USER);
+}
+
+#[tokio::test]
+async fn capture_does_not_wait_for_a_safe_snapshot() {
+    let cluster = setup();
+    let writer = connect(cluster).await;
+    writer.simple_query("BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT 1").await.expect("serializable read-write");
+    let a = connect(cluster).await;
+    a.simple_query(
+        "SET default_transaction_isolation = serializable; SET default_transaction_read_only = on; \
+         SET default_transaction_deferrable = on",
+    )
+    .await
+    .expect("deferrable defaults");
+    let snap = tokio::time::timeout(Duration::from_secs(2), capture(&a))
+        .await
+        .expect("a deferrable session would wait for the open serializable transaction");
+    assert_eq!(snap.setting("default_transaction_deferrable"), Some("on"));
+    writer.simple_query("ROLLBACK").await.expect("rollback");
+}
+
+/// Reads one backend message body per call from a raw connection: (tag, body).
+fn read(conn: &mut RawConn) -> (u8, Vec<u8>) {
+    let message = conn.read_message().expect("read").expect("connection open");
+    (message.tag, message.body)
+}
+
+/// Sends `sql` as a simple Query on a raw connection: the values of all DataRows,
+/// the first error message, and the ReadyForQuery status.
+fn raw_query(conn: &mut RawConn, sql: &str) -> (Vec<Option<String>>, Option<String>, u8) {
+    conn.send(&support::wire::query_packet(sql)).expect("send query");
+    let (mut values, mut error) = (Vec::new(), None);
+    loop {
+        match read(conn) {
+            (b'D', body) => values.extend(data_row(&body)),
+            (b'E', body) => {
+                error.get_or_insert(support::PgError::parse(&body).to_string());
+            }
+            (b'Z', body) => return (values, error, body[0]),
+            _ => {}
+        }
+    }
+}
+
+fn data_row(body: &[u8]) -> Vec<Option<String>> {
+    let count = i16::from_be_bytes([body[0], body[1]]);
+    let mut at = 2;
+    (0..count)
+        .map(|_| {
+            let len = i32::from_be_bytes(body[at..at + 4].try_into().expect("4 bytes"));
+            at += 4;
+            (len >= 0).then(|| {
+                let text = String::from_utf8(body[at..at + len as usize].to_vec()).expect("utf-8");
+                at += len as usize;
+                text
+            })
+        })
+        .collect()
+}
+
+/// Parse (and Sync) of statement `name` on a raw connection; panics unless it works.
+fn parse_statement(conn: &mut RawConn, name: &str, sql: &str) {
+    let mut body = format!("{name}\0{sql}\0").into_bytes();
+    body.extend_from_slice(&0i16.to_be_bytes());
+    conn.send(&support::wire::frame(b'P', &body)).expect("send Parse");
+    conn.send(&support::wire::frame(b'S', &[])).expect("send Sync");
+    assert_eq!(read(conn).0, b'1', "ParseComplete");
+    assert_eq!(read(conn).0, b'Z');
+}
+
+/// Bind + Execute + Sync of statement `name`: its one value, or the error.
+fn run_statement(conn: &mut RawConn, name: &str) -> Result<Option<String>, String> {
+    let mut bind = format!("\0{name}\0").into_bytes();
+    bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    conn.send(&support::wire::frame(b'B', &bind)).expect("send Bind");
+    conn.send(&support::wire::frame(b'E', &[0, 0, 0, 0, 0])).expect("send Execute");
+    conn.send(&support::wire::frame(b'S', &[])).expect("send Sync");
+    let mut outcome = Err("no row".to_string());
+    loop {
+        match read(conn) {
+            (b'D', body) => outcome = Ok(data_row(&body).remove(0)),
+            (b'E', body) => outcome = Err(support::PgError::parse(&body).code().to_string()),
+            (b'Z', _) => return outcome,
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn capture_survives_a_one_millisecond_statement_timeout() {
+    let cluster = setup();
+    let mut conn = RawConn::connect_startup(cluster.port(), "postgres", "postgres").expect("raw connection");
+    let setup_sql = "CREATE TEMP SEQUENCE counter; SELECT pg_catalog.nextval('counter'), pg_catalog.nextval('counter')";
+    assert_eq!(raw_query(&mut conn, setup_sql).1, None);
+    // jit_above_cost = 0 would JIT-compile even a one-row SELECT, for milliseconds.
+    assert_eq!(raw_query(&mut conn, "SET statement_timeout = 1; SET jit_above_cost = 0").1, None);
+    parse_statement(&mut conn, "named", "SELECT 7");
+    parse_statement(&mut conn, "", "SELECT 8");
+    let query = capture_query(&[]);
+    for round in 0..25 {
+        let (values, error, status) = raw_query(&mut conn, &query);
+        assert_eq!(error, None, "round {round}");
+        assert_eq!(status, b'I', "the capture leaves the session idle");
+        let columns: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
+        let snap = parse_capture_row(&columns).expect("parse");
+        assert_eq!(snap.setting("statement_timeout"), Some("1ms"));
+        assert_eq!(snap.unmovable.temp_objects, 1);
+    }
+    assert_eq!(raw_query(&mut conn, "SHOW jit_above_cost"), (vec![Some("0".to_string())], None, b'I'));
+    assert_eq!(raw_query(&mut conn, "RESET jit_above_cost; SHOW statement_timeout").0, [Some("1ms".to_string())]);
+    assert_eq!(raw_query(&mut conn, "SELECT pg_catalog.lastval()"), (vec![Some("2".to_string())], None, b'I'));
+    assert_eq!(run_statement(&mut conn, "named"), Ok(Some("7".to_string())));
+    // As documented: a simple Query drops the unnamed statement.
+    assert_eq!(run_statement(&mut conn, ""), Err("26000".to_string()));
+    conn.terminate();
+}
+
+#[test]
+fn a_failed_capture_leaves_the_session_idle() {
+    let cluster = setup();
+    let mut conn = RawConn::connect_startup(cluster.port(), "postgres", "postgres").expect("raw connection");
+    let broken = capture_query(&[]).replace("pg_catalog.pg_listening_channels()", "pg_catalog.no_such_function()");
+    let (values, error, status) = raw_query(&mut conn, &broken);
+    assert!(error.is_some_and(|e| e.contains("42883")), "the broken capture must fail");
+    assert_eq!(status, b'I', "an implicit transaction rolls back on its own");
+    assert_eq!(values.len(), SHOWN_VALUES, "only the SHOW rows came back");
+    assert_eq!(raw_query(&mut conn, "SELECT 1").0, [Some("1".to_string())]);
+    conn.terminate();
+}
