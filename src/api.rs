@@ -18,6 +18,8 @@ pub struct Status {
     pub paused: bool,
     /// Milliseconds until the pause lease ends and traffic resumes by itself.
     pub lease_ms_left: Option<u64>,
+    /// The outcome of the last `POST /v1/switch`, if any.
+    pub last_switch: Option<SwitchReport>,
     pub shutting_down: bool,
     pub version: String,
 }
@@ -49,6 +51,18 @@ pub enum OnTimeout {
     Terminate,
 }
 
+/// What a pause does with parked sessions that hold state that cannot move to another
+/// server (temp tables, session advisory locks, WITH HOLD cursors).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnmovable {
+    /// Give the pause up (the gate opens again) and list them.
+    #[default]
+    Block,
+    /// End them with FATAL 57P01 and list them; their clients reconnect.
+    Terminate,
+}
+
 /// `POST /v1/pause`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +72,7 @@ pub struct PauseRequest {
     /// How long the pause holds without a resume before traffic resumes by itself (default 30000).
     pub lease_ms: Option<u64>,
     pub on_timeout: Option<OnTimeout>,
+    pub on_unmovable: Option<OnUnmovable>,
     /// When given, must equal the current generation.
     pub generation: Option<u64>,
 }
@@ -83,6 +98,9 @@ pub struct Blocker {
     pub age_ms: u64,
     /// The start of the last query it sent.
     pub query: String,
+    /// Why it cannot move, for a parked session holding state that cannot move.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub unmovable: Option<String>,
 }
 
 /// The answer to `POST /v1/pause`.
@@ -143,6 +161,7 @@ pub struct SwitchRequest {
     pub drain_timeout_ms: Option<u64>,
     pub lease_ms: Option<u64>,
     pub on_timeout: Option<OnTimeout>,
+    pub on_unmovable: Option<OnUnmovable>,
 }
 
 /// The answer to `POST /v1/switch`.
@@ -161,4 +180,21 @@ pub struct SwitchResponse {
     /// How long clients were held, when the switch paused them itself.
     pub held_ms: Option<u64>,
     pub duration_ms: u64,
+}
+
+/// The outcome of a switch call, as `/v1/status` keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchReport {
+    /// `ok`, `partial` (some sessions failed or did not move) or `refused` (nothing moved).
+    pub result: String,
+    pub to: String,
+    pub generation: u64,
+    pub moved: usize,
+    pub failed: u64,
+    pub held_ms: Option<u64>,
+    pub duration_ms: u64,
+    /// Why it was refused.
+    pub error: Option<String>,
+    /// When it finished, in milliseconds since the Unix epoch.
+    pub finished_at_unix_ms: u64,
 }

@@ -60,6 +60,11 @@ fn a_session_moves_blue_green_blue_ten_times_without_reconnecting() {
     }
     let (_, text) = proxy.admin_get("/metrics").unwrap();
     assert!(text.contains("pgflip_switches_total{result=\"ok\"} 20"), "{text}");
+    let (_, text) = proxy.admin_get("/v1/status").unwrap();
+    let status: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(status["last_switch"]["result"], "ok", "{status}");
+    assert_eq!(status["last_switch"]["to"], "blue", "{status}");
+    assert_eq!(status["last_switch"]["generation"], 21, "{status}");
 }
 
 #[test]
@@ -277,4 +282,51 @@ async fn settings_role_prepared_statements_and_listen_move_with_the_session() {
             assert_eq!(got.as_deref(), Some(format!("Chan One:from {to} {round}").as_str()));
         }
     }
+}
+
+#[test]
+fn a_session_with_a_temp_table_is_reported_and_handled_by_the_policy() {
+    let proxy = proxy();
+    let mut temp = RawConn::connect_startup(proxy.port(), "postgres", "postgres").expect("startup");
+    temp.query_value("CREATE TEMP TABLE scratch(x int)").unwrap();
+    let mut plain = RawConn::connect_startup(proxy.port(), "postgres", "postgres").expect("startup");
+
+    let (code, answer) = post(&proxy, "/v1/switch", r#"{"to": "green"}"#);
+    assert_eq!(code, 409, "blocked by default: {answer}");
+    let blockers = answer["blockers"].as_array().expect("blockers");
+    assert_eq!(blockers.len(), 1, "{answer}");
+    assert!(blockers[0]["unmovable"].as_str().unwrap().contains("temp"), "{answer}");
+    assert_eq!(side(&mut plain), "blue", "a blocked switch leaves traffic where it was");
+    assert_eq!(temp.query_value("SELECT count(*) FROM scratch").unwrap().as_deref(), Some("0"));
+
+    let (code, answer) = post(&proxy, "/v1/switch", r#"{"to": "green", "on_unmovable": "terminate"}"#);
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["moved"], 1, "{answer}");
+    assert_eq!(side(&mut plain), "green");
+    let err = temp.query_value("SELECT 1").expect_err("the session holding a temp table was ended");
+    assert_eq!(err.code(), "57P01", "{err}");
+    let mut again = RawConn::connect_startup(proxy.port(), "postgres", "postgres").expect("reconnect");
+    assert_eq!(side(&mut again), "green", "the reconnect lands on the new upstream");
+}
+
+#[test]
+fn a_client_idle_in_a_transaction_blocks_the_switch_or_is_terminated() {
+    let proxy = proxy();
+    let mut tx = RawConn::connect_startup(proxy.port(), "postgres", "postgres").expect("startup");
+    tx.query_value("BEGIN").unwrap();
+    let mut other = RawConn::connect_startup(proxy.port(), "postgres", "postgres").expect("startup");
+
+    let (code, answer) = post(&proxy, "/v1/switch", r#"{"to": "green", "drain_timeout_ms": 300}"#);
+    assert_eq!(code, 409, "{answer}");
+    assert_eq!(answer["blockers"][0]["state"], "in_transaction", "{answer}");
+    assert_eq!(side(&mut other), "blue");
+
+    let (code, answer) =
+        post(&proxy, "/v1/switch", r#"{"to": "green", "drain_timeout_ms": 300, "on_timeout": "terminate"}"#);
+    assert_eq!(code, 200, "{answer}");
+    let err = tx.query_value("SELECT 1").expect_err("the blocker was ended");
+    assert_eq!(err.code(), "57P01", "{err}");
+    assert_eq!(side(&mut other), "green");
+    let mut again = RawConn::connect_startup(proxy.port(), "postgres", "postgres").expect("reconnect");
+    assert_eq!(side(&mut again), "green");
 }

@@ -34,6 +34,8 @@ pub struct ProxyContext {
     pub limits: Limits,
     /// Custom setting names every session's capture reads (`track_setting`).
     pub track_settings: Vec<String>,
+    /// The outcome of the last switch call.
+    pub last_switch: std::sync::Mutex<Option<crate::api::SwitchReport>>,
     /// Closed while traffic is paused.
     pub gate: Arc<Gate>,
     /// Every live session.
@@ -62,6 +64,7 @@ impl ProxyContext {
             metrics,
             limits,
             track_settings: Vec::new(),
+            last_switch: std::sync::Mutex::new(None),
             gate: Arc::default(),
             sessions: Arc::default(),
             terminate: CancellationToken::new(),

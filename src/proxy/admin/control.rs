@@ -13,8 +13,8 @@ use tracing::info;
 
 use super::{error, json, upstream_status, AdminState, Body};
 use crate::api::{
-    ErrorBody, OnTimeout, PauseRequest, PauseResponse, PutUpstreamRequest, PutUpstreamResponse, ResumeRequest,
-    ResumeResponse, SwitchRequest, SwitchResponse,
+    ErrorBody, OnTimeout, OnUnmovable, PauseRequest, PauseResponse, PutUpstreamRequest, PutUpstreamResponse,
+    ResumeRequest, ResumeResponse, SwitchReport, SwitchRequest, SwitchResponse,
 };
 use crate::proxy::switch::{self, PauseOptions, SwitchError, SwitchOptions};
 use crate::proxy::upstream::{check_name, Upstream, UpstreamUrl};
@@ -67,15 +67,10 @@ async fn pause(state: &AdminState, body: PauseRequest) -> Response<Body> {
     if let Some(resp) = stale_generation(state, body.generation) {
         return resp;
     }
-    let drain = Duration::from_millis(body.drain_timeout_ms.unwrap_or(DEFAULT_DRAIN.as_millis() as u64));
-    let lease = Duration::from_millis(body.lease_ms.unwrap_or(DEFAULT_LEASE.as_millis() as u64));
-    if drain > MAX_WAIT || lease > MAX_WAIT || lease.is_zero() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "drain_timeout_ms and lease_ms must be at most 3600000; lease_ms above 0".into(),
-        );
-    }
-    let options = PauseOptions { drain_timeout: drain, lease, on_timeout: body.on_timeout.unwrap_or_default() };
+    let options = match pause_options(body.drain_timeout_ms, body.lease_ms, body.on_timeout, body.on_unmovable) {
+        Ok(options) => options,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
     let generation = ctx.registry.snapshot().generation;
     match switch::pause(ctx, options).await {
         Ok(paused) => json(
@@ -108,7 +103,7 @@ async fn pause(state: &AdminState, body: PauseRequest) -> Response<Body> {
 }
 
 async fn switch(state: &AdminState, body: SwitchRequest, started: Instant) -> Response<Body> {
-    let pause = match pause_options(body.drain_timeout_ms, body.lease_ms, body.on_timeout) {
+    let pause = match pause_options(body.drain_timeout_ms, body.lease_ms, body.on_timeout, body.on_unmovable) {
         Ok(pause) => pause,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
@@ -118,7 +113,36 @@ async fn switch(state: &AdminState, body: SwitchRequest, started: Instant) -> Re
         pause,
         move_timeout: state.ctx.limits.connect_timeout + Duration::from_secs(5),
     };
-    match switch::switch(&state.ctx, options).await {
+    let outcome = switch::switch(&state.ctx, options).await;
+    let finished_at_unix_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let generation = state.ctx.registry.snapshot().generation;
+    let report = match &outcome {
+        Ok(done) => SwitchReport {
+            result: if done.failed == 0 && done.unmoved == 0 { "ok" } else { "partial" }.to_owned(),
+            to: body.to.clone(),
+            generation: done.generation,
+            moved: done.moved,
+            failed: done.failed,
+            held_ms: done.held.map(|d| d.as_millis() as u64),
+            duration_ms: started.elapsed().as_millis() as u64,
+            error: None,
+            finished_at_unix_ms,
+        },
+        Err(e) => SwitchReport {
+            result: "refused".to_owned(),
+            to: body.to.clone(),
+            generation,
+            moved: 0,
+            failed: 0,
+            held_ms: None,
+            duration_ms: started.elapsed().as_millis() as u64,
+            error: Some(e.to_string()),
+            finished_at_unix_ms,
+        },
+    };
+    *state.ctx.last_switch.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
+    match outcome {
         Ok(done) => json(
             StatusCode::OK,
             &SwitchResponse {
@@ -201,13 +225,19 @@ fn pause_options(
     drain_timeout_ms: Option<u64>,
     lease_ms: Option<u64>,
     on_timeout: Option<OnTimeout>,
+    on_unmovable: Option<OnUnmovable>,
 ) -> Result<PauseOptions, String> {
     let drain = Duration::from_millis(drain_timeout_ms.unwrap_or(DEFAULT_DRAIN.as_millis() as u64));
     let lease = Duration::from_millis(lease_ms.unwrap_or(DEFAULT_LEASE.as_millis() as u64));
     if drain > MAX_WAIT || lease > MAX_WAIT || lease.is_zero() {
         return Err("drain_timeout_ms and lease_ms must be at most 3600000, and lease_ms above 0".into());
     }
-    Ok(PauseOptions { drain_timeout: drain, lease, on_timeout: on_timeout.unwrap_or_default() })
+    Ok(PauseOptions {
+        drain_timeout: drain,
+        lease,
+        on_timeout: on_timeout.unwrap_or_default(),
+        on_unmovable: on_unmovable.unwrap_or_default(),
+    })
 }
 
 /// 409 when the request names a generation other than the current one.

@@ -7,6 +7,7 @@ use crate::proxy::context::ProxyContext;
 use crate::proxy::session::pump::{Pump, PumpEnd};
 use crate::proxy::session::{answer, migrate, send_error, Established, SessionError};
 use crate::proxy::stream::ClientStream;
+use crate::proxy::switch::Capture;
 use crate::proxy::upstream::{Upstream, UpstreamError};
 use crate::wire::backend::Severity;
 
@@ -17,6 +18,9 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
     let mut gate = ctx.gate.subscribe();
     let kill = s.pump.info().kill.clone();
     loop {
+        if kill.is_cancelled() {
+            return end_session_if_clean(&mut s, ctx, KILLED).await;
+        }
         if s.pump.is_parked() || !s.server_alive {
             let (active, generation) = ctx.registry.active_with_generation();
             let repointed = generation != s.generation && active.name != s.upstream.name;
@@ -52,12 +56,21 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
         match end {
             PumpEnd::Parked => {
                 debug!(upstream = %s.upstream.name, "session parked");
-                if let Err(e) = migrate::capture(&mut s, ctx).await {
-                    // Without a capture the session can still move, with its startup
-                    // settings only; it cannot survive losing its server.
-                    warn!(error = %e, "capturing the session state failed");
-                    if matches!(e, SessionError::ClientIo(_)) {
-                        return Err(e);
+                match migrate::capture(&mut s, ctx).await {
+                    Ok(()) => {
+                        let unmovable = s.snapshot.as_ref().map(|snap| &snap.unmovable);
+                        let unmovable = unmovable.filter(|u| !u.is_empty()).map(|u| u.describe());
+                        s.pump.info().set_capture(Capture::Done { unmovable });
+                        ctx.sessions.notify_changed();
+                    }
+                    Err(e) => {
+                        // Such a session cannot move; a pause lists it, a switch ends it.
+                        warn!(error = %e, "capturing the session state failed");
+                        s.pump.info().set_capture(Capture::Failed(e.to_string()));
+                        ctx.sessions.notify_changed();
+                        if matches!(e, SessionError::ClientIo(_)) {
+                            return Err(e);
+                        }
                     }
                 }
             }
@@ -72,7 +85,7 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
     }
 }
 
-const KILLED: &str = "terminating connection: pgflip could not wait for this session's transaction to end";
+const KILLED: &str = "terminating connection: pgflip had to end this session to pause or switch (see the pause policy)";
 const SHUTTING_DOWN: &str = "terminating connection due to administrator command: pgflip is shutting down";
 
 async fn end_session_if_clean(s: &mut Established, ctx: &ProxyContext, message: &str) -> Result<(), SessionError> {

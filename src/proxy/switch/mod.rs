@@ -9,4 +9,4 @@ mod table;
 pub use flip::{switch, SwitchError, SwitchOptions, Switched};
 pub use gate::{Gate, GateState};
 pub use pause::{pause, resume, PauseFailure, PauseOptions, Paused};
-pub use table::{SessionEntry, SessionInfo, SessionTable};
+pub use table::{Capture, SessionEntry, SessionInfo, SessionTable};

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
-use crate::api::{Blocker, OnTimeout};
+use crate::api::{Blocker, OnTimeout, OnUnmovable};
 use crate::proxy::context::ProxyContext;
 use crate::proxy::session::SessionState;
-use crate::proxy::switch::{GateState, SessionInfo};
+use crate::proxy::switch::{Capture, GateState, SessionInfo};
 
 /// How a pause is to be run.
 #[derive(Debug, Clone, Copy)]
@@ -17,6 +17,7 @@ pub struct PauseOptions {
     pub drain_timeout: Duration,
     pub lease: Duration,
     pub on_timeout: OnTimeout,
+    pub on_unmovable: OnUnmovable,
 }
 
 /// Every session is parked.
@@ -40,7 +41,7 @@ pub struct PauseFailure {
 }
 
 /// How often the drain re-checks the table even without a wake-up.
-const RECHECK: Duration = Duration::from_millis(50);
+const RECHECK: Duration = Duration::from_millis(10);
 
 /// Closes the gate (or renews its lease) and waits for every session to park.
 pub async fn pause(ctx: &Arc<ProxyContext>, options: PauseOptions) -> Result<Paused, PauseFailure> {
@@ -54,15 +55,35 @@ pub async fn pause(ctx: &Arc<ProxyContext>, options: PauseOptions) -> Result<Pau
         let changed = ctx.sessions.changed();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let blockers: Vec<Arc<SessionInfo>> = ctx.sessions.all().into_iter().filter(|s| blocks(s.state())).collect();
+        let blockers: Vec<Arc<SessionInfo>> = ctx.sessions.all().into_iter().filter(|s| blocks(s)).collect();
         if !ctx.gate.is_closed() {
             let reason = "the gate opened while sessions were draining (lease ended or resume called)".to_owned();
             let blockers = blockers.iter().map(|s| describe(s)).collect();
             return Err(PauseFailure { reason, blockers, waited: started.elapsed() });
         }
         if blockers.is_empty() {
-            let parked = ctx.sessions.all().iter().filter(|s| s.state() == SessionState::Parked).count();
-            return Ok(Paused { parked, waited: started.elapsed(), lease_until, terminated });
+            let parked: Vec<Arc<SessionInfo>> =
+                ctx.sessions.all().into_iter().filter(|s| s.state() == SessionState::Parked).collect();
+            let unmovable: Vec<&Arc<SessionInfo>> = parked.iter().filter(|s| unmovable(s).is_some()).collect();
+            if unmovable.is_empty() {
+                return Ok(Paused { parked: parked.len(), waited: started.elapsed(), lease_until, terminated });
+            }
+            match options.on_unmovable {
+                OnUnmovable::Block => {
+                    let reason = format!("{} parked sessions hold state that cannot move", unmovable.len());
+                    let blockers = unmovable.iter().map(|s| describe(s)).collect();
+                    resume(ctx);
+                    return Err(PauseFailure { reason, blockers, waited: started.elapsed() });
+                }
+                OnUnmovable::Terminate => {
+                    for session in unmovable {
+                        terminated.push(describe(session));
+                        session.kill.cancel();
+                    }
+                    let parked = parked.len() - terminated.iter().filter(|b| b.unmovable.is_some()).count();
+                    return Ok(Paused { parked, waited: started.elapsed(), lease_until, terminated });
+                }
+            }
         }
         let now = Instant::now();
         if now >= deadline {
@@ -98,10 +119,24 @@ pub fn resume(ctx: &ProxyContext) -> Option<Duration> {
     Some(held)
 }
 
-/// Sessions with a server that are not parked keep a pause waiting. Sessions still logging
-/// in hold no server yet: they park as soon as they are established.
-fn blocks(state: SessionState) -> bool {
-    !matches!(state, SessionState::Parked | SessionState::Startup | SessionState::Authenticating)
+/// Sessions with a server that are not parked, or parked and still capturing their state,
+/// keep a pause waiting. Sessions still logging in hold no server yet: they park as soon
+/// as they are established.
+fn blocks(session: &SessionInfo) -> bool {
+    match session.state() {
+        SessionState::Startup | SessionState::Authenticating => false,
+        SessionState::Parked => session.capture() == Capture::Pending && !session.kill.is_cancelled(),
+        _ => !session.kill.is_cancelled(),
+    }
+}
+
+/// Why a parked session cannot move, if it cannot.
+fn unmovable(session: &SessionInfo) -> Option<String> {
+    match session.capture() {
+        Capture::Done { unmovable } => unmovable,
+        Capture::Failed(reason) => Some(format!("its state could not be read: {reason}")),
+        Capture::Pending => None,
+    }
 }
 
 fn describe(session: &SessionInfo) -> Blocker {
@@ -112,6 +147,7 @@ fn describe(session: &SessionInfo) -> Blocker {
         state: session.state().label().to_owned(),
         age_ms: since.elapsed().as_millis() as u64,
         query,
+        unmovable: unmovable(session),
     }
 }
 

@@ -35,6 +35,18 @@ pub struct SessionInfo {
 struct Detail {
     state_since: Instant,
     query: String,
+    capture: Capture,
+}
+
+/// Whether a parked session has read its state from its server yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Capture {
+    /// Not parked, or parked and still capturing.
+    Pending,
+    /// Captured; `unmovable` describes state that cannot move, if any.
+    Done { unmovable: Option<String> },
+    /// The capture failed; the session cannot move.
+    Failed(String),
 }
 
 impl SessionInfo {
@@ -43,10 +55,24 @@ impl SessionInfo {
         SessionState::ALL[self.state.load(Ordering::Acquire) as usize]
     }
 
-    /// Records a state change.
+    /// Records a state change. Leaving the parked state forgets the last capture.
     pub fn set_state(&self, state: SessionState) {
-        self.lock().state_since = Instant::now();
+        let mut detail = self.lock();
+        detail.state_since = Instant::now();
+        if state != SessionState::Parked {
+            detail.capture = Capture::Pending;
+        }
         self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// Records the outcome of the capture at park time.
+    pub fn set_capture(&self, capture: Capture) {
+        self.lock().capture = capture;
+    }
+
+    /// The outcome of the capture at park time.
+    pub fn capture(&self) -> Capture {
+        self.lock().capture.clone()
     }
 
     /// Records the backend pid of the server connection in use.
@@ -111,7 +137,7 @@ impl SessionTable {
             server_pid: AtomicI32::new(0),
             generation: AtomicU64::new(0),
             kill: CancellationToken::new(),
-            detail: Mutex::new(Detail { state_since: now, query: String::new() }),
+            detail: Mutex::new(Detail { state_since: now, query: String::new(), capture: Capture::Pending }),
         });
         self.lock().insert(id, info.clone());
         SessionEntry { table: self.clone(), info }
