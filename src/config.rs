@@ -84,6 +84,33 @@ struct ProxyFile {
     worker_threads: Option<usize>,
     #[serde(default)]
     track_setting: Vec<String>,
+    /// Generation of `active`; a reload that carries a higher one switches to it.
+    generation: Option<u64>,
+}
+
+/// The durable target a config file carries: the active upstream and its generation,
+/// with the upstreams it names. Read again on reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileTarget {
+    pub active: Option<String>,
+    pub generation: u64,
+    pub upstreams: Vec<(String, UpstreamUrl)>,
+}
+
+impl FileTarget {
+    /// Reads the target from the config file at `path`.
+    pub fn read(path: &Path) -> Result<FileTarget, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| err("config", format!("cannot read {}: {e}", path.display())))?;
+        let file: ProxyFile = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
+        let mut upstreams = Vec::new();
+        for (name, url) in file.upstream {
+            crate::proxy::upstream::check_name(&name).map_err(|e| err("upstream", e))?;
+            let parsed = UpstreamUrl::parse(&url).map_err(|e| err(format!("upstream.{name}"), format!("URL {e}")))?;
+            upstreams.push((name, parsed));
+        }
+        Ok(FileTarget { active: file.active, generation: file.generation.unwrap_or(1), upstreams })
+    }
 }
 
 /// A configuration error, naming the key.
@@ -117,6 +144,10 @@ pub struct ProxyConfig {
     pub worker_threads: Option<usize>,
     /// Custom settings every session's state capture reads.
     pub track_settings: Vec<String>,
+    /// Generation of the active upstream at start (file key `generation`, default 1).
+    pub generation: u64,
+    /// The config file, watched for a new durable target.
+    pub config_path: Option<PathBuf>,
 }
 
 impl ProxyConfig {
@@ -157,6 +188,8 @@ impl ProxyConfig {
             max_message_size: args.max_message_size.or(file.max_message_size),
             worker_threads: args.worker_threads.or(file.worker_threads),
             track_settings: file.track_setting.into_iter().chain(args.track_setting.iter().cloned()).collect(),
+            generation: file.generation,
+            config_path: args.config.clone(),
         })
     }
 
@@ -225,6 +258,9 @@ impl ProxyConfig {
                 return Err(err("track_setting", format!("{name:?} is not a custom setting name like myapp.tenant")));
             }
         }
+        if m.generation == Some(0) {
+            return Err(err("generation", "must be at least 1"));
+        }
         if m.worker_threads == Some(0) {
             return Err(err("worker_threads", "must be at least 1"));
         }
@@ -242,6 +278,8 @@ impl ProxyConfig {
             max_message_size,
             worker_threads: m.worker_threads,
             track_settings: m.track_settings,
+            generation: m.generation.unwrap_or(1),
+            config_path: m.config_path,
         })
     }
 }
@@ -262,6 +300,8 @@ struct Merged {
     max_message_size: Option<usize>,
     worker_threads: Option<usize>,
     track_settings: Vec<String>,
+    generation: Option<u64>,
+    config_path: Option<PathBuf>,
 }
 
 fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {

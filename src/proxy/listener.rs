@@ -16,6 +16,7 @@ use crate::config::ProxyConfig;
 use crate::proxy::admin::{self, AdminState};
 use crate::proxy::context::{Limits, ProxyContext};
 use crate::proxy::metrics::Metrics;
+use crate::proxy::reload;
 use crate::proxy::session;
 use crate::proxy::tls::{self, TlsConfigError};
 use crate::proxy::upstream::{Registry, Upstream, UpstreamConfigError};
@@ -46,7 +47,7 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
     let metrics = Arc::new(Metrics::register(&registry)?);
     let upstreams =
         config.upstreams.iter().map(|(name, url)| Upstream::new(name, url.clone())).collect::<Result<Vec<_>, _>>()?;
-    let upstream_registry = Registry::new(upstreams, &config.active, 1)?;
+    let upstream_registry = Registry::new(upstreams, &config.active, config.generation)?;
     let snapshot = upstream_registry.snapshot();
     metrics.set_active(snapshot.upstreams.iter().map(|u| &u.name), &snapshot.active, snapshot.generation);
     let tls_acceptor = match &config.client_tls {
@@ -84,6 +85,10 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
 
     let threads = config.worker_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let workers = Workers::start(threads).map_err(ProxyError::Workers)?;
+    let reload_stop = CancellationToken::new();
+    if let Some(path) = &config.config_path {
+        tokio::spawn(reload::watch(path.clone(), ctx.clone(), reload_stop.clone()));
+    }
     let sessions = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
@@ -126,6 +131,7 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
         let _ = tokio::time::timeout(TERMINATE_WAIT, sessions.wait()).await;
     }
     admin_stop.cancel();
+    reload_stop.cancel();
     let _ = admin.await;
     tokio::task::spawn_blocking(move || workers.shutdown()).await.ok();
     info!("pgflip proxy stopped");

@@ -15,6 +15,7 @@ pub mod context;
 mod io;
 pub mod listener;
 pub mod metrics;
+mod reload;
 mod session;
 mod stream;
 pub mod switch;

@@ -146,6 +146,13 @@ impl Registry {
         Ok((target, state.generation))
     }
 
+    /// Raises the generation to `generation` (a durable target read from the config file
+    /// can be ahead of this sidecar's count).
+    pub fn set_generation(&self, generation: u64) {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        state.generation = state.generation.max(generation);
+    }
+
     /// The upstream called `name`, if registered.
     pub fn get(&self, name: &str) -> Option<Arc<Upstream>> {
         self.read().upstreams.get(name).cloned()
