@@ -4,12 +4,14 @@
 //! - [`wire`]: PostgreSQL message framing, pure (no I/O).
 //! - [`proxy`]: the sidecar, `pgflip proxy`.
 //! - [`config`]: the sidecar's configuration, from flags or a TOML file.
+//! - [`ctl`]: `pgflip ctl`, the operators' client of the admin API.
 //! - [`api`]: JSON types of the admin API.
 //! - [`telemetry`]: tracing setup.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod config;
+pub mod ctl;
 pub mod proxy;
 pub mod telemetry;
 pub mod wire;

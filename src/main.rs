@@ -28,13 +28,16 @@ enum Command {
     Proxy(ProxyArgs),
     /// Validate a sidecar configuration (the same flags as `proxy`) and print it.
     CheckConfig(ProxyArgs),
+    /// Call a sidecar's admin API: status, pause, resume, switch. Prints the JSON answer;
+    /// exits 0 on 2xx, 1 on another status, 2 when the sidecar cannot be reached.
+    Ctl(pgflip::ctl::CtlArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             // Every error here already says what caused it; the chain would repeat it.
             eprintln!("pgflip: {e}");
@@ -43,7 +46,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Proxy(args) => {
             let config = ProxyConfig::load(&args)?;
@@ -53,7 +56,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .build()
                 .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?;
             runtime.block_on(pgflip::proxy::run(config, shutdown_signal()))?;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig(args) => {
             let config = ProxyConfig::load(&args)?;
@@ -73,8 +76,10 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("client auth   {}", if config.auth.is_some() { "auth file" } else { "trust (loopback only)" });
             println!("client TLS    {}", if config.client_tls.is_some() { "offered" } else { "off" });
             println!("config OK");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
+        // The client reports its own errors: its exit code tells 2xx, refusals and no answer apart.
+        Command::Ctl(args) => Ok(ExitCode::from(pgflip::ctl::run(args))),
     }
 }
 

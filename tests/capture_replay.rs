@@ -190,14 +190,14 @@ async fn a_prepare_sent_with_other_statements_is_reported() {
     assert_eq!(arrays.param_types, [r#""My Schema"."Mood"[]"#, "pg_catalog.int4[]"]);
 
     let plan = replay_statements(&snap, APP_USER);
-    let names: Vec<&str> = plan.not_replayable.iter().map(|n| n.name.as_str()).collect();
-    assert_eq!(names, ["combo"]);
+    assert!(plan.not_replayable.is_empty(), "{:?}", plan.not_replayable);
     let b = connect(cluster).await;
     for sql in &plan.statements {
         b.simple_query(sql).await.unwrap_or_else(|e| panic!("replay {sql}: {e}"));
     }
     let execute = "EXECUTE arrays('{ok,sad}', '{1,2}')";
     assert_eq!(all_values(&b, execute).await, all_values(&a, execute).await);
+    assert_eq!(all_values(&b, "EXECUTE combo").await, all_values(&a, "EXECUTE combo").await);
 }
 
 #[tokio::test]

@@ -227,11 +227,10 @@ async fn settings_role_prepared_statements_and_listen_move_with_the_session() {
     client
         .batch_execute(
             "SET search_path = \"My Schema\", public; SET statement_timeout = '1500ms'; SET myapp.tenant = 'acme'; \
-             LISTEN \"Chan One\"",
+             PREPARE sql_side AS SELECT side FROM marker; LISTEN \"Chan One\"",
         )
         .await
-        .expect("simple-protocol state");
-    client.batch_execute("PREPARE sql_side AS SELECT side FROM marker").await.expect("SQL PREPARE");
+        .expect("simple-protocol state, the SQL PREPARE inside a multi-statement Query");
     client.execute("SET myapp.region = 'eu'", &[]).await.expect("extended-protocol SET");
     client.batch_execute("SET ROLE flip_role").await.unwrap();
     let mut statements = Vec::new();

@@ -15,7 +15,7 @@ pub enum PrepareTextError {
     NoAs,
     #[error("its stored PREPARE has an empty body")]
     EmptyBody,
-    #[error("its stored text holds more statements than the PREPARE")]
+    #[error("its stored text prepares this name more than once")]
     MoreStatements,
     #[error("its stored text ends inside a quote or a comment")]
     Unterminated,
@@ -45,7 +45,7 @@ struct Token {
 
 /// `PREPARE "name"(types) AS body` for a SQL-prepared statement, with the parameter
 /// types as captured (schema-qualified) and the body cut out of the stored text.
-/// Only a stored text that is exactly one PREPARE of this name is accepted.
+/// The stored text must prepare this name exactly once.
 pub fn rebuild_prepare(statement: &PreparedStatement) -> Result<String, PrepareTextError> {
     let body = prepare_body(&statement.statement, &statement.name)?;
     let mut sql = format!("PREPARE {}", quote_ident(&statement.name));
@@ -59,8 +59,8 @@ pub fn rebuild_prepare(statement: &PreparedStatement) -> Result<String, PrepareT
     Ok(sql)
 }
 
-/// The statement after `AS` in `text`, when `text` is one `PREPARE name [(...)] AS
-/// statement`, optionally followed by semicolons and comments. The text is read
+/// The statement after `AS` of the one `PREPARE name [(...)] AS statement` in `text`,
+/// which may hold other statements too (PostgreSQL stores the whole Query). The text is read
 /// with `standard_conforming_strings` both on and off; if the two disagree it is
 /// refused, since the session's value when it prepared is unknown.
 pub fn prepare_body<'a>(text: &'a str, name: &str) -> Result<&'a str, PrepareTextError> {
@@ -73,23 +73,47 @@ pub fn prepare_body<'a>(text: &'a str, name: &str) -> Result<&'a str, PrepareTex
 
 fn body_with<'a>(text: &'a str, name: &str, standard_strings: bool) -> Result<&'a str, PrepareTextError> {
     let tokens = tokens(text, standard_strings)?;
-    let slice = |token: &Token| &text[token.start..token.end];
-    let is_word = |token: Option<&Token>, word: &str| {
-        token.is_some_and(|t| t.kind == Kind::Word && slice(t).eq_ignore_ascii_case(word))
-    };
-    if !is_word(tokens.first(), "prepare") {
-        return Err(PrepareTextError::NotPrepare);
-    }
-    let found = match tokens.get(1) {
-        Some(t) if t.kind == Kind::Word => truncate_identifier(slice(t).to_ascii_lowercase()),
-        Some(t) if t.kind == Kind::QuotedIdent => {
-            truncate_identifier(slice(t)[1..slice(t).len() - 1].replace("\"\"", "\""))
+    // The Query may hold several statements (`SET ...; PREPARE q AS ...`): the one that
+    // prepares this name is the statement to rebuild.
+    let statements = tokens.split(|t| t.kind == Kind::Semicolon).filter(|s| !s.is_empty());
+    let mut found = Vec::new();
+    let mut other = None;
+    for statement in statements {
+        match prepared_name(text, statement) {
+            Some(prepared) if prepared == name => found.push(statement),
+            Some(prepared) => other = other.or(Some(prepared)),
+            None => {}
         }
-        _ => return Err(PrepareTextError::NotPrepare),
-    };
-    if found != name {
-        return Err(PrepareTextError::OtherName { found });
     }
+    match found.as_slice() {
+        [statement] => statement_body(text, statement),
+        [] => Err(match other {
+            Some(found) => PrepareTextError::OtherName { found },
+            None => PrepareTextError::NotPrepare,
+        }),
+        _ => Err(PrepareTextError::MoreStatements),
+    }
+}
+
+/// The name a `PREPARE name ...` statement prepares, or `None` for another statement.
+fn prepared_name(text: &str, tokens: &[Token]) -> Option<String> {
+    let slice = |token: &Token| &text[token.start..token.end];
+    let first = tokens.first()?;
+    if first.kind != Kind::Word || !slice(first).eq_ignore_ascii_case("prepare") {
+        return None;
+    }
+    match tokens.get(1) {
+        Some(t) if t.kind == Kind::Word => Some(truncate_identifier(slice(t).to_ascii_lowercase())),
+        Some(t) if t.kind == Kind::QuotedIdent => {
+            Some(truncate_identifier(slice(t)[1..slice(t).len() - 1].replace("\"\"", "\"")))
+        }
+        _ => None,
+    }
+}
+
+/// The text after `AS` of one `PREPARE name [(types)] AS statement`.
+fn statement_body<'a>(text: &'a str, tokens: &[Token]) -> Result<&'a str, PrepareTextError> {
+    let slice = |token: &Token| &text[token.start..token.end];
     let mut next = 2;
     if tokens.get(next).is_some_and(|t| t.kind == Kind::Open) {
         let mut depth = 0usize;
@@ -106,15 +130,11 @@ fn body_with<'a>(text: &'a str, name: &str, standard_strings: bool) -> Result<&'
             }
         }
     }
-    if !is_word(tokens.get(next), "as") {
+    if !tokens.get(next).is_some_and(|t| t.kind == Kind::Word && slice(t).eq_ignore_ascii_case("as")) {
         return Err(PrepareTextError::NoAs);
     }
     let body = &tokens[next + 1..];
-    let end = body.iter().position(|t| t.kind == Kind::Semicolon).unwrap_or(body.len());
-    if body[end..].iter().any(|t| t.kind != Kind::Semicolon) {
-        return Err(PrepareTextError::MoreStatements);
-    }
-    match (body.first(), body[..end].last()) {
+    match (body.first(), body.last()) {
         (Some(first), Some(last)) => Ok(&text[first.start..last.end]),
         _ => Err(PrepareTextError::EmptyBody),
     }

@@ -133,8 +133,10 @@ fn prepare_body_accepts_one_prepare_only() {
     assert_eq!(ok("PREPARE q AS SELECT x$1$ FROM t WHERE a = $1", "q"), "SELECT x$1$ FROM t WHERE a = $1");
     assert_eq!(ok(r"PREPARE q AS SELECT 'C:\dir'", "q"), r"SELECT 'C:\dir'");
     let err = |text: &str, name: &str| prepare_body(text, name).expect_err(text);
-    assert_eq!(err("SELECT 1; PREPARE q AS SELECT 2", "q"), PrepareTextError::NotPrepare);
-    assert_eq!(err("PREPARE q AS SELECT 2; SELECT 3", "q"), PrepareTextError::MoreStatements);
+    assert_eq!(ok("SELECT 1; PREPARE q AS SELECT 2", "q"), "SELECT 2");
+    assert_eq!(ok("PREPARE q AS SELECT 2; SELECT 3", "q"), "SELECT 2");
+    assert_eq!(ok("SET x.y = 1; PREPARE other AS SELECT 1; PREPARE q(int) AS SELECT $1;", "q"), "SELECT $1");
+    assert_eq!(err("SELECT 1; SELECT 2", "q"), PrepareTextError::NotPrepare);
     assert_eq!(
         err("PREPARE q AS SELECT 1; DEALLOCATE q; PREPARE q AS SELECT 2", "q"),
         PrepareTextError::MoreStatements
@@ -178,8 +180,10 @@ fn snapshot(statements: &[(&str, &str)]) -> SessionSnapshot {
 
 #[test]
 fn replay_runs_identity_settings_prepare_listen_then_timeouts() {
-    let snap =
-        snapshot(&[("q", "PREPARE q(int, mood[]) AS SELECT $1, $2"), ("bad", "SELECT 1; PREPARE bad AS SELECT 2")]);
+    let snap = snapshot(&[
+        ("q", "PREPARE q(int, mood[]) AS SELECT $1, $2"),
+        ("bad", "PREPARE bad AS SELECT 1; DEALLOCATE bad; PREPARE bad AS SELECT 2"),
+    ]);
     let plan = replay_statements(&snap, "app");
     assert_eq!(
         plan.statements,
@@ -194,7 +198,10 @@ fn replay_runs_identity_settings_prepare_listen_then_timeouts() {
             "SELECT pg_catalog.set_config('statement_timeout', '1ms', false)",
         ]
     );
-    assert_eq!(plan.not_replayable, vec![NotReplayable { name: "bad".into(), reason: PrepareTextError::NotPrepare }]);
+    assert_eq!(
+        plan.not_replayable,
+        vec![NotReplayable { name: "bad".into(), reason: PrepareTextError::MoreStatements }]
+    );
     let other_login = replay_statements(&snap, "postgres");
     assert_eq!(other_login.statements[0], "SET SESSION AUTHORIZATION \"app\"");
     assert_eq!(other_login.statements[1], "SET ROLE \"Tenant Role\"");

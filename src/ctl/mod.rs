@@ -1,0 +1,224 @@
+//! `pgflip ctl`: the operators' thin client of a sidecar's admin API
+//! ([`crate::proxy::admin`]). One call per run; the JSON answer goes to stdout, pretty-printed,
+//! whatever its status.
+//!
+//! - `status`: `GET /v1/status`
+//! - `pause`: `POST /v1/pause` ([`crate::api::PauseRequest`])
+//! - `resume`: `POST /v1/resume` ([`crate::api::ResumeRequest`])
+//! - `switch TO`: `POST /v1/switch` ([`crate::api::SwitchRequest`])
+//!
+//! Exit codes: 0 on a 2xx answer, 1 on any other status, 2 when the sidecar cannot be
+//! reached or does not answer JSON over HTTP/1.1.
+
+mod error;
+mod http;
+mod response;
+mod url;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::api::{OnTimeout, PauseRequest, ResumeRequest, SwitchRequest};
+use http::Call;
+
+pub use error::{CtlError, ResponseError, UrlError};
+pub use url::AdminUrl;
+
+/// The sidecar answered 2xx.
+pub const EXIT_OK: u8 = 0;
+/// The sidecar answered with another status (refused, conflict, unauthorized, ...).
+pub const EXIT_REFUSED: u8 = 1;
+/// No usable answer: unreachable, timed out, not HTTP or not JSON; or a bad token file.
+pub const EXIT_NO_ANSWER: u8 = 2;
+
+/// Deadline of calls that do not drain sessions.
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
+/// Added to the drain timeout of a pause or switch: moving sessions comes after the drain.
+const DEADLINE_AFTER_DRAIN: Duration = Duration::from_secs(30);
+
+/// `pgflip ctl`: where the admin API is, how to authenticate, and what to ask.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The sidecar's admin API, http://HOST:PORT (https is not supported).
+    #[arg(long, env = "PGFLIP_ADMIN_URL", default_value = "http://127.0.0.1:9187", value_name = "URL")]
+    pub admin_url: AdminUrl,
+    /// File holding the admin token, sent as `Authorization: Bearer <token>`.
+    #[arg(long, env = "PGFLIP_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+/// One admin API call.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Action {
+    /// Show the active upstream, the generation, the sessions and the pause state.
+    Status,
+    /// Close the gate: hold new transactions and wait for sessions to reach a transaction boundary.
+    Pause {
+        #[command(flatten)]
+        drain: DrainArgs,
+        /// Refuse unless the sidecar is at this generation.
+        #[arg(long)]
+        generation: Option<u64>,
+    },
+    /// Open the gate: held sessions go on.
+    Resume {
+        /// Refuse unless the sidecar is at this generation.
+        #[arg(long)]
+        generation: Option<u64>,
+    },
+    /// Move every session to another upstream, pausing first when not paused.
+    Switch {
+        /// The upstream to move to.
+        to: String,
+        #[command(flatten)]
+        drain: DrainArgs,
+        /// Refuse unless the sidecar is at this generation.
+        #[arg(long)]
+        generation: Option<u64>,
+    },
+}
+
+/// The options of the pause that `pause` and `switch` start with.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DrainArgs {
+    /// How long to wait for sessions to reach a transaction boundary (sidecar default 5000).
+    #[arg(long, value_name = "MS")]
+    pub drain_timeout_ms: Option<u64>,
+    /// How long the pause holds without a resume before traffic resumes by itself (sidecar default 30000).
+    #[arg(long, value_name = "MS")]
+    pub lease_ms: Option<u64>,
+    /// What to do with sessions still inside a transaction at the drain deadline.
+    #[arg(long, value_enum)]
+    pub on_timeout: Option<OnTimeoutArg>,
+}
+
+/// `--on-timeout`, as [`OnTimeout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnTimeoutArg {
+    /// Give the pause up: traffic goes on where it was.
+    Abort,
+    /// End the blocking sessions (FATAL 57P01); their clients reconnect.
+    Terminate,
+}
+
+impl From<OnTimeoutArg> for OnTimeout {
+    fn from(arg: OnTimeoutArg) -> OnTimeout {
+        match arg {
+            OnTimeoutArg::Abort => OnTimeout::Abort,
+            OnTimeoutArg::Terminate => OnTimeout::Terminate,
+        }
+    }
+}
+
+impl Action {
+    /// The request this action sends.
+    fn call(&self) -> Result<Call, CtlError> {
+        let call = match self {
+            Action::Status => Call { method: "GET", path: "/v1/status", body: None, deadline: DEFAULT_DEADLINE },
+            Action::Pause { drain, generation } => {
+                let body = PauseRequest {
+                    drain_timeout_ms: drain.drain_timeout_ms,
+                    lease_ms: drain.lease_ms,
+                    on_timeout: drain.on_timeout.map(OnTimeout::from),
+                    generation: *generation,
+                    ..PauseRequest::default()
+                };
+                Call {
+                    method: "POST",
+                    path: "/v1/pause",
+                    body: Some(serde_json::to_vec(&body)?),
+                    deadline: drain.deadline(),
+                }
+            }
+            Action::Resume { generation } => {
+                let body = ResumeRequest { generation: *generation };
+                Call {
+                    method: "POST",
+                    path: "/v1/resume",
+                    body: Some(serde_json::to_vec(&body)?),
+                    deadline: DEFAULT_DEADLINE,
+                }
+            }
+            Action::Switch { to, drain, generation } => {
+                let body = SwitchRequest {
+                    to: to.clone(),
+                    generation: *generation,
+                    drain_timeout_ms: drain.drain_timeout_ms,
+                    lease_ms: drain.lease_ms,
+                    on_timeout: drain.on_timeout.map(OnTimeout::from),
+                    ..SwitchRequest::default()
+                };
+                Call {
+                    method: "POST",
+                    path: "/v1/switch",
+                    body: Some(serde_json::to_vec(&body)?),
+                    deadline: drain.deadline(),
+                }
+            }
+        };
+        Ok(call)
+    }
+}
+
+impl DrainArgs {
+    /// How long to wait for the answer: the drain timeout plus 30 s, and never under 60 s.
+    fn deadline(&self) -> Duration {
+        let drain = Duration::from_millis(self.drain_timeout_ms.unwrap_or(0));
+        DEFAULT_DEADLINE.max(drain.saturating_add(DEADLINE_AFTER_DRAIN))
+    }
+}
+
+/// Runs one call on its own runtime and returns the process exit code.
+pub fn run(args: CtlArgs) -> u8 {
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CtlError::Runtime)
+        .and_then(|runtime| runtime.block_on(execute(&args)));
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pgflip ctl: {e}");
+            EXIT_NO_ANSWER
+        }
+    }
+}
+
+/// Sends the call, prints the answer, and says which exit code it deserves.
+pub async fn execute(args: &CtlArgs) -> Result<u8, CtlError> {
+    let token = args.token_file.as_deref().map(read_token).transpose()?;
+    let call = args.action.call()?;
+    let answer = http::send(&args.admin_url, token.as_deref(), &call).await?;
+    let json: serde_json::Value = serde_json::from_slice(&answer.body).map_err(|source| CtlError::NotJson {
+        request: call.describe(&args.admin_url),
+        status: answer.status,
+        source,
+        excerpt: String::from_utf8_lossy(&answer.body).chars().take(200).collect(),
+    })?;
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    if (200..300).contains(&answer.status) {
+        return Ok(EXIT_OK);
+    }
+    eprintln!("pgflip ctl: {} {} answered {}", call.method, call.path, answer.status_line());
+    Ok(EXIT_REFUSED)
+}
+
+/// The token in `path`, without surrounding whitespace.
+fn read_token(path: &Path) -> Result<String, CtlError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CtlError::TokenFile { path: path.to_owned(), source })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(CtlError::EmptyToken { path: path.to_owned() });
+    }
+    if token.contains(['\r', '\n']) {
+        return Err(CtlError::MultilineToken { path: path.to_owned() });
+    }
+    Ok(token.to_owned())
+}
