@@ -14,7 +14,7 @@ use crate::proxy::context::ProxyContext;
 use crate::proxy::io::write_all;
 use crate::proxy::session::{Established, ServerGauge, SessionError};
 use crate::proxy::stream::ServerStream;
-use crate::proxy::upstream::{connect, query, ServerConn, Upstream};
+use crate::proxy::upstream::{connect, query, ServerConn, Upstream, UpstreamError};
 use crate::wire::{backend, frontend};
 
 /// True when losing the server now costs the client nothing: it is parked (every answer
@@ -29,7 +29,16 @@ pub(super) async fn capture(s: &mut Established, ctx: &ProxyContext) -> Result<(
     let mut names = ctx.track_settings.clone();
     names.extend(s.pump.custom_settings().iter().filter(|n| !names.contains(n)).cloned().collect::<Vec<_>>());
     let sql = capture::capture_query(&names);
-    let answer = query::simple_query(&mut s.server, &s.upstream.name, &sql).await?;
+    // The statements before the capture lifts the client's statement_timeout run under it:
+    // a timeout of a millisecond or so can cancel one. Capturing again is harmless.
+    let mut attempts = 0;
+    let answer = loop {
+        attempts += 1;
+        match query::simple_query(&mut s.server, &s.upstream.name, &sql).await {
+            Err(UpstreamError::Server { fields, .. }) if fields.code == "57014" && attempts < 4 => continue,
+            other => break other?,
+        }
+    };
     if !answer.notifications.is_empty() {
         write_all(&mut s.client, &answer.notifications).await.map_err(SessionError::ClientIo)?;
     }
