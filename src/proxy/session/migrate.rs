@@ -135,8 +135,9 @@ pub(super) async fn migrate(
         frontend::terminate(&mut bye);
         let _ = write_all(&mut old, &bye).await;
     }
+    // The snapshot still describes the session (it has run nothing since): a switch that
+    // follows before it unparks can move it again without a new capture.
     drop(old);
-    s.snapshot = None;
     let from = std::mem::replace(&mut s.upstream, to.clone());
     s.server_alive = true;
     s.generation = generation;
