@@ -24,7 +24,7 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
         if s.pump.is_parked() || !s.server_alive {
             let (active, generation) = ctx.registry.active_with_generation();
             let repointed = generation != s.generation && active.name != s.upstream.name;
-            let reconnect = !s.server_alive && (generation != s.generation || !ctx.gate.holds(s.generation));
+            let reconnect = !s.server_alive && (generation != s.generation || !ctx.gate.is_closed());
             if repointed || reconnect {
                 if let Err(e) = migrate::migrate(&mut s, ctx, active, generation).await {
                     ctx.metrics.session_migrations.with_label_values(&["failed"]).inc();

@@ -155,7 +155,7 @@ impl Pump {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         // Bytes held back (from the handshake, or behind the gate) are scanned first.
-        let closed = ctx.gate.holds(self.info().generation());
+        let closed = ctx.gate.is_closed();
         if let Err(end) = self.scan_client(closed).and_then(|_| self.scan_server(&ctx.metrics)) {
             return end;
         }
@@ -219,7 +219,7 @@ impl Pump {
     {
         let metrics = &ctx.metrics;
         loop {
-            let closed = ctx.gate.holds(self.gauge.info().generation());
+            let closed = ctx.gate.is_closed();
             if self.parked != closed {
                 if !closed {
                     self.parked = false;

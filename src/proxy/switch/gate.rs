@@ -2,12 +2,8 @@
 //!
 //! Closing takes a lease: unless renewed, the gate opens by itself when the lease ends, so
 //! a controller that dies mid-switch never leaves applications hung.
-//!
-//! The gate holds sessions on the registry generation it closed at. A session that has
-//! moved to a newer generation (a switch while paused) passes at once: it is on the new
-//! upstream, which is where traffic goes next.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -25,20 +21,13 @@ pub enum GateState {
 pub struct Gate {
     /// Mirror of `state` for the forwarding hot path: one atomic load per poll.
     closed: AtomicBool,
-    /// The registry generation when the gate closed.
-    closed_generation: AtomicU64,
     state: Mutex<GateState>,
     changes: watch::Sender<u64>,
 }
 
 impl Default for Gate {
     fn default() -> Self {
-        Gate {
-            closed: AtomicBool::new(false),
-            closed_generation: AtomicU64::new(0),
-            state: Mutex::new(GateState::Open),
-            changes: watch::Sender::new(0),
-        }
+        Gate { closed: AtomicBool::new(false), state: Mutex::new(GateState::Open), changes: watch::Sender::new(0) }
     }
 }
 
@@ -48,25 +37,16 @@ impl Gate {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// True while a session on registry generation `generation` must park.
-    pub fn holds(&self, generation: u64) -> bool {
-        self.is_closed() && generation <= self.closed_generation.load(Ordering::Acquire)
-    }
-
     /// The state now.
     pub fn state(&self) -> GateState {
         *self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Closes the gate at registry generation `generation`, or renews the lease of a gate
-    /// already closed (keeping the generation it closed at). Returns the state.
-    pub fn close(&self, lease_until: Instant, generation: u64) -> GateState {
+    /// Closes the gate, or renews the lease of a gate already closed. Returns the state.
+    pub fn close(&self, lease_until: Instant) -> GateState {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         *state = match *state {
-            GateState::Open => {
-                self.closed_generation.store(generation, Ordering::Release);
-                GateState::Closed { since: Instant::now(), lease_until }
-            }
+            GateState::Open => GateState::Closed { since: Instant::now(), lease_until },
             GateState::Closed { since, .. } => GateState::Closed { since, lease_until },
         };
         self.closed.store(true, Ordering::Release);
@@ -117,12 +97,10 @@ mod tests {
     fn close_renew_and_expire() {
         let gate = Gate::default();
         let now = Instant::now();
-        let first = gate.close(now + Duration::from_secs(1), 3);
-        assert!(gate.holds(3) && !gate.holds(4), "sessions already on a newer generation pass");
+        let first = gate.close(now + Duration::from_secs(1));
         assert!(gate.is_closed());
         let GateState::Closed { since, .. } = first else { panic!("closed") };
-        let renewed = gate.close(now + Duration::from_secs(5), 4);
-        assert!(!gate.holds(4), "a renewal keeps the generation the gate closed at");
+        let renewed = gate.close(now + Duration::from_secs(5));
         assert_eq!(renewed, GateState::Closed { since, lease_until: now + Duration::from_secs(5) });
         assert_eq!(gate.expire(now + Duration::from_secs(2)), None, "the renewed lease still holds");
         assert!(gate.expire(now + Duration::from_secs(6)).is_some());

@@ -46,7 +46,7 @@ const RECHECK: Duration = Duration::from_millis(10);
 /// Closes the gate (or renews its lease) and waits for every session to park.
 pub async fn pause(ctx: &Arc<ProxyContext>, options: PauseOptions) -> Result<Paused, PauseFailure> {
     let started = Instant::now();
-    let state = ctx.gate.close(started + options.lease, ctx.registry.active_with_generation().1);
+    let state = ctx.gate.close(started + options.lease);
     let GateState::Closed { lease_until, .. } = state else { unreachable!("close() leaves the gate closed") };
     spawn_lease_timer(ctx.clone(), lease_until);
     let deadline = (started + options.drain_timeout).min(lease_until);
@@ -55,7 +55,7 @@ pub async fn pause(ctx: &Arc<ProxyContext>, options: PauseOptions) -> Result<Pau
         let changed = ctx.sessions.changed();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let blockers: Vec<Arc<SessionInfo>> = ctx.sessions.all().into_iter().filter(|s| blocks(s, &ctx.gate)).collect();
+        let blockers: Vec<Arc<SessionInfo>> = ctx.sessions.all().into_iter().filter(|s| blocks(s)).collect();
         if !ctx.gate.is_closed() {
             let reason = "the gate opened while sessions were draining (lease ended or resume called)".to_owned();
             let blockers = blockers.iter().map(|s| describe(s)).collect();
@@ -122,10 +122,7 @@ pub fn resume(ctx: &ProxyContext) -> Option<Duration> {
 /// Sessions with a server that are not parked, or parked and still capturing their state,
 /// keep a pause waiting. Sessions still logging in hold no server yet: they park as soon
 /// as they are established.
-fn blocks(session: &SessionInfo, gate: &crate::proxy::switch::Gate) -> bool {
-    if !gate.holds(session.generation()) {
-        return false;
-    }
+fn blocks(session: &SessionInfo) -> bool {
     match session.state() {
         SessionState::Startup | SessionState::Authenticating => false,
         SessionState::Parked => session.capture() == Capture::Pending && !session.kill.is_cancelled(),
