@@ -34,6 +34,11 @@ pub struct ProxyContext {
     pub limits: Limits,
     /// Custom setting names every session's capture reads (`track_setting`).
     pub track_settings: Vec<String>,
+    /// The upstream a coming switch moves to, and the round number of the request: sessions
+    /// open their connection to it while their traffic still flows.
+    pub prewarm: std::sync::Mutex<Option<(Arc<Upstream>, u64)>>,
+    /// Pre-warm rounds started so far.
+    pub prewarm_rounds: std::sync::atomic::AtomicU64,
     /// The outcome of the last switch call.
     pub last_switch: std::sync::Mutex<Option<crate::api::SwitchReport>>,
     /// Closed while traffic is paused.
@@ -65,6 +70,8 @@ impl ProxyContext {
             limits,
             track_settings: Vec::new(),
             last_switch: std::sync::Mutex::new(None),
+            prewarm: std::sync::Mutex::new(None),
+            prewarm_rounds: std::sync::atomic::AtomicU64::new(0),
             gate: Arc::default(),
             sessions: Arc::default(),
             terminate: CancellationToken::new(),
@@ -83,6 +90,11 @@ impl ProxyContext {
             Some(user) => Login { user: user.clone(), password: upstream.url.password.clone() },
             None => Login { user: client_user.to_owned(), password: upstream.url.password.clone() },
         }
+    }
+
+    /// The pending pre-warm request, if any.
+    pub fn prewarm_target(&self) -> Option<(Arc<Upstream>, u64)> {
+        self.prewarm.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Marks the proxy as shutting down: `/readyz` fails from now on.

@@ -1,6 +1,10 @@
 //! Forwarding a session until either side ends, parking behind the closed gate, and
 //! moving to another upstream when the active one changes while parked.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use tracing::{debug, warn};
 
 use crate::proxy::context::ProxyContext;
@@ -8,7 +12,10 @@ use crate::proxy::session::pump::{Pump, PumpEnd};
 use crate::proxy::session::{answer, migrate, send_error, Established, SessionError};
 use crate::proxy::stream::ClientStream;
 use crate::proxy::switch::Capture;
-use crate::proxy::upstream::{Upstream, UpstreamError};
+use crate::proxy::upstream::{connect, ServerConn, Upstream, UpstreamError};
+
+/// A server connection being opened.
+type Connecting = Pin<Box<dyn Future<Output = Result<ServerConn, UpstreamError>> + Send>>;
 use crate::wire::backend::Severity;
 
 /// Forwards until either side ends. While the gate is closed the session parks; a parked
@@ -17,15 +24,40 @@ use crate::wire::backend::Severity;
 pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<(), SessionError> {
     let mut gate = ctx.gate.subscribe();
     let kill = s.pump.info().kill.clone();
+    // A connection to a coming switch's target, being opened or ready.
+    let mut warming: Option<(Arc<Upstream>, u64, Connecting)> = None;
     loop {
         if kill.is_cancelled() {
             return end_session_if_clean(&mut s, ctx, KILLED).await;
+        }
+        match ctx.prewarm_target() {
+            Some((target, round))
+                if s.pump.info().prewarmed() != round && warming.as_ref().is_none_or(|w| w.1 != round) =>
+            {
+                if target.name == s.upstream.name {
+                    s.pump.info().set_prewarmed(round);
+                    ctx.sessions.notify_changed();
+                } else {
+                    let (startup, login) = (s.startup.clone(), ctx.login_for(&target, &s.user));
+                    let (upstream, timeout) = (target.clone(), ctx.limits.connect_timeout);
+                    let connecting: Connecting =
+                        Box::pin(async move { connect(&upstream, &startup, &login, timeout).await });
+                    warming = Some((target, round, connecting));
+                }
+            }
+            None if s.warm.is_some() || warming.is_some() => {
+                // The switch is over or was given up: the spare connection goes.
+                s.warm = None;
+                warming = None;
+            }
+            _ => {}
         }
         if s.pump.is_parked() || !s.server_alive {
             let (active, generation) = ctx.registry.active_with_generation();
             let repointed = generation != s.generation && active.name != s.upstream.name;
             let reconnect = !s.server_alive && (generation != s.generation || !ctx.gate.is_closed());
             if repointed || reconnect {
+                warming = None;
                 if let Err(e) = migrate::migrate(&mut s, ctx, active, generation).await {
                     ctx.metrics.session_migrations.with_label_values(&["failed"]).inc();
                     let e = SessionError::MoveFailed(Box::new(e));
@@ -48,6 +80,16 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
         let end = tokio::select! {
             biased;
             end = s.pump.run(&mut s.client, &mut s.server, ctx) => end,
+            opened = async { warming.as_mut().expect("guarded").2.as_mut().await }, if warming.is_some() => {
+                let (target, round, _) = warming.take().expect("guarded");
+                match opened {
+                    Ok(conn) => s.warm = Some((target, conn)),
+                    Err(e) => debug!(error = %e, "pre-warming a connection failed; the move will connect"),
+                }
+                s.pump.info().set_prewarmed(round);
+                ctx.sessions.notify_changed();
+                continue;
+            }
             // The pump reads the gate when it runs; a change only needs to wake it.
             _ = gate.changed() => continue,
             _ = kill.cancelled() => return end_session_if_clean(&mut s, ctx, KILLED).await,

@@ -109,10 +109,13 @@ pub(super) async fn migrate(
 ) -> Result<(), SessionError> {
     let started = Instant::now();
     let login = ctx.login_for(&to, &s.user);
-    let ServerConn { mut stream, mut params, backend_key, leftover } =
-        connect(&to, &s.startup, &login, ctx.limits.connect_timeout).await.inspect_err(|e| {
+    let conn = match s.warm.take() {
+        Some((warm_for, conn)) if warm_for.name == to.name && Arc::ptr_eq(&warm_for, &to) => conn,
+        _ => connect(&to, &s.startup, &login, ctx.limits.connect_timeout).await.inspect_err(|e| {
             ctx.metrics.upstream_error(&to.name, e.kind());
-        })?;
+        })?,
+    };
+    let ServerConn { mut stream, mut params, backend_key, leftover } = conn;
     let snapshot =
         s.snapshot.as_ref().ok_or_else(|| SessionError::State("it was not captured when the session parked".into()))?;
     params.extend(replay(&mut stream, &to.name, snapshot, &login.user).await?);

@@ -68,6 +68,8 @@ struct Established {
     /// The client's StartupMessage, replayed to every new server.
     startup: StartupMessage,
     user: String,
+    /// A connection opened ahead of a switch, to the upstream it names.
+    warm: Option<(Arc<Upstream>, ServerConn)>,
     /// State captured at the last park, replayed on the next server.
     snapshot: Option<crate::proxy::capture::SessionSnapshot>,
     pump: Pump,
@@ -130,6 +132,7 @@ async fn establish(
         startup,
         user,
         snapshot: None,
+        warm: None,
         pump,
         cancel,
         server_gauge,

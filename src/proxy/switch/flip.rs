@@ -67,7 +67,13 @@ pub async fn switch(ctx: &Arc<ProxyContext>, options: SwitchOptions) -> Result<S
     }
     let paused_here = !ctx.gate.is_closed();
     if paused_here {
-        pause(ctx, options.pause).await.map_err(SwitchError::Pause)?;
+        // Sessions open their connections to the target while their traffic still flows,
+        // so a move costs clients only the state replay.
+        prewarm(ctx, &target).await;
+        if let Err(failure) = pause(ctx, options.pause).await {
+            end_prewarm(ctx);
+            return Err(SwitchError::Pause(failure));
+        }
     }
     let failed_before = ctx.metrics.session_migrations.with_label_values(&["failed"]).get();
     let generation = match ctx.registry.repoint(&target.name, options.generation) {
@@ -76,6 +82,7 @@ pub async fn switch(ctx: &Arc<ProxyContext>, options: SwitchOptions) -> Result<S
             if paused_here {
                 resume(ctx);
             }
+            end_prewarm(ctx);
             return Err(e.into());
         }
     };
@@ -103,10 +110,48 @@ pub async fn switch(ctx: &Arc<ProxyContext>, options: SwitchOptions) -> Result<S
         }
     };
     let held = if paused_here { resume(ctx) } else { None };
+    end_prewarm(ctx);
     let moved = ctx.sessions.all().iter().filter(|s| s.generation() == generation).count();
     let failed = ctx.metrics.session_migrations.with_label_values(&["failed"]).get() - failed_before;
     let result = if failed == 0 && unmoved == 0 { "ok" } else { "partial" };
     ctx.metrics.switches.with_label_values(&[result]).inc();
     info!(from = %from.name, to = %target.name, generation, moved, failed, unmoved, "switched");
     Ok(Switched { from: from.name.clone(), generation, moved, failed, unmoved, held })
+}
+
+/// Longest wait for sessions to open their connections to a switch's target.
+const PREWARM_WAIT: Duration = Duration::from_secs(3);
+
+/// Asks every session to open a connection to `target`, and waits (bounded) until each has
+/// one, failed to get one, or needs none.
+async fn prewarm(ctx: &Arc<ProxyContext>, target: &Arc<crate::proxy::upstream::Upstream>) {
+    let round = ctx.prewarm_rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    *ctx.prewarm.lock().unwrap_or_else(|e| e.into_inner()) = Some((target.clone(), round));
+    ctx.gate.touch();
+    let deadline = Instant::now() + PREWARM_WAIT;
+    loop {
+        let changed = ctx.sessions.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let waiting = ctx
+            .sessions
+            .all()
+            .iter()
+            .filter(|s| !matches!(s.state(), SessionState::Startup | SessionState::Authenticating))
+            .filter(|s| s.prewarmed() != round)
+            .count();
+        if waiting == 0 || Instant::now() >= deadline {
+            return;
+        }
+        tokio::select! {
+            _ = &mut changed => {}
+            _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+        }
+    }
+}
+
+/// Withdraws the pre-warm request; sessions drop connections they did not use.
+fn end_prewarm(ctx: &ProxyContext) {
+    ctx.prewarm.lock().unwrap_or_else(|e| e.into_inner()).take();
+    ctx.gate.touch();
 }

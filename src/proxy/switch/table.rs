@@ -25,6 +25,8 @@ pub struct SessionInfo {
     server_pid: AtomicI32,
     /// Registry generation of the upstream the session's server belongs to.
     generation: AtomicU64,
+    /// The last pre-warm round this session has answered (connected, failed, or not needed).
+    prewarmed: AtomicU64,
     /// Cancelled to end the session with FATAL 57P01 (a pause's `terminate` policy).
     pub kill: CancellationToken,
     /// When the session entered its current state, and the start of its last query.
@@ -90,6 +92,16 @@ impl SessionInfo {
         self.generation.store(generation, Ordering::Release);
     }
 
+    /// Records that the session answered pre-warm round `round`.
+    pub fn set_prewarmed(&self, round: u64) {
+        self.prewarmed.store(round, Ordering::Release);
+    }
+
+    /// The last pre-warm round the session answered.
+    pub fn prewarmed(&self) -> u64 {
+        self.prewarmed.load(Ordering::Acquire)
+    }
+
     /// The generation of the upstream the session is on.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
@@ -136,6 +148,7 @@ impl SessionTable {
             state: AtomicU8::new(SessionState::Startup as u8),
             server_pid: AtomicI32::new(0),
             generation: AtomicU64::new(0),
+            prewarmed: AtomicU64::new(0),
             kill: CancellationToken::new(),
             detail: Mutex::new(Detail { state_since: now, query: String::new(), capture: Capture::Pending }),
         });
