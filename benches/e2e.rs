@@ -5,6 +5,8 @@
 //! of each pgbench run and `PGFLIP_BENCH_ROUNDS` (default 3) the number of rounds. A target
 //! that fails to start or to serve is reported and makes the run exit non-zero.
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "e2e/pgbench.rs"]
 mod pgbench;
 #[path = "e2e/pgbouncer.rs"]
@@ -73,24 +75,14 @@ pub struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Settings, String> {
-        let secs = positive_var("PGFLIP_BENCH_SECS", 10)?;
-        let rounds = positive_var("PGFLIP_BENCH_ROUNDS", 3)?;
+        let secs = common::positive_var("PGFLIP_BENCH_SECS", 10)?;
+        let rounds = common::positive_var("PGFLIP_BENCH_ROUNDS", 3)?;
         Ok(Settings { secs, rounds: rounds as usize })
     }
 }
 
-fn positive_var(name: &str, default: u64) -> Result<u64, String> {
-    let Ok(text) = std::env::var(name) else { return Ok(default) };
-    match text.trim().parse::<u64>() {
-        Ok(value) if value >= 1 => Ok(value),
-        _ => Err(format!("{name}={text:?}: expected a whole number, at least 1")),
-    }
-}
-
 fn main() -> ExitCode {
-    // `cargo test --benches` runs bench binaries without `--bench`: nothing to measure then.
-    if !std::env::args().any(|arg| arg == "--bench") {
-        println!("e2e: skipped; run it with `cargo bench --bench e2e`");
+    if !common::measuring("e2e") {
         return ExitCode::SUCCESS;
     }
     match run() {

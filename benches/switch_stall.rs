@@ -9,6 +9,8 @@
 //! a switch answering other than 200, or a session that failed to move is reported and
 //! makes the run exit non-zero; a missed stall target is reported only.
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "switch_stall/load.rs"]
 mod load;
 #[path = "switch_stall/report.rs"]
@@ -47,24 +49,14 @@ pub struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Settings, String> {
-        let switches = positive_var("PGFLIP_STALL_SWITCHES", 20)?;
-        let interval = positive_var("PGFLIP_STALL_INTERVAL_MS", 500)?;
+        let switches = common::positive_var("PGFLIP_STALL_SWITCHES", 20)?;
+        let interval = common::positive_var("PGFLIP_STALL_INTERVAL_MS", 500)?;
         Ok(Settings { switches: switches as usize, interval: Duration::from_millis(interval) })
     }
 }
 
-fn positive_var(name: &str, default: u64) -> Result<u64, String> {
-    let Ok(text) = std::env::var(name) else { return Ok(default) };
-    match text.trim().parse::<u64>() {
-        Ok(value) if value >= 1 => Ok(value),
-        _ => Err(format!("{name}={text:?}: expected a whole number, at least 1")),
-    }
-}
-
 fn main() -> ExitCode {
-    // `cargo test --benches` runs bench binaries without `--bench`: nothing to measure then.
-    if !std::env::args().any(|arg| arg == "--bench") {
-        println!("switch_stall: skipped; run it with `cargo bench --bench switch_stall`");
+    if !common::measuring("switch_stall") {
         return ExitCode::SUCCESS;
     }
     match run() {

@@ -2,36 +2,12 @@
 //! raw numbers, the median TPS table with ratios, and the 1-client latencies.
 
 use crate::pgbench::QueryMode;
-use crate::support::pg_bin;
 use crate::{Sample, Settings, Targets, DIRECT, PGBOUNCER, PGFLIP};
-use std::process::Command;
 
 /// Prints CPU count and model, kernel, memory, and the PostgreSQL and PgBouncer versions.
 pub fn print_machine(pgbouncer_version: &str) {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|line| line.starts_with("model name"))
-        .and_then(|line| line.split_once(':'))
-        .map_or("unknown", |(_, model)| model.trim());
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let proc_text = |path: &str| std::fs::read_to_string(path).unwrap_or_default().trim().to_string();
-    let meminfo = proc_text("/proc/meminfo");
-    let mem_gib = meminfo
-        .lines()
-        .find_map(|line| line.strip_prefix("MemTotal:"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or("unknown".to_string(), |kib| format!("{:.1} GiB", kib / 1024.0 / 1024.0));
-    let postgres = Command::new(pg_bin().join("postgres"))
-        .arg("--version")
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
-        .unwrap_or_else(|e| format!("unknown ({e})"));
-
     println!("== pgflip end-to-end benchmark: direct vs PgBouncer vs pgflip ==");
-    println!("machine:    {cpus} CPUs ({model}), {mem_gib} RAM");
-    println!("kernel:     {} {}", proc_text("/proc/sys/kernel/ostype"), proc_text("/proc/sys/kernel/osrelease"));
-    println!("PostgreSQL: {postgres}");
+    crate::common::print_machine();
     println!("PgBouncer:  {pgbouncer_version}");
     println!(
         "workload:   pgbench -n -S (select only), scale {}, all targets over TCP on 127.0.0.1; \

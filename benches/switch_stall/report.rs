@@ -2,11 +2,9 @@
 //! distributions of queries caught by a switch and of queries far from any.
 
 use crate::load::{ClientError, ClientLog, SELECT};
-use crate::support::pg_bin;
 use crate::switches::SwitchCall;
 use crate::{Settings, BASELINE_MARGIN, CLIENTS, TARGET_P99};
 use std::fmt;
-use std::process::Command;
 use std::time::Duration;
 
 /// Percentiles of a set of durations (nearest rank).
@@ -89,32 +87,10 @@ pub fn analyse(logs: &[ClientLog], calls: &[SwitchCall], baseline_from: Duration
 
 /// Prints CPU count and model, memory, kernel, PostgreSQL and pgflip versions, the workload.
 pub fn print_machine(settings: &Settings) {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|line| line.starts_with("model name"))
-        .and_then(|line| line.split_once(':'))
-        .map_or("unknown", |(_, model)| model.trim());
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let proc_text = |path: &str| std::fs::read_to_string(path).unwrap_or_default().trim().to_string();
-    let mem_gib = proc_text("/proc/meminfo")
-        .lines()
-        .find_map(|line| line.strip_prefix("MemTotal:"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or("unknown".to_string(), |kib| format!("{:.1} GiB", kib / 1024.0 / 1024.0));
-    let version = |program: &std::path::Path| {
-        Command::new(program)
-            .arg("--version")
-            .output()
-            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
-            .unwrap_or_else(|e| format!("unknown ({e})"))
-    };
     let pgflip = env!("CARGO_BIN_EXE_pgflip");
     println!("== pgflip switch stall: {CLIENTS} sessions through pgflip while it switches blue <-> green ==");
-    println!("machine:    {cpus} CPUs ({model}), {mem_gib} RAM");
-    println!("kernel:     {} {}", proc_text("/proc/sys/kernel/ostype"), proc_text("/proc/sys/kernel/osrelease"));
-    println!("PostgreSQL: {}", version(&pg_bin().join("postgres")));
-    println!("pgflip:     {} ({pgflip})", version(pgflip.as_ref()));
+    crate::common::print_machine();
+    println!("pgflip:     {} ({pgflip})", crate::common::version(pgflip.as_ref()));
     println!(
         "workload:   {CLIENTS} tokio-postgres sessions, each a closed loop (no think time) of the \
          prepared `{SELECT}` with random ids; {} switches, one every {} ms, green first",
