@@ -85,14 +85,7 @@ fn main() -> ExitCode {
     if !common::measuring("e2e") {
         return ExitCode::SUCCESS;
     }
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(message) => {
-            eprintln!("e2e bench failed: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit("e2e", run())
 }
 
 /// Runs everything; `Ok(false)` when a target failed but the others were measured.

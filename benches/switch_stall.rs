@@ -59,14 +59,7 @@ fn main() -> ExitCode {
     if !common::measuring("switch_stall") {
         return ExitCode::SUCCESS;
     }
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(message) => {
-            eprintln!("switch_stall bench failed: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit("switch_stall", run())
 }
 
 /// Runs everything; `Ok(false)` when it was measured but a client or a switch failed.

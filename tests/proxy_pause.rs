@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{pgbench, shared_cluster, Proxy, ProxyBuilder, RawConn};
+use support::{pgbench_at, shared_cluster, Proxy, ProxyBuilder, RawConn};
 
 fn connect(proxy: &Proxy) -> RawConn {
     RawConn::connect_startup(proxy.port(), "postgres", "postgres").unwrap_or_else(|e| panic!("startup: {e}"))
@@ -152,41 +152,10 @@ fn bad_requests_get_clear_json_errors() {
 fn pgbench_runs_clean_through_repeated_pauses() {
     let cluster = shared_cluster();
     let proxy = Proxy::start(cluster);
-    let conninfo_port = proxy.port().to_string();
-    let init = pgbench(&[
-        "-i",
-        "-s",
-        "1",
-        "-q",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &cluster.port().to_string(),
-        "-U",
-        "postgres",
-        "postgres",
-    ]);
+    let port = proxy.port();
+    let init = pgbench_at(cluster.port(), &["-i", "-s", "1", "-q"]);
     init.assert_success("pgbench -i");
-    let bench = thread::spawn(move || {
-        pgbench(&[
-            "-n",
-            "-M",
-            "prepared",
-            "-c",
-            "8",
-            "-j",
-            "2",
-            "-T",
-            "6",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &conninfo_port,
-            "-U",
-            "postgres",
-            "postgres",
-        ])
-    });
+    let bench = thread::spawn(move || pgbench_at(port, &["-n", "-M", "prepared", "-c", "8", "-j", "2", "-T", "6"]));
     thread::sleep(Duration::from_millis(800));
     let mut paused = 0;
     for _ in 0..10 {

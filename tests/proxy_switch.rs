@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{free_port, pgbench, shared_cluster, Cluster, PgbenchSummary, Proxy, ProxyBuilder, RawConn};
+use support::{free_port, pgbench_at, shared_cluster, Cluster, PgbenchSummary, Proxy, ProxyBuilder, RawConn};
 
 /// Blue is the shared cluster; green is a second one. Each has a `marker` table naming it.
 fn clusters() -> (&'static Cluster, &'static Cluster) {
@@ -71,44 +71,13 @@ fn a_session_moves_blue_green_blue_ten_times_without_reconnecting() {
 fn pgbench_runs_clean_through_twenty_switches() {
     let (blue, green) = clusters();
     for cluster in [blue, green] {
-        let init = pgbench(&[
-            "-i",
-            "-s",
-            "1",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &cluster.port().to_string(),
-            "-U",
-            "postgres",
-            "postgres",
-        ]);
+        let init = pgbench_at(cluster.port(), &["-i", "-s", "1", "-q"]);
         init.assert_success("pgbench -i");
     }
     let proxy = proxy();
-    let port = proxy.port().to_string();
-    let bench = thread::spawn(move || {
-        pgbench(&[
-            "-n",
-            "-S",
-            "-M",
-            "prepared",
-            "-c",
-            "16",
-            "-j",
-            "2",
-            "-T",
-            "8",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-            "postgres",
-        ])
-    });
+    let port = proxy.port();
+    let bench =
+        thread::spawn(move || pgbench_at(port, &["-n", "-S", "-M", "prepared", "-c", "16", "-j", "2", "-T", "8"]));
     thread::sleep(Duration::from_millis(500));
     for i in 0..20 {
         let to = if i % 2 == 0 { "green" } else { "blue" };

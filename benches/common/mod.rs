@@ -1,7 +1,7 @@
 //! What the end-to-end benchmarks share: settings from the environment, the check that
 //! `cargo test --benches` skips them, and the machine lines of their reports.
 
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
 use crate::support::pg_bin;
 
@@ -22,6 +22,18 @@ pub fn measuring(name: &str) -> bool {
         println!("{name}: skipped; run it with `cargo bench --bench {name}`");
     }
     measuring
+}
+
+/// The exit code for a run's outcome: `Ok(false)` means measured, with failures to report.
+pub fn exit(name: &str, outcome: Result<bool, String>) -> ExitCode {
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(message) => {
+            eprintln!("{name} bench failed: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Prints the machine (CPUs, memory, kernel) and the PostgreSQL version.

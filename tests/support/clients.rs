@@ -114,6 +114,14 @@ pub fn pgbench(args: &[&str]) -> CmdOutput {
     run_with_timeout(Command::new(pg_bin().join("pgbench")).args(args), None, Duration::from_secs(300))
 }
 
+/// pgbench with `args` against database `postgres`, as user `postgres`, on 127.0.0.1:`port`.
+pub fn pgbench_at(port: u16, args: &[&str]) -> CmdOutput {
+    let port = port.to_string();
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "postgres"]);
+    pgbench(&all)
+}
+
 /// The figures of a pgbench run summary that tests assert on.
 #[derive(Debug, PartialEq, Eq)]
 pub struct PgbenchSummary {
