@@ -3,7 +3,10 @@
 
 mod support;
 
-use pgflip::proxy::capture::{capture_query, parse_capture_row, replay_statements, SessionSnapshot, SHOWN_VALUES};
+use pgflip::proxy::capture::{
+    baseline_query, capture_query, parse_capture_row, replay_statements, Baseline, SessionSnapshot, SHOWN_VALUES,
+};
+use std::cell::Cell;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::{shared_cluster, RawConn};
@@ -41,16 +44,37 @@ fn setup() -> &'static support::Cluster {
     cluster
 }
 
-async fn connect(cluster: &support::Cluster) -> Client {
+/// A client connection, its settings before it ran anything (as the proxy reads them
+/// on every connection it opens), and whether its capture statement is prepared.
+struct Conn {
+    client: Client,
+    baseline: Baseline,
+    prepared: Cell<bool>,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+async fn connect(cluster: &support::Cluster) -> Conn {
     let conninfo = format!("{} password={APP_PASSWORD}", cluster.conninfo(APP_USER, "postgres"));
-    let (client, connection) = tokio::time::timeout(Duration::from_secs(20), tokio_postgres::connect(&conninfo, NoTls))
+    connect_with(&conninfo).await
+}
+
+async fn connect_with(conninfo: &str) -> Conn {
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(20), tokio_postgres::connect(conninfo, NoTls))
         .await
         .expect("connect: no answer within 20 s")
-        .expect("connect as capture_app");
+        .expect("connect");
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    client
+    let baseline = all_values(&client, &baseline_query()).await;
+    let baseline = Baseline::parse(baseline[0].as_deref()).expect("parse the baseline");
+    Conn { client, baseline, prepared: Cell::new(false) }
 }
 
 /// Runs `sql` as one simple Query; the values of every row of every result, in order.
@@ -69,9 +93,9 @@ async fn value(client: &Client, sql: &str) -> String {
     all_values(client, sql).await.into_iter().next().flatten().unwrap_or_else(|| panic!("{sql}: no value"))
 }
 
-async fn capture(client: &Client) -> SessionSnapshot {
+async fn capture(conn: &Conn) -> SessionSnapshot {
     let custom: Vec<String> = CUSTOM.iter().map(|s| s.to_string()).collect();
-    let values = all_values(client, &capture_query(&custom)).await;
+    let values = all_values(conn, &capture_query(&custom, &conn.baseline, !conn.prepared.replace(true))).await;
     let columns: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
     parse_capture_row(&columns).expect("parse the capture")
 }
@@ -143,7 +167,7 @@ async fn captured_state_replays_on_a_new_connection() {
     assert_eq!(row.get::<_, i32>(0), 42);
 
     let b = connect(cluster).await;
-    let plan = replay_statements(&snap, APP_USER);
+    let plan = replay_statements(&snap, APP_USER, None);
     assert!(plan.not_replayable.is_empty(), "{:?}", plan.not_replayable);
     for sql in &plan.statements {
         b.simple_query(sql).await.unwrap_or_else(|e| panic!("replay {sql}: {e}"));
@@ -189,7 +213,7 @@ async fn a_prepare_sent_with_other_statements_is_reported() {
     let arrays = snap.prepared.iter().find(|s| s.name == "arrays").expect("arrays captured");
     assert_eq!(arrays.param_types, [r#""My Schema"."Mood"[]"#, "pg_catalog.int4[]"]);
 
-    let plan = replay_statements(&snap, APP_USER);
+    let plan = replay_statements(&snap, APP_USER, None);
     assert!(plan.not_replayable.is_empty(), "{:?}", plan.not_replayable);
     let b = connect(cluster).await;
     for sql in &plan.statements {
@@ -204,15 +228,13 @@ async fn a_prepare_sent_with_other_statements_is_reported() {
 async fn session_authorization_replays_before_role() {
     let cluster = setup();
     let conninfo = cluster.conninfo("postgres", "postgres");
-    let (a, connection) = tokio_postgres::connect(&conninfo, NoTls).await.expect("connect as postgres");
-    tokio::spawn(connection);
+    let a = connect_with(&conninfo).await;
     a.simple_query(&format!("SET SESSION AUTHORIZATION {APP_USER}; SET ROLE \"Tenant Role\"")).await.expect("identity");
     let snap = capture(&a).await;
     assert_eq!((snap.session_authorization.as_str(), snap.role.as_deref()), (APP_USER, Some("Tenant Role")));
-    let plan = replay_statements(&snap, "postgres");
+    let plan = replay_statements(&snap, "postgres", None);
     assert_eq!(plan.statements[..2], ["SET SESSION AUTHORIZATION \"capture_app\"", "SET ROLE \"Tenant Role\""]);
-    let (b, connection) = tokio_postgres::connect(&conninfo, NoTls).await.expect("connect as postgres");
-    tokio::spawn(connection);
+    let b = connect_with(&conninfo).await;
     for sql in &plan.statements {
         b.simple_query(sql).await.unwrap_or_else(|e| panic!("replay {sql}: {e}"));
     }
@@ -287,45 +309,27 @@ fn data_row(body: &[u8]) -> Vec<Option<String>> {
         .collect()
 }
 
-/// Parse (and Sync) of statement `name` on a raw connection; panics unless it works.
-fn parse_statement(conn: &mut RawConn, name: &str, sql: &str) {
-    let mut body = format!("{name}\0{sql}\0").into_bytes();
-    body.extend_from_slice(&0i16.to_be_bytes());
-    conn.send(&support::wire::frame(b'P', &body)).expect("send Parse");
-    conn.send(&support::wire::frame(b'S', &[])).expect("send Sync");
-    assert_eq!(read(conn).0, b'1', "ParseComplete");
-    assert_eq!(read(conn).0, b'Z');
-}
-
-/// Bind + Execute + Sync of statement `name`: its one value, or the error.
-fn run_statement(conn: &mut RawConn, name: &str) -> Result<Option<String>, String> {
-    let mut bind = format!("\0{name}\0").into_bytes();
-    bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    conn.send(&support::wire::frame(b'B', &bind)).expect("send Bind");
-    conn.send(&support::wire::frame(b'E', &[0, 0, 0, 0, 0])).expect("send Execute");
-    conn.send(&support::wire::frame(b'S', &[])).expect("send Sync");
-    let mut outcome = Err("no row".to_string());
-    loop {
-        match read(conn) {
-            (b'D', body) => outcome = Ok(data_row(&body).remove(0)),
-            (b'E', body) => outcome = Err(support::PgError::parse(&body).code().to_string()),
-            (b'Z', _) => return outcome,
-            _ => {}
-        }
-    }
+/// The baseline of a raw connection, read now.
+fn raw_baseline(conn: &mut RawConn) -> Baseline {
+    let (values, error, _) = raw_query(conn, &baseline_query());
+    assert_eq!(error, None);
+    Baseline::parse(values[0].as_deref()).expect("parse the baseline")
 }
 
 #[test]
 fn capture_survives_a_one_millisecond_statement_timeout() {
     let cluster = setup();
     let mut conn = RawConn::connect_startup(cluster.port(), "postgres", "postgres").expect("raw connection");
+    // As the proxy does on every connection it opens, before its client runs anything.
+    let baseline = raw_baseline(&mut conn);
+    assert_eq!(raw_query(&mut conn, baseline.prepare_statement()).1, None);
     let setup_sql = "CREATE TEMP SEQUENCE counter; SELECT pg_catalog.nextval('counter'), pg_catalog.nextval('counter')";
     assert_eq!(raw_query(&mut conn, setup_sql).1, None);
     // jit_above_cost = 0 would JIT-compile even a one-row SELECT, for milliseconds.
     assert_eq!(raw_query(&mut conn, "SET statement_timeout = 1; SET jit_above_cost = 0").1, None);
-    parse_statement(&mut conn, "named", "SELECT 7");
-    parse_statement(&mut conn, "", "SELECT 8");
-    let query = capture_query(&[]);
+    conn.parse_statement("named", "SELECT 7");
+    conn.parse_statement("", "SELECT 8");
+    let query = capture_query(&[], &baseline, false);
     for round in 0..25 {
         // The few statements before the capture's SET LOCAL run under the client's 1 ms:
         // on a loaded machine one may be cancelled, and the proxy captures again.
@@ -347,9 +351,9 @@ fn capture_survives_a_one_millisecond_statement_timeout() {
     assert_eq!(raw_query(&mut conn, "SHOW jit_above_cost"), (vec![Some("0".to_string())], None, b'I'));
     assert_eq!(raw_query(&mut conn, "RESET jit_above_cost; SHOW statement_timeout").0, [Some("1ms".to_string())]);
     assert_eq!(raw_query(&mut conn, "SELECT pg_catalog.lastval()"), (vec![Some("2".to_string())], None, b'I'));
-    assert_eq!(run_statement(&mut conn, "named"), Ok(Some("7".to_string())));
+    assert_eq!(conn.run_statement("named"), Ok(Some("7".to_string())));
     // As documented: a simple Query drops the unnamed statement.
-    assert_eq!(run_statement(&mut conn, ""), Err("26000".to_string()));
+    assert_eq!(conn.run_statement(""), Err("26000".to_string()));
     conn.terminate();
 }
 
@@ -357,11 +361,62 @@ fn capture_survives_a_one_millisecond_statement_timeout() {
 fn a_failed_capture_leaves_the_session_idle() {
     let cluster = setup();
     let mut conn = RawConn::connect_startup(cluster.port(), "postgres", "postgres").expect("raw connection");
-    let broken = capture_query(&[]).replace("pg_catalog.pg_listening_channels()", "pg_catalog.no_such_function()");
+    let baseline = raw_baseline(&mut conn);
+    let broken = capture_query(&[], &baseline, true)
+        .replace("pg_catalog.pg_listening_channels()", "pg_catalog.no_such_function()");
     let (values, error, status) = raw_query(&mut conn, &broken);
     assert!(error.is_some_and(|e| e.contains("42883")), "the broken capture must fail");
     assert_eq!(status, b'I', "an implicit transaction rolls back on its own");
     assert_eq!(values.len(), SHOWN_VALUES, "only the SHOW rows came back");
     assert_eq!(raw_query(&mut conn, "SELECT 1").0, [Some("1".to_string())]);
     conn.terminate();
+}
+
+#[tokio::test]
+async fn settings_changed_out_of_sight_are_captured() {
+    let cluster = setup();
+    cluster.psql(
+        "CREATE OR REPLACE FUNCTION public.quietly_tune() RETURNS void LANGUAGE plpgsql AS $$ BEGIN \
+         PERFORM pg_catalog.set_config('work_mem', '7MB', false); \
+         PERFORM pg_catalog.set_config('myapp.hidden', 'h', false); END $$",
+    );
+    let a = connect(cluster).await;
+    let work_mem = a.baseline.value("work_mem").expect("work_mem is in the baseline").to_string();
+    a.simple_query("SELECT public.quietly_tune()").await.expect("tune");
+    let snap = capture(&a).await;
+    assert_eq!(snap.setting("work_mem"), Some("7MB"), "a setting changed inside a function is in the diff");
+    assert_ne!(work_mem, "7MB");
+    // Unchanged settings are not captured: only what differs, and what was asked for.
+    assert!(snap.settings.iter().all(|s| s.name != "DateStyle"), "{:?}", snap.settings);
+    assert!(snap.prepared.iter().all(|p| p.name != "pgflip_capture"), "the capture statement is left out");
+
+    // A setting set back to its value at connection start is not in the diff; asked for
+    // by name (the proxy asks for every name it saw in a SET), it is read all the same.
+    a.simple_query(&format!("SET work_mem = '{work_mem}'")).await.expect("set work_mem back");
+    let snap = capture(&a).await;
+    assert_eq!(snap.setting("work_mem"), None);
+    let names = vec!["work_mem".to_string(), "no_such_setting".to_string()];
+    let values = all_values(&a, &capture_query(&names, &a.baseline, false)).await;
+    let columns: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
+    let snap = parse_capture_row(&columns).expect("parse");
+    assert_eq!(snap.setting("work_mem"), Some(work_mem.as_str()));
+
+    // Replaying onto a connection whose baseline already has a value leaves it out.
+    let b = connect(cluster).await;
+    let plan = replay_statements(&snap, APP_USER, Some(&b.baseline));
+    assert!(!plan.statements.iter().any(|s| s.contains("'work_mem'")), "{:?}", plan.statements);
+    assert!(!plan.affects_parsing, "{:?}", plan.statements);
+}
+
+#[tokio::test]
+async fn a_dropped_capture_statement_is_prepared_again() {
+    let a = connect(setup()).await;
+    capture(&a).await;
+    a.simple_query("DEALLOCATE ALL").await.expect("deallocate all");
+    let sql = capture_query(&[], &a.baseline, false);
+    let err = a.simple_query(&sql).await.expect_err("the statement is gone");
+    assert_eq!(err.code().map(|c| c.code()), Some("26000"));
+    let values = all_values(&a, &capture_query(&[], &a.baseline, true)).await;
+    let columns: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
+    parse_capture_row(&columns).expect("captured after preparing again");
 }

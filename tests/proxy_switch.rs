@@ -298,3 +298,42 @@ fn a_client_idle_in_a_transaction_blocks_the_switch_or_is_terminated() {
     let mut again = RawConn::connect_startup(proxy.port(), "postgres", "postgres").expect("reconnect");
     assert_eq!(side(&mut again), "green");
 }
+
+#[test]
+fn statements_made_ahead_follow_closes_redefinitions_and_discard_all() {
+    let proxy = proxy();
+    let mut conn = RawConn::connect_startup(proxy.port(), "postgres", "postgres").expect("startup");
+    conn.parse_statement("kept", "SELECT side FROM marker");
+    conn.parse_statement("redefined", "SELECT 'old'");
+    conn.parse_statement("closed", "SELECT 1");
+    let mut generation = 1;
+    let mut switch = |conn: &mut RawConn, to: &str| {
+        let (code, answer) = post(&proxy, "/v1/switch", &format!(r#"{{"to": "{to}", "generation": {generation}}}"#));
+        assert_eq!(code, 200, "to {to}: {answer}");
+        assert_eq!((answer["moved"].as_u64(), answer["failed"].as_u64()), (Some(1), Some(0)), "{answer}");
+        generation += 1;
+        assert_eq!(side(conn), to);
+    };
+    switch(&mut conn, "green");
+    assert_eq!(conn.run_statement("kept"), Ok(Some("green".into())));
+    assert_eq!(conn.run_statement("redefined"), Ok(Some("old".into())));
+
+    // Changed between switches: the move goes by what the session holds at the pause.
+    conn.close_statement("redefined");
+    conn.parse_statement("redefined", "SELECT 'new'");
+    conn.close_statement("closed");
+    switch(&mut conn, "blue");
+    assert_eq!(conn.run_statement("kept"), Ok(Some("blue".into())));
+    assert_eq!(conn.run_statement("redefined"), Ok(Some("new".into())));
+    assert_eq!(conn.run_statement("closed"), Err("26000".into()));
+
+    // DISCARD ALL drops the client's statements and the proxy's capture statement too.
+    conn.simple_query("DISCARD ALL").expect("discard all");
+    conn.parse_statement("after", "SELECT side FROM marker");
+    switch(&mut conn, "green");
+    assert_eq!(conn.run_statement("after"), Ok(Some("green".into())));
+    assert_eq!(conn.run_statement("kept"), Err("26000".into()));
+    let names = conn.query_value("SELECT string_agg(name, ',' ORDER BY name) FROM pg_prepared_statements").unwrap();
+    assert_eq!(names.as_deref(), Some("after,pgflip_capture"), "the capture statement is prepared again");
+    conn.terminate();
+}

@@ -39,6 +39,9 @@ pub struct ProxyContext {
     pub prewarm: std::sync::Mutex<Option<(Arc<Upstream>, u64)>>,
     /// Pre-warm rounds started so far.
     pub prewarm_rounds: std::sync::atomic::AtomicU64,
+    /// Connections a switch's pre-warm opens at once: a few at a time load the servers
+    /// less than all at once, so the queries still running meanwhile slow down less.
+    pub prewarm_slots: Arc<tokio::sync::Semaphore>,
     /// The outcome of the last switch call.
     pub last_switch: std::sync::Mutex<Option<crate::api::SwitchReport>>,
     /// Closed while traffic is paused.
@@ -49,6 +52,9 @@ pub struct ProxyContext {
     pub terminate: CancellationToken,
     shutting_down: AtomicBool,
 }
+
+/// See [`ProxyContext::prewarm_slots`].
+const PREWARM_SLOTS: usize = 16;
 
 impl ProxyContext {
     /// Shared state for a proxy about to serve.
@@ -72,6 +78,7 @@ impl ProxyContext {
             last_switch: std::sync::Mutex::new(None),
             prewarm: std::sync::Mutex::new(None),
             prewarm_rounds: std::sync::atomic::AtomicU64::new(0),
+            prewarm_slots: Arc::new(tokio::sync::Semaphore::new(PREWARM_SLOTS)),
             gate: Arc::default(),
             sessions: Arc::default(),
             terminate: CancellationToken::new(),

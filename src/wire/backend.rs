@@ -15,6 +15,7 @@ pub const ERROR_RESPONSE: u8 = b'E';
 pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
 pub const NOTICE_RESPONSE: u8 = b'N';
 pub const NOTIFICATION_RESPONSE: u8 = b'A';
+pub const PARAMETER_DESCRIPTION: u8 = b't';
 pub const PARAMETER_STATUS: u8 = b'S';
 pub const READY_FOR_QUERY: u8 = b'Z';
 

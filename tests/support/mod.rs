@@ -6,6 +6,7 @@ pub mod clients;
 pub mod cluster;
 pub mod http;
 pub mod proxy;
+pub mod statements;
 pub mod tls;
 pub mod wire;
 

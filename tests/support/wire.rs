@@ -285,7 +285,7 @@ pub fn client_error(message: &str) -> PgError {
     PgError { fields: vec![(b'S', "CLIENT".into()), (b'M', message.to_string())] }
 }
 
-fn parse_data_row(body: &[u8]) -> Vec<Option<String>> {
+pub fn parse_data_row(body: &[u8]) -> Vec<Option<String>> {
     let mut values = Vec::new();
     if body.len() < 2 {
         return values;

@@ -14,6 +14,4 @@ pub enum CaptureError {
     Invalid { column: &'static str, value: String, expected: &'static str },
     #[error("capture column `{column}` is not the expected JSON: {error}")]
     Json { column: &'static str, error: serde_json::Error },
-    #[error("capture column `settings` lists {name:?} with source {origin:?}, expected \"session\"")]
-    SettingSource { name: String, origin: String },
 }

@@ -2,6 +2,8 @@
 //! parked session sends to its current server, parsing its answer into a
 //! [`SessionSnapshot`], and the statements that replay that state on a new server.
 //!
+//! - [`baseline_query`] and [`Baseline`]: a fresh connection's settings, read once,
+//!   and the prepared statement that captures against them.
 //! - [`capture_query`]: the one simple Query; what it returns and its side effects.
 //! - [`parse_capture_row`]: its DataRow values into a [`SessionSnapshot`], including
 //!   the [`Unmovable`] state (temp objects, advisory locks, WITH HOLD cursors).
@@ -11,6 +13,7 @@
 //!
 //! Pure: no I/O; the proxy sends the text and feeds back the values.
 
+mod baseline;
 mod error;
 mod prepare_text;
 mod query;
@@ -18,11 +21,12 @@ mod quote;
 mod replay;
 mod snapshot;
 
+pub use baseline::Baseline;
 pub use error::CaptureError;
 pub use prepare_text::{prepare_body, rebuild_prepare, PrepareTextError};
 pub use query::{
-    capture_query, CAPTURE_COLUMNS, EXCLUDED_CONTEXTS, EXCLUDED_SETTINGS, OVERRIDDEN_SETTINGS, SHOWN_VALUES,
-    STATE_COLUMNS,
+    baseline_query, capture_query, CAPTURE_COLUMNS, CAPTURE_STATEMENT, EXCLUDED_SETTINGS, OVERRIDDEN_SETTINGS,
+    SETTABLE_CONTEXTS, SHOWN_VALUES, STATE_COLUMNS,
 };
 pub use quote::{is_custom_setting_name, quote_ident, quote_literal};
 pub use replay::{replay_statements, NotReplayable, ReplayPlan};

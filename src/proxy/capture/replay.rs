@@ -4,6 +4,7 @@ use super::prepare_text::{rebuild_prepare, PrepareTextError};
 use super::query::OVERRIDDEN_SETTINGS;
 use super::quote::{quote_ident, quote_literal};
 use super::snapshot::{SessionSnapshot, Setting};
+use super::Baseline;
 use serde::Serialize;
 
 /// What to run on the new connection, and what could not be put into SQL.
@@ -13,6 +14,13 @@ pub struct ReplayPlan {
     pub statements: Vec<String>,
     /// SQL-prepared statements left out, with the reason.
     pub not_replayable: Vec<NotReplayable>,
+    /// How many of the last `statements` set timeouts: these go after anything else
+    /// sent to the connection (protocol-level Parses too), so that a client's tiny
+    /// timeout cannot cancel the replay itself.
+    pub timeouts: usize,
+    /// True when the plan changes the identity or a setting other than the timeouts:
+    /// statements parsed before it might resolve names or read literals differently.
+    pub affects_parsing: bool,
 }
 
 /// A SQL-prepared statement that the plan does not recreate.
@@ -30,6 +38,8 @@ fn as_text<S: serde::Serializer>(reason: &PrepareTextError, serializer: S) -> Re
 /// The statements that recreate `snapshot` on a connection opened with the same
 /// startup packet as the captured one (so startup-packet settings are already in
 /// place and `RESET` keeps returning to them). `login_user` is the startup user.
+/// `target`, the new connection's baseline when known, leaves out settings that
+/// already have the captured value there.
 ///
 /// Order, and why:
 /// 1. `SET SESSION AUTHORIZATION`, only when it differs from `login_user`: it
@@ -43,10 +53,10 @@ fn as_text<S: serde::Serializer>(reason: &PrepareTextError, serializer: S) -> Re
 ///    not here: the proxy re-Parses them from its own record
 ///    ([`SessionSnapshot::protocol_statements`] lists them for a cross-check).
 /// 5. `LISTEN` of each channel.
-/// 6. Settings whose name ends in `_timeout`, then `jit` and `statement_timeout`
-///    (always, see [`super::OVERRIDDEN_SETTINGS`]); `statement_timeout` last of
-///    all, so a client's tiny timeout cannot cancel the replay itself.
-pub fn replay_statements(snapshot: &SessionSnapshot, login_user: &str) -> ReplayPlan {
+/// 6. Settings whose name ends in `_timeout`, then the [`super::OVERRIDDEN_SETTINGS`]
+///    (`statement_timeout` last of all, so a client's tiny timeout cannot cancel the
+///    replay itself). They come after protocol-level Parses too ([`ReplayPlan::timeouts`]).
+pub fn replay_statements(snapshot: &SessionSnapshot, login_user: &str, target: Option<&Baseline>) -> ReplayPlan {
     let mut plan = ReplayPlan::default();
     if snapshot.session_authorization != login_user {
         plan.statements.push(format!("SET SESSION AUTHORIZATION {}", quote_ident(&snapshot.session_authorization)));
@@ -54,9 +64,10 @@ pub fn replay_statements(snapshot: &SessionSnapshot, login_user: &str) -> Replay
     if let Some(role) = &snapshot.role {
         plan.statements.push(format!("SET ROLE {}", quote_ident(role)));
     }
-    let settings = settings_to_replay(snapshot);
-    let (timeouts, others): (Vec<&Setting>, Vec<&Setting>) =
-        settings.into_iter().partition(|setting| setting.name.ends_with("_timeout"));
+    let already = |setting: &&Setting| target.and_then(|t| t.value(&setting.name)) == Some(setting.value.as_str());
+    let settings = settings_to_replay(snapshot).into_iter().chain(&snapshot.overridden).filter(|s| !already(s));
+    let (timeouts, others): (Vec<&Setting>, Vec<&Setting>) = settings.partition(|setting| is_last(&setting.name));
+    plan.affects_parsing = !plan.statements.is_empty() || !others.is_empty();
     plan.statements.extend(others.into_iter().map(set_config));
     for statement in snapshot.sql_statements() {
         match rebuild_prepare(statement) {
@@ -65,8 +76,15 @@ pub fn replay_statements(snapshot: &SessionSnapshot, login_user: &str) -> Replay
         }
     }
     plan.statements.extend(snapshot.listen.iter().map(|channel| format!("LISTEN {}", quote_ident(channel))));
-    plan.statements.extend(timeouts.into_iter().chain(&snapshot.overridden).map(set_config));
+    plan.timeouts = timeouts.len();
+    plan.statements.extend(timeouts.into_iter().map(set_config));
     plan
+}
+
+/// Timeouts and the [`OVERRIDDEN_SETTINGS`] go last (none of them changes how a
+/// statement is parsed).
+fn is_last(name: &str) -> bool {
+    name.ends_with("_timeout") || OVERRIDDEN_SETTINGS.iter().any(|(o, _)| *o == name)
 }
 
 /// The session's settings, then the custom ones not already among them; none of

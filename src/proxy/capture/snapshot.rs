@@ -24,6 +24,23 @@ pub struct PreparedStatement {
     /// Parameter types as schema-qualified, quoted where needed, names
     /// (`pg_catalog.int4`, `"My Schema"."Mood"[]`), to resolve on any server.
     pub param_types: Vec<String>,
+    /// The same types as OIDs on the captured server. Those below
+    /// [`FIRST_UNSTABLE_OID`] are the same on every server of any version.
+    #[serde(default)]
+    pub param_oids: Vec<u32>,
+}
+
+/// OIDs below this are assigned by hand in PostgreSQL's source (built-in types and
+/// the like) and mean the same thing on every server.
+pub const FIRST_UNSTABLE_OID: u32 = 10_000;
+
+impl PreparedStatement {
+    /// The parameter type OIDs when all are built-in, so that any server takes them as
+    /// they are; `None` when one needs looking up by name.
+    pub fn stable_oids(&self) -> Option<&[u32]> {
+        let complete = self.param_oids.len() == self.param_types.len();
+        (complete && self.param_oids.iter().all(|oid| *oid < FIRST_UNSTABLE_OID)).then_some(&self.param_oids)
+    }
 }
 
 /// Session state that cannot move to another server.
@@ -86,9 +103,10 @@ pub struct SessionSnapshot {
     /// The client's values of the settings the capture overrides for itself
     /// (`jit`, `statement_timeout`; see [`OVERRIDDEN_SETTINGS`]), always replayed.
     pub overridden: Vec<Setting>,
-    /// Settings the session changed (`pg_settings.source = 'session'`), by name.
+    /// Settings whose value differs from the connection's [`super::Baseline`], by name.
     pub settings: Vec<Setting>,
-    /// The asked-for custom settings that have a value in the session, in the order asked.
+    /// The asked-for settings (custom ones, and those the client named in a `SET`) that
+    /// have a value in the session, in the order asked.
     pub custom_settings: Vec<Setting>,
     /// Named prepared statements, SQL and protocol-level, by name.
     pub prepared: Vec<PreparedStatement>,
@@ -130,14 +148,8 @@ pub fn parse_capture_row(columns: &[Option<&str>]) -> Result<SessionSnapshot, Ca
         .zip(shown)
         .map(|((name, _), value)| Ok(Setting { name: name.to_string(), value: text(*value, name)?.to_string() }))
         .collect::<Result<Vec<_>, CaptureError>>()?;
-    let settings: Vec<(String, String, String)> = json(*settings, "settings")?;
-    let settings = settings
-        .into_iter()
-        .map(|(name, value, origin)| match origin.as_str() {
-            "session" => Ok(Setting { name, value }),
-            _ => Err(CaptureError::SettingSource { name, origin }),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let settings: Vec<(String, String)> = json(*settings, "settings")?;
+    let settings = settings.into_iter().map(|(name, value)| Setting { name, value }).collect();
     let custom: Vec<(String, Option<String>)> = json(*custom, "custom_settings")?;
     let role = text(*role, "role")?;
     Ok(SessionSnapshot {

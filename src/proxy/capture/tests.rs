@@ -31,19 +31,48 @@ fn custom_setting_names_need_two_simple_identifiers() {
     }
 }
 
+fn baseline() -> Baseline {
+    Baseline::parse(Some(
+        r#"[["DateStyle", "ISO, MDY"], ["jit", "on"], ["statement_timeout", "0"], ["work_mem", "4MB"]]"#,
+    ))
+    .expect("baseline")
+}
+
 #[test]
-fn capture_query_reads_each_custom_name_once_as_a_literal() {
-    let names: Vec<String> =
-        ["myapp.tenant", "MyApp.Tenant", "a.b'c", "work_mem", "x.y"].iter().map(|s| s.to_string()).collect();
-    let sql = capture_query(&names);
-    assert!(sql.contains("ARRAY['myapp.tenant', 'x.y']::pg_catalog.text[]"), "{sql}");
-    assert!(!sql.contains("b'c"));
+fn capture_query_reads_each_name_once_as_a_literal() {
+    let names: Vec<String> = ["myapp.tenant", "MyApp.Tenant", "a.b'c", "work_mem", "x.y", "nonsense", "JIT"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let b = baseline();
+    let sql = capture_query(&names, &b, false);
+    assert!(
+        sql.ends_with("EXECUTE pgflip_capture(ARRAY['myapp.tenant', 'work_mem', 'x.y']::pg_catalog.text[])"),
+        "{sql}"
+    );
     assert!(sql.starts_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED;\n"));
-    let head = "SHOW jit;\nSHOW statement_timeout;\nSET LOCAL jit = off;\nSET LOCAL statement_timeout = 0;\nSELECT\n";
+    let head = "SHOW jit;\nSHOW plan_cache_mode;\nSHOW statement_timeout;\nSET LOCAL jit = off;\n\
+                SET LOCAL plan_cache_mode = force_generic_plan;\nSET LOCAL statement_timeout = 0;\nEXECUTE ";
     assert!(sql.contains(head), "{sql}");
-    assert!(sql.contains("ARRAY['transaction_isolation', "));
-    assert!(sql.contains("'lc_messages', 'jit', 'statement_timeout']::pg_catalog.text[]"), "{sql}");
-    assert!(capture_query(&[]).contains("ARRAY[]::pg_catalog.text[]"));
+    assert!(!sql.contains("PREPARE"));
+    let with_prepare = capture_query(&[], &b, true);
+    assert!(with_prepare.contains(";\nPREPARE pgflip_capture(pg_catalog.text[]) AS SELECT"), "{with_prepare}");
+    assert!(with_prepare.ends_with("EXECUTE pgflip_capture(ARRAY[]::pg_catalog.text[])"));
+}
+
+#[test]
+fn the_prepared_capture_compares_with_the_baseline_except_overridden_settings() {
+    let b = baseline();
+    assert_eq!(b.len(), 4);
+    assert_eq!(b.value("datestyle"), Some("ISO, MDY"));
+    let prepare = b.prepare_statement();
+    assert!(prepare.contains("ARRAY['DateStyle', 'work_mem']::pg_catalog.text[]"), "{prepare}");
+    assert!(prepare.contains("ARRAY['ISO, MDY', '4MB']::pg_catalog.text[]"), "{prepare}");
+    assert!(Baseline::parse(None).is_err());
+    assert!(Baseline::parse(Some("{")).unwrap_err().to_string().contains("`baseline`"));
+    let query = baseline_query();
+    assert!(query.contains("ARRAY['user', 'superuser']"), "{query}");
+    assert!(query.contains("'dynamic_library_path'"), "{query}");
 }
 
 const PREPARED: &str = r#"[{"name": "by_mood", "statement": "PREPARE by_mood(\"My Schema\".mood) AS SELECT $1;",
@@ -53,11 +82,12 @@ const PREPARED: &str = r#"[{"name": "by_mood", "statement": "PREPARE by_mood(\"M
 fn row<'a>(role: &'a str, custom: &'a str, xid: &'a str) -> Vec<Option<&'a str>> {
     vec![
         Some("on"),
+        Some("auto"),
         Some("1500ms"),
         Some("4242"),
         Some("postgres"),
         Some(role),
-        Some(r#"[["search_path", "\"we\"\"ird, sch\", public", "session"], ["work_mem", "8MB", "session"]]"#),
+        Some(r#"[["search_path", "\"we\"\"ird, sch\", public"], ["work_mem", "8MB"]]"#),
         Some(custom),
         Some(PREPARED),
         Some(r#"["Chan One"]"#),
@@ -95,18 +125,18 @@ fn parses_a_full_capture() {
 #[test]
 fn malformed_captures_name_the_column() {
     let err = |columns: Vec<Option<&str>>| parse_capture_row(&columns).expect_err("must fail").to_string();
-    assert!(err(row("none", "[]", "f")[1..].to_vec()).contains("12 values, expected 13"));
+    assert!(err(row("none", "[]", "f")[1..].to_vec()).contains("13 values, expected 14"));
     let mut null = row("none", "[]", "f");
-    null[4] = None;
+    null[5] = None;
     assert!(err(null).contains("`role` is NULL"));
     assert!(err(row("none", "{", "f")).contains("`custom_settings` is not the expected JSON"));
     assert!(err(row("none", "[]", "yes")).contains("`holds_xid` holds \"yes\""));
     let mut pid = row("none", "[]", "f");
-    pid[2] = Some("abc");
+    pid[3] = Some("abc");
     assert!(err(pid).contains("`pid`"));
-    let mut source = row("none", "[]", "f");
-    source[5] = Some(r#"[["work_mem", "8MB", "user"]]"#);
-    assert!(err(source).contains("source \"user\""));
+    let mut settings = row("none", "[]", "f");
+    settings[6] = Some(r#"[["work_mem", "8MB", "session"]]"#);
+    assert!(err(settings).contains("`settings` is not the expected JSON"));
 }
 
 #[test]
@@ -171,6 +201,7 @@ fn snapshot(statements: &[(&str, &str)]) -> SessionSnapshot {
                 statement: text.to_string(),
                 from_sql: true,
                 param_types: vec!["pg_catalog.int4".into(), "\"My Schema\".mood[]".into()],
+                param_oids: vec![23, 16390],
             })
             .collect(),
         listen: vec!["Chan One".into()],
@@ -184,7 +215,7 @@ fn replay_runs_identity_settings_prepare_listen_then_timeouts() {
         ("q", "PREPARE q(int, mood[]) AS SELECT $1, $2"),
         ("bad", "PREPARE bad AS SELECT 1; DEALLOCATE bad; PREPARE bad AS SELECT 2"),
     ]);
-    let plan = replay_statements(&snap, "app");
+    let plan = replay_statements(&snap, "app", None);
     assert_eq!(
         plan.statements,
         vec![
@@ -202,7 +233,7 @@ fn replay_runs_identity_settings_prepare_listen_then_timeouts() {
         plan.not_replayable,
         vec![NotReplayable { name: "bad".into(), reason: PrepareTextError::MoreStatements }]
     );
-    let other_login = replay_statements(&snap, "postgres");
+    let other_login = replay_statements(&snap, "postgres", None);
     assert_eq!(other_login.statements[0], "SET SESSION AUTHORIZATION \"app\"");
     assert_eq!(other_login.statements[1], "SET ROLE \"Tenant Role\"");
 }

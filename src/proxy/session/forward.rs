@@ -9,13 +9,14 @@ use tracing::{debug, warn};
 
 use crate::proxy::context::ProxyContext;
 use crate::proxy::session::pump::{Pump, PumpEnd};
+use crate::proxy::session::setup::{self, Opened};
 use crate::proxy::session::{answer, migrate, send_error, Established, SessionError};
 use crate::proxy::stream::ClientStream;
 use crate::proxy::switch::Capture;
-use crate::proxy::upstream::{connect, ServerConn, Upstream, UpstreamError};
+use crate::proxy::upstream::{Upstream, UpstreamError};
 
 /// A server connection being opened.
-type Connecting = Pin<Box<dyn Future<Output = Result<ServerConn, UpstreamError>> + Send>>;
+type Connecting = Pin<Box<dyn Future<Output = Result<Opened, UpstreamError>> + Send>>;
 use crate::wire::backend::Severity;
 
 /// Forwards until either side ends. While the gate is closed the session parks; a parked
@@ -40,8 +41,12 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
                 } else {
                     let (startup, login) = (s.startup.clone(), ctx.login_for(&target, &s.user));
                     let (upstream, timeout) = (target.clone(), ctx.limits.connect_timeout);
-                    let connecting: Connecting =
-                        Box::pin(async move { connect(&upstream, &startup, &login, timeout).await });
+                    let statements = s.pump.statements().to_vec();
+                    let slots = ctx.prewarm_slots.clone();
+                    let connecting: Connecting = Box::pin(async move {
+                        let _slot = slots.acquire_owned().await;
+                        setup::open(&upstream, &startup, &login, timeout, statements).await
+                    });
                     warming = Some((target, round, connecting));
                 }
             }
@@ -64,6 +69,7 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
                     return Err(answer(&mut s.client, ctx, e).await);
                 }
                 ctx.metrics.session_migrations.with_label_values(&["moved"]).inc();
+                ctx.sessions.notify_changed();
             } else if generation != s.generation {
                 s.generation = generation;
                 s.pump.info().set_generation(generation);

@@ -9,12 +9,13 @@ use std::time::Instant;
 use tracing::info;
 
 use crate::proxy::cancel::CancelTarget;
-use crate::proxy::capture::{self, SessionSnapshot};
+use crate::proxy::capture::{self, Baseline, SessionSnapshot};
 use crate::proxy::context::ProxyContext;
 use crate::proxy::io::write_all;
+use crate::proxy::session::setup::{self, CaptureSetup, Opened, Prepared};
 use crate::proxy::session::{Established, ServerGauge, SessionError};
 use crate::proxy::stream::ServerStream;
-use crate::proxy::upstream::{connect, query, ServerConn, Upstream, UpstreamError};
+use crate::proxy::upstream::{query, ServerConn, Upstream, UpstreamError};
 use crate::wire::{backend, frontend};
 
 /// True when losing the server now costs the client nothing: it is parked (every answer
@@ -26,19 +27,28 @@ pub(super) fn can_reconnect(s: &Established) -> bool {
 /// Reads the parked session's state from its server, in one round trip the client never
 /// sees. Notifications that arrive meanwhile are passed on to the client.
 pub(super) async fn capture(s: &mut Established, ctx: &ProxyContext) -> Result<(), SessionError> {
+    let (baseline, mut prepared) = match &s.capture_setup {
+        CaptureSetup::Ready { baseline, prepared } => (baseline.clone(), *prepared),
+        CaptureSetup::Failed(reason) => {
+            return Err(SessionError::State(format!("state capture could not be set up on its connection: {reason}")))
+        }
+    };
     let mut names = ctx.track_settings.clone();
     names.extend(s.pump.custom_settings().iter().filter(|n| !names.contains(n)).cloned().collect::<Vec<_>>());
-    let sql = capture::capture_query(&names);
     // The statements before the capture lifts the client's statement_timeout run under it:
-    // a timeout of a millisecond or so can cancel one. Capturing again is harmless.
+    // a timeout of a millisecond or so can cancel one. Capturing again is harmless. A
+    // client's DEALLOCATE ALL or DISCARD ALL drops the capture statement: prepare it again.
     let mut attempts = 0;
     let answer = loop {
         attempts += 1;
+        let sql = capture::capture_query(&names, &baseline, !prepared);
         match query::simple_query(&mut s.server, &s.upstream.name, &sql).await {
             Err(UpstreamError::Server { fields, .. }) if fields.code == "57014" && attempts < 4 => continue,
+            Err(UpstreamError::Server { fields, .. }) if fields.code == "26000" && prepared => prepared = false,
             other => break other?,
         }
     };
+    s.capture_setup = CaptureSetup::Ready { baseline, prepared: true };
     if !answer.notifications.is_empty() {
         write_all(&mut s.client, &answer.notifications).await.map_err(SessionError::ClientIo)?;
     }
@@ -71,33 +81,103 @@ fn round_trips(statements: &[String]) -> Vec<String> {
     queries
 }
 
-/// Recreates the captured state on a new connection; returns the ParameterStatus values
-/// the server reported while doing so.
+/// Recreates the captured state on a new connection, whose settings before the client
+/// are `target` (when known) and on which `prepared` statements were made ahead, in one
+/// round trip (two when a protocol-level statement has a parameter of a type that is not
+/// built in, whose OID must be looked up; none when nothing is left to do). Returns the
+/// ParameterStatus values the server reported meanwhile.
 async fn replay(
     stream: &mut ServerStream,
     upstream: &str,
     snapshot: &SessionSnapshot,
     login_user: &str,
+    target: Option<&Baseline>,
+    prepared: &[Prepared],
 ) -> Result<Vec<(String, String)>, SessionError> {
     if !snapshot.unmovable.is_empty() {
         return Err(SessionError::State(format!("holds state that cannot move: {}", snapshot.unmovable.describe())));
     }
-    let plan = capture::replay_statements(snapshot, login_user);
+    let plan = capture::replay_statements(snapshot, login_user, target);
     if let Some(first) = plan.not_replayable.first() {
         return Err(SessionError::State(format!(
             "prepared statement {:?} cannot be recreated: {}",
             first.name, first.reason
         )));
     }
-    let mut params = Vec::new();
-    for sql in round_trips(&plan.statements) {
-        params.extend(query::simple_query(stream, upstream, &sql).await?.params);
+    let lookup: Vec<String> = snapshot
+        .protocol_statements()
+        .filter(|statement| statement.stable_oids().is_none())
+        .flat_map(|statement| statement.param_types.iter().cloned())
+        .collect();
+    let mut looked_up = query::type_oids(stream, upstream, &lookup).await?.into_iter();
+
+    let (settings, timeouts) = plan.statements.split_at(plan.statements.len() - plan.timeouts);
+    let mut out = Vec::new();
+    let mut units = 0;
+    for sql in round_trips(settings) {
+        query::put_query(&mut out, &sql);
+        units += 1;
     }
+    // Statements made ahead were parsed under the connection's own settings: they are
+    // the session's only when the replay changes no setting that parsing reads.
+    let ahead = if plan.affects_parsing { &[][..] } else { prepared };
     for statement in snapshot.protocol_statements() {
-        let oids = query::type_oids(stream, upstream, &statement.param_types).await?;
-        query::parse(stream, upstream, &statement.name, &statement.statement, &oids).await?;
+        let oids = match statement.stable_oids() {
+            Some(oids) => oids.to_vec(),
+            None => looked_up.by_ref().take(statement.param_types.len()).collect(),
+        };
+        let same = |p: &&Prepared| p.query == statement.statement && p.param_types == oids;
+        if ahead.iter().filter(|p| p.name == statement.name).find(same).is_some() {
+            continue;
+        }
+        if prepared.iter().any(|p| p.name == statement.name) {
+            query::put_close(&mut out, &statement.name);
+            units += 1;
+        }
+        query::put_parse(&mut out, &statement.name, &statement.statement, &oids);
+        units += 1;
     }
-    Ok(params)
+    for extra in prepared.iter().filter(|p| !snapshot.protocol_statements().any(|s| s.name == p.name)) {
+        query::put_close(&mut out, &extra.name);
+        units += 1;
+    }
+    if !timeouts.is_empty() {
+        query::put_query(&mut out, &timeouts.join(";\n"));
+        units += 1;
+    }
+    if units == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(query::pipeline(stream, upstream, &out, units).await?.params)
+}
+
+/// How long a left server connection stays open after the gate opens: the first
+/// queries on the new connections need the CPU more than backends exiting do.
+const RETIRE_DELAY: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// Closes a server connection the session has left one to two seconds after the gate
+/// opens, or when the next switch begins if that is sooner: backends exiting cost the
+/// server CPU time that the moving sessions and their first queries need.
+fn retire(mut old: ServerStream, ctx: &ProxyContext, pid: i32) {
+    // Spread over a second, so that the backends do not all exit at once.
+    let delay = RETIRE_DELAY + std::time::Duration::from_millis(u64::from(pid.unsigned_abs() % 1000));
+    let gate = ctx.gate.clone();
+    let mut changes = gate.subscribe();
+    tokio::spawn(async move {
+        while gate.is_closed() {
+            if changes.changed().await.is_err() {
+                break;
+            }
+        }
+        // A next switch touches the gate when it starts its pre-warm: leave before it pauses.
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = changes.changed() => {}
+        }
+        let mut bye = Vec::with_capacity(5);
+        frontend::terminate(&mut bye);
+        let _ = write_all(&mut old, &bye).await;
+    });
 }
 
 /// Moves the session to `to`, which is at registry generation `generation`.
@@ -109,16 +189,21 @@ pub(super) async fn migrate(
 ) -> Result<(), SessionError> {
     let started = Instant::now();
     let login = ctx.login_for(&to, &s.user);
-    let conn = match s.warm.take() {
-        Some((warm_for, conn)) if warm_for.name == to.name && Arc::ptr_eq(&warm_for, &to) => conn,
-        _ => connect(&to, &s.startup, &login, ctx.limits.connect_timeout).await.inspect_err(|e| {
+    let opened = match s.warm.take() {
+        Some((warm_for, opened)) if warm_for.name == to.name && Arc::ptr_eq(&warm_for, &to) => opened,
+        _ => setup::open(&to, &s.startup, &login, ctx.limits.connect_timeout, Vec::new()).await.inspect_err(|e| {
             ctx.metrics.upstream_error(&to.name, e.kind());
         })?,
     };
-    let ServerConn { mut stream, mut params, backend_key, leftover } = conn;
+    let Opened { conn: ServerConn { mut stream, mut params, backend_key, leftover }, setup: capture_setup, prepared } =
+        opened;
     let snapshot =
         s.snapshot.as_ref().ok_or_else(|| SessionError::State("it was not captured when the session parked".into()))?;
-    params.extend(replay(&mut stream, &to.name, snapshot, &login.user).await?);
+    let target = match &capture_setup {
+        CaptureSetup::Ready { baseline, .. } => Some(baseline.as_ref()),
+        CaptureSetup::Failed(_) => None,
+    };
+    params.extend(replay(&mut stream, &to.name, snapshot, &login.user, target, &prepared).await?);
 
     // ParameterStatus the client has not seen with these values (server_version, ...).
     let mut out = Vec::new();
@@ -132,17 +217,15 @@ pub(super) async fn migrate(
         write_all(&mut s.client, &out).await.map_err(SessionError::ClientIo)?;
     }
 
-    let mut old = std::mem::replace(&mut s.server, stream);
+    let old = std::mem::replace(&mut s.server, stream);
     if s.server_alive {
-        let mut bye = Vec::with_capacity(5);
-        frontend::terminate(&mut bye);
-        let _ = write_all(&mut old, &bye).await;
+        retire(old, ctx, s.pump.info().server_pid());
     }
     // The snapshot still describes the session (it has run nothing since): a switch that
     // follows before it unparks can move it again without a new capture.
-    drop(old);
     let from = std::mem::replace(&mut s.upstream, to.clone());
     s.server_alive = true;
+    s.capture_setup = capture_setup;
     s.generation = generation;
     s.pump.reset_server(leftover);
     s.cancel.retarget(CancelTarget { upstream: to.clone(), pid: backend_key.0, key: backend_key.1 });

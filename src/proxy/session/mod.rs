@@ -9,7 +9,9 @@ mod gauge;
 mod handshake;
 mod migrate;
 mod pump;
+mod setup;
 mod state;
+mod statements;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use crate::proxy::cancel::{CancelHandle, CancelTarget};
 use crate::proxy::context::ProxyContext;
 use crate::proxy::io::write_all;
 use crate::proxy::stream::{ClientStream, ServerStream};
-use crate::proxy::upstream::{connect, ServerConn, Upstream};
+use crate::proxy::upstream::{ServerConn, Upstream};
 use crate::wire::backend::{self, auth_code, Severity};
 use crate::wire::startup::StartupMessage;
 
@@ -68,8 +70,10 @@ struct Established {
     /// The client's StartupMessage, replayed to every new server.
     startup: StartupMessage,
     user: String,
+    /// Whether the server connection's session state can be captured.
+    capture_setup: setup::CaptureSetup,
     /// A connection opened ahead of a switch, to the upstream it names.
-    warm: Option<(Arc<Upstream>, ServerConn)>,
+    warm: Option<(Arc<Upstream>, setup::Opened)>,
     /// State captured at the last park, replayed on the next server.
     snapshot: Option<crate::proxy::capture::SessionSnapshot>,
     pump: Pump,
@@ -97,13 +101,14 @@ async fn establish(
 
     let (upstream, generation) = ctx.registry.active_with_generation();
     let login = ctx.login_for(&upstream, &user);
-    let server = match connect(&upstream, &startup, &login, ctx.limits.connect_timeout).await {
-        Ok(server) => server,
-        Err(e) => {
-            ctx.metrics.upstream_error(&upstream.name, e.kind());
-            return Err(answer(&mut client, ctx, e.into()).await);
-        }
-    };
+    let (server, capture_setup) =
+        match setup::open(&upstream, &startup, &login, ctx.limits.connect_timeout, Vec::new()).await {
+            Ok(opened) => (opened.conn, opened.setup),
+            Err(e) => {
+                ctx.metrics.upstream_error(&upstream.name, e.kind());
+                return Err(answer(&mut client, ctx, e.into()).await);
+            }
+        };
     let ServerConn { stream: server_stream, params, backend_key, leftover } = server;
     let server_gauge = ServerGauge::new(ctx.metrics.server_connections(&upstream.name));
     gauge.info().set_server_pid(backend_key.0);
@@ -120,9 +125,10 @@ async fn establish(
     let (pid, key) = cancel.client_key();
     backend::backend_key_data(&mut greeting, pid, key);
     backend::ready_for_query(&mut greeting, b'I');
-    write_all(&mut client, &greeting).await.map_err(SessionError::ClientIo)?;
-
+    // Idle in the session table before the client can see ReadyForQuery: a pause that
+    // follows at once must wait for this session to park.
     let pump = Pump::new(pending, leftover, ctx.limits.max_message, gauge, params);
+    write_all(&mut client, &greeting).await.map_err(SessionError::ClientIo)?;
     Ok(Some(Established {
         client,
         server: server_stream,
@@ -132,6 +138,7 @@ async fn establish(
         startup,
         user,
         snapshot: None,
+        capture_setup,
         warm: None,
         pump,
         cancel,

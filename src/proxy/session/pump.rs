@@ -21,6 +21,7 @@ use crate::proxy::metrics::Metrics;
 use crate::proxy::session::custom_gucs;
 use crate::proxy::session::gauge::StateGauge;
 use crate::proxy::session::state::Tracker;
+use crate::proxy::session::statements::{Logged, StatementLog};
 use crate::proxy::session::SessionState;
 use crate::proxy::switch::SessionInfo;
 use crate::wire::backend::{self, ErrorFields};
@@ -120,6 +121,7 @@ pub struct Pump {
     client_params: Vec<(String, String)>,
     /// Custom setting names (`myapp.tenant`) the client has set.
     custom_settings: Vec<String>,
+    statements: StatementLog,
     client_terminated: bool,
 }
 
@@ -144,6 +146,7 @@ impl Pump {
             parked: false,
             client_params,
             custom_settings: Vec::new(),
+            statements: StatementLog::default(),
             client_terminated: false,
         }
     }
@@ -180,6 +183,11 @@ impl Pump {
     /// Custom setting names the client has set.
     pub fn custom_settings(&self) -> &[String] {
         &self.custom_settings
+    }
+
+    /// The client's named statements as its Parse and Close messages declared them.
+    pub fn statements(&self) -> &[Logged] {
+        self.statements.statements()
     }
 
     /// Records that the client was told `name = value`.
@@ -289,6 +297,7 @@ impl Pump {
         }
         let info = self.gauge.info();
         let custom = &mut self.custom_settings;
+        let statements = &mut self.statements;
         let tracker = &mut self.tracker;
         let terminated = &mut self.client_terminated;
         let half = &mut self.c2s;
@@ -311,11 +320,15 @@ impl Pump {
                             info.set_query(prefix);
                             custom_gucs::notice(prefix, custom);
                         }
-                        Frame::Streamed { tag: frontend::PARSE, prefix, .. } => {
+                        Frame::Streamed { tag: frontend::PARSE, prefix, body_len } => {
                             // The statement name, then the query text.
                             let text = prefix.iter().position(|&b| b == 0).map_or(&[][..], |end| &prefix[end + 1..]);
                             info.set_query(text);
                             custom_gucs::notice(text, custom);
+                            statements.parse(body_len, prefix);
+                        }
+                        Frame::Streamed { tag: frontend::CLOSE, prefix, body_len } => {
+                            statements.close(body_len, prefix)
                         }
                         _ => {}
                     }

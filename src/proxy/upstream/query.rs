@@ -21,18 +21,78 @@ pub struct Answer {
     pub params: Vec<(String, String)>,
     /// NotificationResponse messages that arrived meanwhile, whole, for the client.
     pub notifications: Vec<u8>,
+    /// Parameter type OIDs of every ParameterDescription, in order.
+    pub param_descriptions: Vec<Vec<u32>>,
 }
 
 /// Sends `sql` as one simple Query and reads up to its ReadyForQuery. An ErrorResponse
 /// makes it fail (after the ReadyForQuery, so the connection stays usable).
 pub async fn simple_query(stream: &mut ServerStream, upstream: &str, sql: &str) -> Result<Answer, UpstreamError> {
     let mut out = Vec::with_capacity(sql.len() + 6);
-    put_message(&mut out, frontend::QUERY, |b| {
+    put_query(&mut out, sql);
+    pipeline(stream, upstream, &out, 1).await
+}
+
+/// Appends a simple Query message: one unit of a [`pipeline`].
+pub fn put_query(out: &mut Vec<u8>, sql: &str) {
+    put_message(out, frontend::QUERY, |b| {
         b.extend_from_slice(sql.as_bytes());
         b.push(0);
     });
-    write_all(stream, &out).await.map_err(|source| UpstreamError::Io { upstream: upstream.to_owned(), source })?;
-    read_answer(stream, upstream).await
+}
+
+/// Appends Parse + Sync of a named statement: one unit of a [`pipeline`].
+pub fn put_parse(out: &mut Vec<u8>, name: &str, query: &str, param_types: &[u32]) {
+    put_message(out, frontend::PARSE, |b| put_parse_body(b, name, query, param_types));
+    put_message(out, frontend::SYNC, |_| {});
+}
+
+/// Appends Close of a named statement + Sync: one unit of a [`pipeline`].
+pub fn put_close(out: &mut Vec<u8>, name: &str) {
+    put_message(out, frontend::CLOSE, |b| {
+        b.push(b'S');
+        b.extend_from_slice(name.as_bytes());
+        b.push(0);
+    });
+    put_message(out, frontend::SYNC, |_| {});
+}
+
+fn put_parse_body(b: &mut Vec<u8>, name: &str, query: &str, param_types: &[u32]) {
+    b.extend_from_slice(name.as_bytes());
+    b.push(0);
+    b.extend_from_slice(query.as_bytes());
+    b.push(0);
+    b.extend_from_slice(&(param_types.len() as i16).to_be_bytes());
+    for oid in param_types {
+        b.extend_from_slice(&oid.to_be_bytes());
+    }
+}
+
+/// Sends `out`, which holds `units` messages that each end in a ReadyForQuery (Query, or
+/// Parse + Sync), in one write, and reads every answer: one round trip for all. Rows and
+/// parameters are gathered in order. The first ErrorResponse makes it fail, once every
+/// unit is answered, so that the connection stays usable; later units still ran.
+pub async fn pipeline(
+    stream: &mut ServerStream,
+    upstream: &str,
+    out: &[u8],
+    units: usize,
+) -> Result<Answer, UpstreamError> {
+    write_all(stream, out).await.map_err(|source| UpstreamError::Io { upstream: upstream.to_owned(), source })?;
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut answer = Answer::default();
+    let mut failure = None;
+    for unit in 0..units {
+        read_answer(stream, upstream, &mut buf, &mut answer, &mut failure).await?;
+        if unit + 1 == units && !buf.is_empty() {
+            let source = WireError::Malformed("bytes after ReadyForQuery");
+            return Err(UpstreamError::Protocol { upstream: upstream.to_owned(), source });
+        }
+    }
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(answer),
+    }
 }
 
 /// Resolves type names (`pg_catalog.int4`, `"My Schema"."Mood"[]`) to the OIDs they have on
@@ -53,6 +113,35 @@ pub async fn type_oids(stream: &mut ServerStream, upstream: &str, names: &[Strin
         .collect()
 }
 
+/// Prepares named statements (name, query, parameter types), each with Parse, Describe
+/// and Sync, all in one round trip. For each: the parameter types the server settled
+/// on, or `None` when it refused the statement.
+pub async fn prepare_all(
+    stream: &mut ServerStream,
+    upstream: &str,
+    statements: &[(&str, &str, &[u32])],
+) -> Result<Vec<Option<Vec<u32>>>, UpstreamError> {
+    let mut out = Vec::new();
+    for (name, query, types) in statements {
+        put_message(&mut out, frontend::PARSE, |b| put_parse_body(b, name, query, types));
+        put_message(&mut out, frontend::DESCRIBE, |b| {
+            b.push(b'S');
+            b.extend_from_slice(name.as_bytes());
+            b.push(0);
+        });
+        put_message(&mut out, frontend::SYNC, |_| {});
+    }
+    write_all(stream, &out).await.map_err(|source| UpstreamError::Io { upstream: upstream.to_owned(), source })?;
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut results = Vec::with_capacity(statements.len());
+    for _ in statements {
+        let (mut answer, mut failure) = (Answer::default(), None);
+        read_answer(stream, upstream, &mut buf, &mut answer, &mut failure).await?;
+        results.push(if failure.is_some() { None } else { answer.param_descriptions.pop() });
+    }
+    Ok(results)
+}
+
 /// Prepares a named statement with Parse + Sync.
 pub async fn parse(
     stream: &mut ServerStream,
@@ -62,28 +151,22 @@ pub async fn parse(
     param_types: &[u32],
 ) -> Result<Answer, UpstreamError> {
     let mut out = Vec::with_capacity(query.len() + name.len() + 32);
-    put_message(&mut out, frontend::PARSE, |b| {
-        b.extend_from_slice(name.as_bytes());
-        b.push(0);
-        b.extend_from_slice(query.as_bytes());
-        b.push(0);
-        b.extend_from_slice(&(param_types.len() as i16).to_be_bytes());
-        for oid in param_types {
-            b.extend_from_slice(&oid.to_be_bytes());
-        }
-    });
-    put_message(&mut out, frontend::SYNC, |_| {});
-    write_all(stream, &out).await.map_err(|source| UpstreamError::Io { upstream: upstream.to_owned(), source })?;
-    read_answer(stream, upstream).await
+    put_parse(&mut out, name, query, param_types);
+    pipeline(stream, upstream, &out, 1).await
 }
 
-async fn read_answer(stream: &mut ServerStream, upstream: &str) -> Result<Answer, UpstreamError> {
+/// Reads one unit's answer, up to its ReadyForQuery, into `answer`; the first
+/// ErrorResponse is kept in `failure`. Fails at once only when the connection is unusable.
+async fn read_answer(
+    stream: &mut ServerStream,
+    upstream: &str,
+    buf: &mut BytesMut,
+    answer: &mut Answer,
+    failure: &mut Option<UpstreamError>,
+) -> Result<(), UpstreamError> {
     let protocol = |source| UpstreamError::Protocol { upstream: upstream.to_owned(), source };
-    let mut buf = BytesMut::with_capacity(4096);
-    let mut answer = Answer::default();
-    let mut failure = None;
     loop {
-        let (tag, body) = read_message(stream, &mut buf, MAX_ANSWER.max(MAX_HANDSHAKE_MESSAGE))
+        let (tag, body) = read_message(stream, buf, MAX_ANSWER.max(MAX_HANDSHAKE_MESSAGE))
             .await
             .map_err(|e| UpstreamError::from_read(upstream, e))?;
         match tag {
@@ -101,15 +184,8 @@ async fn read_answer(stream: &mut ServerStream, upstream: &str) -> Result<Answer
                 }
                 failure.get_or_insert(UpstreamError::Server { upstream: upstream.to_owned(), fields, raw });
             }
-            backend::READY_FOR_QUERY => {
-                if !buf.is_empty() {
-                    return Err(protocol(WireError::Malformed("bytes after ReadyForQuery")));
-                }
-                return match failure {
-                    Some(err) => Err(err),
-                    None => Ok(answer),
-                };
-            }
+            backend::READY_FOR_QUERY => return Ok(()),
+            backend::PARAMETER_DESCRIPTION => answer.param_descriptions.push(oids(&body).map_err(protocol)?),
             backend::NOTIFICATION_RESPONSE => {
                 put_message(&mut answer.notifications, tag, |b| b.extend_from_slice(&body))
             }
@@ -120,6 +196,18 @@ async fn read_answer(stream: &mut ServerStream, upstream: &str) -> Result<Answer
             _ => {}
         }
     }
+}
+
+/// The OIDs of a ParameterDescription.
+fn oids(body: &[u8]) -> Result<Vec<u32>, WireError> {
+    let (count, mut rest) = crate::wire::read_i16(body)?;
+    let mut oids = Vec::with_capacity(count.max(0) as usize);
+    for _ in 0..count {
+        let (oid, after) = crate::wire::read_i32(rest)?;
+        oids.push(oid as u32);
+        rest = after;
+    }
+    Ok(oids)
 }
 
 fn data_row(body: &[u8]) -> Result<Vec<Option<String>>, WireError> {

@@ -1,0 +1,117 @@
+//! Opening a server connection for a session: log in, then read the connection's
+//! settings before the client runs anything (the baseline a capture compares with) and
+//! prepare the capture statement, so that capturing a parked session later costs one
+//! short round trip.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::warn;
+
+use crate::proxy::capture::{self, Baseline};
+use crate::proxy::session::statements::Logged;
+use crate::proxy::stream::ServerStream;
+use crate::proxy::upstream::{connect, query, Login, ServerConn, Upstream, UpstreamError};
+use crate::wire::startup::StartupMessage;
+
+/// Whether a connection's session state can be captured.
+#[derive(Debug, Clone)]
+pub(super) enum CaptureSetup {
+    /// The baseline was read; `prepared` is false once the capture statement is
+    /// known to be gone (the client ran `DEALLOCATE ALL` or `DISCARD ALL`).
+    Ready { baseline: Arc<Baseline>, prepared: bool },
+    /// Setting up failed with this message: the session works but cannot move.
+    Failed(String),
+}
+
+/// A logged-in server connection and its capture setup.
+pub(super) struct Opened {
+    pub conn: ServerConn,
+    pub setup: CaptureSetup,
+    /// Statements prepared ahead of a move, before any of the session's state.
+    pub prepared: Vec<Prepared>,
+}
+
+/// A statement prepared on a connection, with the parameter types the server settled on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Prepared {
+    pub name: String,
+    pub query: String,
+    pub param_types: Vec<u32>,
+}
+
+/// Connects to `upstream` as `connect` does, then sets up capturing and prepares
+/// `statements` (those the client's session declared: a move that finds them ready
+/// and still right has less to do), all within `timeout`.
+pub(super) async fn open(
+    upstream: &Upstream,
+    startup: &StartupMessage,
+    login: &Login,
+    timeout: Duration,
+    statements: Vec<Logged>,
+) -> Result<Opened, UpstreamError> {
+    let mut conn = connect(upstream, startup, login, timeout).await?;
+    if !conn.leftover.is_empty() {
+        let setup = CaptureSetup::Failed("the server sent messages before the first query".into());
+        return Ok(Opened { conn, setup, prepared: Vec::new() });
+    }
+    let timeout = upstream.url.connect_timeout.unwrap_or(timeout);
+    let work = async {
+        let setup = set_up(&mut conn.stream, &upstream.name).await?;
+        let prepared = match setup {
+            CaptureSetup::Ready { .. } if !statements.is_empty() => {
+                prepare(&mut conn.stream, &upstream.name, &statements).await?
+            }
+            _ => Vec::new(),
+        };
+        Ok((setup, prepared))
+    };
+    let (setup, prepared) = match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(setup)) => setup,
+        Ok(Err(e @ UpstreamError::Server { .. })) if !is_fatal(&e) => {
+            warn!(upstream = %upstream.name, error = %e, "setting up state capture failed: this session cannot move");
+            (CaptureSetup::Failed(e.to_string()), Vec::new())
+        }
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(UpstreamError::Timeout { upstream: upstream.name.clone(), addr: upstream.url.address() }),
+    };
+    Ok(Opened { conn, setup, prepared })
+}
+
+/// Prepares the logged statements; those the server refuses are left out.
+async fn prepare(
+    stream: &mut ServerStream,
+    upstream: &str,
+    statements: &[Logged],
+) -> Result<Vec<Prepared>, UpstreamError> {
+    let asked: Vec<(&str, &str, &[u32])> =
+        statements.iter().map(|s| (s.name.as_str(), s.query.as_str(), s.param_types.as_slice())).collect();
+    let settled = query::prepare_all(stream, upstream, &asked).await?;
+    Ok(statements
+        .iter()
+        .zip(settled)
+        .filter_map(|(s, types)| {
+            types.map(|param_types| Prepared { name: s.name.clone(), query: s.query.clone(), param_types })
+        })
+        .collect())
+}
+
+/// Reads the baseline, then prepares and runs the capture once, which plans it.
+async fn set_up(stream: &mut ServerStream, upstream: &str) -> Result<CaptureSetup, UpstreamError> {
+    let answer = query::simple_query(stream, upstream, &capture::baseline_query()).await?;
+    let value = answer.rows.first().and_then(|row| row.first()).and_then(|v| v.as_deref());
+    let baseline = match Baseline::parse(value) {
+        Ok(baseline) => Arc::new(baseline),
+        Err(e) => return Ok(CaptureSetup::Failed(format!("reading the connection's settings: {e}"))),
+    };
+    let answer = query::simple_query(stream, upstream, &capture::capture_query(&[], &baseline, true)).await?;
+    let columns: Vec<Option<&str>> = answer.rows.iter().flatten().map(|c| c.as_deref()).collect();
+    if let Err(e) = capture::parse_capture_row(&columns) {
+        return Ok(CaptureSetup::Failed(format!("the capture statement answered unexpectedly: {e}")));
+    }
+    Ok(CaptureSetup::Ready { baseline, prepared: true })
+}
+
+fn is_fatal(e: &UpstreamError) -> bool {
+    matches!(e, UpstreamError::Server { fields, .. } if fields.is_fatal())
+}
