@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod config;
+pub mod controller;
 pub mod ctl;
 pub mod proxy;
 pub mod telemetry;

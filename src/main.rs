@@ -31,6 +31,30 @@ enum Command {
     /// Call a sidecar's admin API: status, pause, resume, switch. Prints the JSON answer;
     /// exits 0 on 2xx, 1 on another status, 2 when the sidecar cannot be reached.
     Ctl(pgflip::ctl::CtlArgs),
+    /// Make green a migrated copy of blue that keeps up with it: preflight, snapshot,
+    /// restore, migrate, smoke, catch-up, recorded in a journal so a run resumes.
+    Cutover(CutoverArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CutoverArgs {
+    /// The plan file (TOML).
+    #[arg(long, value_name = "FILE")]
+    plan: std::path::PathBuf,
+    #[command(subcommand)]
+    action: CutoverAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum CutoverAction {
+    /// Run the phases not yet done, in order, resuming after the last completed one.
+    Run {
+        /// Stop after this phase (preflight, snapshot, restore, migrate, smoke, catchup).
+        #[arg(long, value_name = "PHASE")]
+        until: Option<pgflip::controller::Phase>,
+    },
+    /// Print the journal and the next phase.
+    Status,
 }
 
 fn main() -> ExitCode {
@@ -80,6 +104,21 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         // The client reports its own errors: its exit code tells 2xx, refusals and no answer apart.
         Command::Ctl(args) => Ok(ExitCode::from(pgflip::ctl::run(args))),
+        Command::Cutover(args) => match args.action {
+            CutoverAction::Status => {
+                println!("{}", pgflip::controller::status(&args.plan)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            CutoverAction::Run { until } => {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?;
+                runtime.block_on(pgflip::controller::run(&args.plan, until))?;
+                Ok(ExitCode::SUCCESS)
+            }
+        },
     }
 }
 

@@ -92,6 +92,18 @@ pub fn send_signal(pid: u32, signal: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Sends `signal` to every process of group `pgid` (a child spawned with
+/// `process_group(0)` leads its own group); true when `kill` succeeded.
+pub fn send_signal_group(pgid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(format!("-{pgid}"))
+        .status()
+        .map(|status| status.success())
+        .unwrap_or(false)
+}
+
 /// The last `max_lines` lines of a text file, for failure messages.
 pub fn tail_file(path: &Path, max_lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();

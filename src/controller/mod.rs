@@ -1,0 +1,30 @@
+//! The controller (`pgflip cutover`): the phases that make green an exact, migrated copy of
+//! blue that keeps up with blue's writes (preflight, snapshot, restore, migrate, smoke,
+//! catch-up), recorded in a journal so that a run resumes where it stopped.
+//!
+//! - [`plan`]: the plan file; [`journal`]: what ran; [`phase`]: the phases in order.
+//! - [`runner`]: runs the phases; each lives in its own module ([`preflight`],
+//!   [`snapshot`], [`restore`] with [`roles`], [`commands`] for migrate and smoke,
+//!   [`catchup`]).
+//! - [`replication`]: the `replication=database` connection, on the project's own wire code.
+//! - [`pg`], [`tools`], [`metrics`], [`error`]: connections, client programs, `/metrics`.
+
+pub mod catchup;
+pub mod commands;
+pub mod error;
+pub mod journal;
+pub mod metrics;
+pub mod pg;
+pub mod phase;
+pub mod plan;
+pub mod preflight;
+pub mod replication;
+pub mod restore;
+pub mod roles;
+pub mod runner;
+pub mod snapshot;
+pub mod tools;
+
+pub use error::CutoverError;
+pub use phase::Phase;
+pub use runner::{run, status};

@@ -1,0 +1,550 @@
+//! The plan file of `pgflip cutover --plan plan.toml`: blue and green, the application's roles,
+//! the commands and thresholds of each phase, validated into a [`Plan`]. Every error names the
+//! key at fault; no error or `Debug` output shows a password.
+//!
+//! Relative paths in the plan are relative to the plan file's directory.
+
+use std::fmt::{self, Write as _};
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio_postgres::config::{ChannelBinding, Host, LoadBalanceHosts, SslMode, SslNegotiation, TargetSessionAttrs};
+use tokio_postgres::Config;
+
+/// What is wrong with a plan, naming the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot read plan {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    /// Not TOML, or a value of the wrong type; `at` is the line and column.
+    #[error("{file}: {message}{}", line_column(*.at))]
+    Toml { file: String, at: Option<(usize, usize)>, message: String },
+    /// A key the plan does not have, e.g. `[green] urll`; `hint` lists the valid ones.
+    #[error("{file}: unknown key {key}{}: {hint}", line_column(*.at))]
+    UnknownKey { file: String, key: String, at: Option<(usize, usize)>, hint: String },
+    /// A value that parses but is not allowed, e.g. `[catchup] max_lag_seconds` `must be greater than 0, got -1`.
+    #[error("{file}: {key} {problem}")]
+    Invalid { file: String, key: String, problem: String },
+}
+
+fn line_column(at: Option<(usize, usize)>) -> String {
+    at.map(|(line, column)| format!(" (line {line}, column {column})")).unwrap_or_default()
+}
+
+/// A validated plan. Its fields mirror the file's tables: `plan.catchup.max_lag_bytes` is
+/// `[catchup] max_lag_bytes`. Paths are resolved against the plan file's directory.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// `[blue] url`: names the database.
+    pub blue: Endpoint,
+    /// `[green] url`, naming blue's database when the file leaves it out.
+    pub green: Endpoint,
+    pub app: AppSection,
+    /// `[migrate] command`: the migration, run on green.
+    pub migrate: CommandSection,
+    /// `[smoke] command`: the smoke test, run on green.
+    pub smoke: CommandSection,
+    pub catchup: CatchupSection,
+    pub journal: JournalSection,
+    pub metrics: MetricsSection,
+    pub snapshot: SnapshotSection,
+    pub restore: RestoreSection,
+    pub preflight: PreflightSection,
+    pub tools: ToolsSection,
+}
+
+/// `[app]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSection {
+    /// The roles the application logs in as, fenced at cutover (required, may be empty).
+    pub roles: Vec<String>,
+}
+
+/// `[migrate]` or `[smoke]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CommandSection {
+    /// A shell command run with `sh -c`; `None` skips the phase.
+    pub command: Option<String>,
+}
+
+/// `[catchup]`: green has caught up once its lag stays under both thresholds for
+/// `stable_seconds`; the phase fails after `timeout_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatchupSection {
+    /// Default 1 MiB.
+    pub max_lag_bytes: u64,
+    /// Default 5, greater than 0.
+    pub max_lag_seconds: f64,
+    /// Default 3.
+    pub stable_seconds: u64,
+    /// Default 3600, greater than 0.
+    pub timeout_seconds: u64,
+}
+
+impl Default for CatchupSection {
+    fn default() -> CatchupSection {
+        CatchupSection { max_lag_bytes: 1024 * 1024, max_lag_seconds: 5.0, stable_seconds: 3, timeout_seconds: 3600 }
+    }
+}
+
+/// `[journal]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalSection {
+    /// Default `pgflip-journal.json` next to the plan.
+    pub path: PathBuf,
+}
+
+impl Default for JournalSection {
+    fn default() -> JournalSection {
+        JournalSection { path: PathBuf::from("pgflip-journal.json") }
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Where to serve `/metrics`, e.g. `127.0.0.1:9187`; `None`: not served.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[snapshot]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotSection {
+    /// pg_dump's output directory, default `pgflip-dump` next to the plan.
+    pub dump_dir: PathBuf,
+    /// pg_dump's parallel jobs, default 2, at least 1.
+    pub jobs: u32,
+}
+
+impl Default for SnapshotSection {
+    fn default() -> SnapshotSection {
+        SnapshotSection { dump_dir: PathBuf::from("pgflip-dump"), jobs: 2 }
+    }
+}
+
+/// `[restore]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestoreSection {
+    /// pg_restore's parallel jobs, default 2, at least 1.
+    pub jobs: u32,
+}
+
+impl Default for RestoreSection {
+    fn default() -> RestoreSection {
+        RestoreSection { jobs: 2 }
+    }
+}
+
+/// `[preflight]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PreflightSection {
+    /// `schema.table` names of tables without a primary key that may be given REPLICA IDENTITY FULL.
+    pub allow_replica_identity_full: Vec<String>,
+}
+
+/// `[tools]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolsSection {
+    /// The directory of pg_dump, pg_restore, pg_dumpall and psql; `None`: search `PATH`.
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// A superuser connection to blue or green. `Debug` shows the URL with the password as `***`.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// The connection string to hand to pg_dump, pg_restore and psql; it names the database.
+    pub url: String,
+    config: Config,
+}
+
+impl Endpoint {
+    /// The parsed connection, naming the database.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The database this endpoint connects to.
+    pub fn database(&self) -> &str {
+        self.config.get_dbname().unwrap_or_default()
+    }
+
+    /// The same connection as a URL naming `database` instead, e.g. `postgres` for CREATE DATABASE.
+    pub fn url_for(&self, database: &str) -> String {
+        config_url(&self.config, database, Password::Shown)
+    }
+
+    /// For a client program: the URL naming `database` without the password, and the
+    /// password to pass as `PGPASSWORD` (a command line is visible to other local users).
+    pub fn for_program(&self, database: &str) -> (String, Option<String>) {
+        let password = self.config.get_password().map(|p| String::from_utf8_lossy(p).into_owned());
+        (config_url(&self.config, database, Password::Left), password)
+    }
+
+    /// The URL with the password replaced by `***`, for logs.
+    pub fn redacted(&self) -> String {
+        config_url(&self.config, self.database(), Password::Redacted)
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint").field("url", &self.redacted()).finish()
+    }
+}
+
+impl Plan {
+    /// Reads and validates the plan at `path`; errors name the file as given.
+    pub fn load(path: &Path) -> Result<Plan, PlanError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read { path: path.to_owned(), source })?;
+        let base_dir = path.parent().unwrap_or(Path::new(""));
+        Checker { file: path.display().to_string(), base_dir }.plan(&text)
+    }
+
+    /// Validates the plan `text`, resolving relative paths against `base_dir`.
+    /// Errors name the file "plan file".
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Plan, PlanError> {
+        Checker { file: "plan file".to_owned(), base_dir }.plan(text)
+    }
+
+    /// Blue's connection.
+    pub fn blue_config(&self) -> Config {
+        self.blue.config.clone()
+    }
+
+    /// Green's connection, to the same database as blue.
+    pub fn green_config(&self) -> Config {
+        self.green.config.clone()
+    }
+
+    /// Green's connection to another database, e.g. `postgres` to create the database.
+    pub fn green_config_for(&self, database: &str) -> Config {
+        let mut config = self.green.config.clone();
+        config.dbname(database);
+        config
+    }
+
+    /// Green's URL, naming the database (the same as `green.url`).
+    pub fn green_url(&self) -> &str {
+        &self.green.url
+    }
+
+    /// Green's URL naming `database` instead, e.g. `postgres` for pg_dumpall or psql.
+    pub fn green_url_for(&self, database: &str) -> String {
+        self.green.url_for(database)
+    }
+
+    /// The database being moved, of the same name on blue and green.
+    pub fn database(&self) -> &str {
+        self.blue.database()
+    }
+}
+
+/// The file form of the plan, for the tables whose keys are checked after parsing.
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct PlanFile {
+    blue: UrlFile,
+    green: UrlFile,
+    app: AppFile,
+    migrate: CommandSection,
+    smoke: CommandSection,
+    catchup: CatchupSection,
+    journal: JournalSection,
+    metrics: MetricsSection,
+    snapshot: SnapshotSection,
+    restore: RestoreSection,
+    preflight: PreflightSection,
+    tools: ToolsSection,
+}
+
+/// `[blue]` or `[green]` as written; the URL is required.
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct UrlFile {
+    url: Option<String>,
+}
+
+/// `[app]` as written; the roles are required.
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct AppFile {
+    roles: Option<Vec<String>>,
+}
+
+/// Validates one plan file, naming it in errors.
+struct Checker<'a> {
+    file: String,
+    base_dir: &'a Path,
+}
+
+impl Checker<'_> {
+    fn plan(&self, text: &str) -> Result<Plan, PlanError> {
+        let file: PlanFile = toml::from_str(text).map_err(|e| self.toml_error(text, &e))?;
+        let blue = self.endpoint("blue", file.blue, None)?;
+        let green = self.endpoint("green", file.green, Some(blue.database()))?;
+        let roles = file.app.roles.ok_or_else(|| {
+            self.invalid("[app] roles", "is required: the roles the application logs in as, e.g. [\"app\"], or []")
+        })?;
+        if roles.iter().any(|role| role.is_empty()) {
+            return Err(self.invalid("[app] roles", "must not contain an empty name"));
+        }
+        self.command("[migrate] command", &file.migrate)?;
+        self.command("[smoke] command", &file.smoke)?;
+        let catchup = file.catchup;
+        if !(catchup.max_lag_seconds > 0.0 && catchup.max_lag_seconds.is_finite()) {
+            let got = catchup.max_lag_seconds;
+            return Err(self.invalid("[catchup] max_lag_seconds", format!("must be greater than 0, got {got}")));
+        }
+        if catchup.timeout_seconds == 0 {
+            return Err(self.invalid("[catchup] timeout_seconds", "must be greater than 0, got 0"));
+        }
+        for (key, jobs) in [("[snapshot] jobs", file.snapshot.jobs), ("[restore] jobs", file.restore.jobs)] {
+            if jobs == 0 {
+                return Err(self.invalid(key, "must be at least 1, got 0"));
+            }
+        }
+        for table in &file.preflight.allow_replica_identity_full {
+            if !table.split_once('.').is_some_and(|(schema, name)| !schema.is_empty() && !name.is_empty()) {
+                let key = "[preflight] allow_replica_identity_full";
+                return Err(self.invalid(key, format!("must list schema.table names, got {table:?}")));
+            }
+        }
+        Ok(Plan {
+            blue,
+            green,
+            app: AppSection { roles },
+            migrate: file.migrate,
+            smoke: file.smoke,
+            catchup,
+            journal: JournalSection { path: self.base_dir.join(file.journal.path) },
+            metrics: file.metrics,
+            snapshot: SnapshotSection { dump_dir: self.base_dir.join(file.snapshot.dump_dir), ..file.snapshot },
+            restore: file.restore,
+            preflight: file.preflight,
+            tools: ToolsSection { bin_dir: file.tools.bin_dir.map(|dir| self.base_dir.join(dir)) },
+        })
+    }
+
+    /// Parses `[section] url`; green (`blue_database` given) may leave the database out.
+    fn endpoint(&self, section: &str, file: UrlFile, blue_database: Option<&str>) -> Result<Endpoint, PlanError> {
+        let key = format!("[{section}] url");
+        let url = file.url.ok_or_else(|| {
+            self.invalid(&key, "is required: a superuser connection like postgres://postgres:secret@host:5432/app")
+        })?;
+        // tokio-postgres's messages name the option at fault, never the password.
+        let mut config =
+            Config::from_str(&url).map_err(|e| self.invalid(&key, format!("is not a valid connection URL: {e}")))?;
+        if config.get_user().is_none() {
+            return Err(self.invalid(&key, "must name a user: postgres://USER:PASSWORD@HOST:PORT/DATABASE"));
+        }
+        if config.get_hosts().is_empty() {
+            return Err(self.invalid(&key, "must name a host: postgres://USER:PASSWORD@HOST:PORT/DATABASE"));
+        }
+        match (config.get_dbname(), blue_database) {
+            (None, None) => {
+                Err(self.invalid(&key, "must name the database: postgres://USER:PASSWORD@HOST:PORT/DATABASE"))
+            }
+            (None, Some(database)) => {
+                config.dbname(database);
+                Ok(Endpoint { url: config_url(&config, database, Password::Shown), config })
+            }
+            (Some(own), Some(database)) if own != database => Err(self.invalid(
+                &key,
+                format!(
+                    "names database {own:?} but [blue] url names {database:?}: they must be the same (or leave it out)"
+                ),
+            )),
+            (Some(_), _) => Ok(Endpoint { url, config }),
+        }
+    }
+
+    fn command(&self, key: &str, section: &CommandSection) -> Result<(), PlanError> {
+        match &section.command {
+            Some(command) if command.trim().is_empty() => {
+                Err(self.invalid(key, "must not be empty (leave it out to skip the phase)"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn invalid(&self, key: &str, problem: impl Into<String>) -> PlanError {
+        PlanError::Invalid { file: self.file.clone(), key: key.to_owned(), problem: problem.into() }
+    }
+
+    /// Reports a TOML error by line, column and key, without the toml crate's excerpt of the
+    /// line, which could show a password.
+    fn toml_error(&self, text: &str, e: &toml::de::Error) -> PlanError {
+        let message = e.message().trim().replace('\n', "; ");
+        let offset = e.span().map(|span| span.start);
+        let at = offset.map(|offset| {
+            let before = &text[..offset];
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            (before.matches('\n').count() + 1, before[line_start..].chars().count() + 1)
+        });
+        let file = self.file.clone();
+        // serde: "unknown field `urll`, expected `url`".
+        if let Some(rest) = message.strip_prefix("unknown field `") {
+            let (name, hint) = rest.split_once('`').unwrap_or((rest, ""));
+            let key = offset.and_then(|offset| key_at(text, offset, Some(name))).unwrap_or_else(|| name.to_owned());
+            return PlanError::UnknownKey { file, key, at, hint: hint.trim_start_matches(", ").to_owned() };
+        }
+        match offset.and_then(|offset| key_at(text, offset, None)) {
+            Some(key) => PlanError::Toml { file, at, message: format!("{key}: {message}") },
+            None => PlanError::Toml { file, at, message },
+        }
+    }
+}
+
+/// Names the key at byte `offset` the way plan errors do (`[catchup] max_lag_seconds`): the
+/// table header above and the key on that line, or `name` if given. A best effort: keys of
+/// inline tables and dotted keys are named without their table.
+fn key_at(text: &str, offset: usize, name: Option<&str>) -> Option<String> {
+    let mut table = None;
+    let mut line_start = 0;
+    for line in text.split_inclusive('\n') {
+        let code = line.split('#').next().unwrap_or_default().trim();
+        let header = code.strip_prefix('[').and_then(|h| h.strip_suffix(']')).map(|h| h.trim_matches(['[', ']', ' ']));
+        if offset < line_start + line.len() {
+            if let Some(header) = header {
+                return Some(format!("[{header}]"));
+            }
+            let key = match name {
+                Some(name) => name,
+                None => code.split_once('=')?.0.trim(),
+            };
+            return Some(table.map_or_else(|| key.to_owned(), |table| format!("[{table}] {key}")));
+        }
+        table = header.or(table);
+        line_start += line.len();
+    }
+    None
+}
+
+/// Writes `config` as a libpq URL naming `database`; with `redact`, the password reads `***`.
+/// How a rebuilt URL shows the password.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Password {
+    Shown,
+    Redacted,
+    Left,
+}
+
+fn config_url(config: &Config, database: &str, password_as: Password) -> String {
+    let mut url = String::from("postgres://");
+    if let Some(user) = config.get_user() {
+        url += &percent_encode(user.as_bytes());
+    }
+    let password = config.get_password().filter(|_| password_as != Password::Left);
+    if let Some(password) = password {
+        url.push(':');
+        url += &if password_as == Password::Redacted { "***".to_owned() } else { percent_encode(password) };
+    }
+    if config.get_user().is_some() || password.is_some() {
+        url.push('@');
+    }
+    let ports = config.get_ports();
+    for (i, host) in config.get_hosts().iter().enumerate() {
+        if i > 0 {
+            url.push(',');
+        }
+        match host {
+            Host::Tcp(name) if name.contains(':') => url += &format!("[{name}]"),
+            Host::Tcp(name) => url += &percent_encode(name.as_bytes()),
+            #[cfg(unix)]
+            Host::Unix(dir) => url += &percent_encode(dir.as_os_str().as_encoded_bytes()),
+        }
+        // One port applies to every host.
+        if let Some(port) = ports.get(i).or(ports.first()) {
+            let _ = write!(url, ":{port}");
+        }
+    }
+    url.push('/');
+    url += &percent_encode(database.as_bytes());
+    for (i, (key, value)) in url_params(config).into_iter().enumerate() {
+        let _ = write!(url, "{}{key}={}", if i == 0 { '?' } else { '&' }, percent_encode(value.as_bytes()));
+    }
+    url
+}
+
+/// The URL parameters of `config` that differ from libpq's defaults, as the user wrote them.
+fn url_params(config: &Config) -> Vec<(&'static str, String)> {
+    let defaults = Config::new();
+    let seconds = |d: &Duration| d.as_secs().to_string();
+    let hostaddrs: Vec<String> = config.get_hostaddrs().iter().map(ToString::to_string).collect();
+    [
+        (
+            "sslmode",
+            match config.get_ssl_mode() {
+                SslMode::Disable => Some("disable".to_owned()),
+                SslMode::Require => Some("require".to_owned()),
+                _ => None,
+            },
+        ),
+        ("sslnegotiation", (config.get_ssl_negotiation() == SslNegotiation::Direct).then(|| "direct".to_owned())),
+        (
+            "channel_binding",
+            match config.get_channel_binding() {
+                ChannelBinding::Disable => Some("disable".to_owned()),
+                ChannelBinding::Require => Some("require".to_owned()),
+                _ => None,
+            },
+        ),
+        (
+            "target_session_attrs",
+            match config.get_target_session_attrs() {
+                TargetSessionAttrs::ReadWrite => Some("read-write".to_owned()),
+                TargetSessionAttrs::ReadOnly => Some("read-only".to_owned()),
+                _ => None,
+            },
+        ),
+        (
+            "load_balance_hosts",
+            (config.get_load_balance_hosts() == LoadBalanceHosts::Random).then(|| "random".to_owned()),
+        ),
+        ("options", config.get_options().map(str::to_owned)),
+        ("application_name", config.get_application_name().map(str::to_owned)),
+        ("hostaddr", (!hostaddrs.is_empty()).then(|| hostaddrs.join(","))),
+        ("connect_timeout", config.get_connect_timeout().map(seconds)),
+        // tokio-postgres reads this number as seconds, libpq as milliseconds: pass it on unchanged.
+        ("tcp_user_timeout", config.get_tcp_user_timeout().map(seconds)),
+        ("keepalives", (!config.get_keepalives()).then(|| "0".to_owned())),
+        (
+            "keepalives_idle",
+            (config.get_keepalives_idle() != defaults.get_keepalives_idle())
+                .then(|| seconds(&config.get_keepalives_idle())),
+        ),
+        ("keepalives_interval", config.get_keepalives_interval().as_ref().map(seconds)),
+        ("keepalives_retries", config.get_keepalives_retries().map(|n| n.to_string())),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| Some((key, value?)))
+    .collect()
+}
+
+/// Percent-encodes every byte but RFC 3986's unreserved characters.
+fn percent_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,194 @@
+//! Unit tests of the plan file: defaults, paths, URLs and the errors that name keys.
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[blue]
+url = "postgres://admin:s3cret@blue.internal:5432/shop?sslmode=disable"
+
+[green]
+url = "postgres://admin:s3cret@green.internal:5433"
+
+[app]
+roles = ["shop"]
+"#;
+
+fn parse(text: &str) -> Result<Plan, PlanError> {
+    Plan::parse(text, Path::new("/plans"))
+}
+
+fn error(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
+#[test]
+fn minimal_plan_takes_the_defaults() {
+    let plan = parse(MINIMAL).unwrap();
+    assert_eq!(plan.database(), "shop");
+    assert_eq!(plan.green_config().get_dbname(), Some("shop"));
+    assert_eq!(plan.green.url, "postgres://admin:s3cret@green.internal:5433/shop");
+    assert_eq!(plan.blue.url, "postgres://admin:s3cret@blue.internal:5432/shop?sslmode=disable");
+    assert_eq!(plan.app.roles, ["shop"]);
+    assert_eq!(plan.migrate.command, None);
+    assert_eq!(plan.catchup, CatchupSection::default());
+    assert_eq!(plan.catchup.max_lag_bytes, 1_048_576);
+    assert_eq!(plan.journal.path, Path::new("/plans/pgflip-journal.json"));
+    assert_eq!(plan.snapshot, SnapshotSection { dump_dir: "/plans/pgflip-dump".into(), jobs: 2 });
+    assert_eq!(plan.restore.jobs, 2);
+    assert_eq!(plan.metrics.listen, None);
+    assert!(plan.preflight.allow_replica_identity_full.is_empty());
+    assert_eq!(plan.tools.bin_dir, None);
+}
+
+#[test]
+fn every_key_is_read() {
+    let text = format!(
+        "{MINIMAL}{}",
+        r#"
+[migrate]
+command = "./migrate.sh up"
+[smoke]
+command = "./smoke.sh"
+[catchup]
+max_lag_bytes = 4096
+max_lag_seconds = 0.5
+stable_seconds = 10
+timeout_seconds = 60
+[journal]
+path = "state/journal.json"
+[metrics]
+listen = "127.0.0.1:9187"
+[snapshot]
+dump_dir = "/var/tmp/dump"
+jobs = 8
+[restore]
+jobs = 4
+[preflight]
+allow_replica_identity_full = ["public.events"]
+[tools]
+bin_dir = "pg16/bin"
+"#
+    );
+    let plan = parse(&text).unwrap();
+    assert_eq!(plan.migrate.command.as_deref(), Some("./migrate.sh up"));
+    assert_eq!(plan.smoke.command.as_deref(), Some("./smoke.sh"));
+    let catchup = CatchupSection { max_lag_bytes: 4096, max_lag_seconds: 0.5, stable_seconds: 10, timeout_seconds: 60 };
+    assert_eq!(plan.catchup, catchup);
+    assert_eq!(plan.journal.path, Path::new("/plans/state/journal.json"));
+    assert_eq!(plan.metrics.listen, Some("127.0.0.1:9187".parse().unwrap()));
+    assert_eq!(plan.snapshot, SnapshotSection { dump_dir: "/var/tmp/dump".into(), jobs: 8 });
+    assert_eq!(plan.restore.jobs, 4);
+    assert_eq!(plan.preflight.allow_replica_identity_full, ["public.events"]);
+    assert_eq!(plan.tools.bin_dir.as_deref(), Some(Path::new("/plans/pg16/bin")));
+}
+
+#[test]
+fn load_names_the_file_and_resolves_paths_next_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(&path, MINIMAL).unwrap();
+    assert_eq!(Plan::load(&path).unwrap().journal.path, dir.path().join("pgflip-journal.json"));
+
+    std::fs::write(&path, format!("{MINIMAL}[catchup]\nmax_lag_seconds = -1\n")).unwrap();
+    let err = Plan::load(&path).unwrap_err().to_string();
+    assert_eq!(err, format!("{}: [catchup] max_lag_seconds must be greater than 0, got -1", path.display()));
+
+    let missing = dir.path().join("nope.toml");
+    assert!(Plan::load(&missing).unwrap_err().to_string().contains(&missing.display().to_string()));
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_table() {
+    let err = error(&MINIMAL.replace("[green]\nurl", "[green]\nurll"));
+    assert!(err.starts_with("plan file: unknown key [green] urll (line 6, column 1)"), "{err}");
+    assert!(err.ends_with("expected `url`"), "{err}");
+    let err = error(&format!("{MINIMAL}[catchup]\nmax_lag = 1\n"));
+    assert!(err.starts_with("plan file: unknown key [catchup] max_lag "), "{err}");
+    let err = error(&format!("{MINIMAL}[cutover]\nx = 1\n"));
+    assert!(err.starts_with("plan file: unknown key [cutover] "), "{err}");
+}
+
+#[test]
+fn bad_values_are_named_with_their_key() {
+    let err = error(&format!("{MINIMAL}[catchup]\nmax_lag_bytes = -5\n"));
+    assert!(err.starts_with("plan file: [catchup] max_lag_bytes: invalid value: integer `-5`"), "{err}");
+    let err = error(&format!("{MINIMAL}[metrics]\nlisten = \"localhost\"\n"));
+    assert!(err.starts_with("plan file: [metrics] listen: invalid socket address"), "{err}");
+    for (extra, expected) in [
+        ("[catchup]\nmax_lag_seconds = 0", "[catchup] max_lag_seconds must be greater than 0, got 0"),
+        ("[catchup]\ntimeout_seconds = 0", "[catchup] timeout_seconds must be greater than 0, got 0"),
+        ("[snapshot]\njobs = 0", "[snapshot] jobs must be at least 1, got 0"),
+        ("[restore]\njobs = 0", "[restore] jobs must be at least 1, got 0"),
+        ("[migrate]\ncommand = \" \"", "[migrate] command must not be empty"),
+        ("[preflight]\nallow_replica_identity_full = [\"events\"]", "must list schema.table names, got \"events\""),
+    ] {
+        let err = error(&format!("{MINIMAL}{extra}\n"));
+        assert!(err.contains(expected), "{err}");
+    }
+}
+
+#[test]
+fn required_keys() {
+    let err = error(&MINIMAL.replace("roles = [\"shop\"]", ""));
+    assert!(err.starts_with("plan file: [app] roles is required: "), "{err}");
+    assert!(parse(&MINIMAL.replace("[\"shop\"]", "[]")).unwrap().app.roles.is_empty());
+    assert!(error(&MINIMAL.replace("[\"shop\"]", "[\"\"]")).contains("[app] roles must not contain an empty name"));
+    assert!(error("[app]\nroles = []\n").starts_with("plan file: [blue] url is required"));
+}
+
+#[test]
+fn urls_must_name_user_host_and_the_same_database() {
+    let with_blue = |url: &str| MINIMAL.replace("postgres://admin:s3cret@blue.internal:5432/shop?sslmode=disable", url);
+    let err = error(&with_blue("postgres://admin:s3cret@blue.internal?sslmode=verify-full"));
+    assert!(err.starts_with("plan file: [blue] url is not a valid connection URL: "), "{err}");
+    assert!(error(&with_blue("postgres://admin:s3cret@blue.internal")).contains("[blue] url must name the database"));
+    assert!(error(&with_blue("postgres://blue.internal/shop")).contains("[blue] url must name a user"));
+    assert!(error(&with_blue("postgres://admin@/shop")).contains("[blue] url must name a host"));
+    let err = error(&MINIMAL.replace("green.internal:5433", "green.internal:5433/other"));
+    assert!(err.contains("[green] url names database \"other\" but [blue] url names \"shop\""), "{err}");
+}
+
+#[test]
+fn passwords_stay_out_of_debug_and_errors() {
+    let plan = parse(MINIMAL).unwrap();
+    let debug = format!("{plan:?}");
+    assert!(!debug.contains("s3cret") && debug.contains("admin:***@blue.internal"), "{debug}");
+    assert_eq!(plan.green.redacted(), "postgres://admin:***@green.internal:5433/shop");
+    // A syntax error on the URL's line: the toml crate would quote the line.
+    let err = error(&MINIMAL.replace("5432/shop?sslmode=disable\"", "5432/shop"));
+    assert!(err.contains("line 3") && !err.contains("s3cret"), "{err}");
+    let err = error(&MINIMAL.replace("5432/shop?sslmode=disable", "5432/shop?sslmode=verify-full"));
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+#[test]
+fn green_url_for_another_database_keeps_the_connection() {
+    let text = MINIMAL.replace(
+            "postgres://admin:s3cret@green.internal:5433",
+            "postgres://ad%20min:p%40ss%2Fw:rd@[::1]:5433,green.internal?sslmode=require&application_name=pgflip&connect_timeout=7",
+        );
+    let plan = parse(&text).unwrap();
+    let url = plan.green_url_for("postgres");
+    assert_eq!(
+        url,
+        "postgres://ad%20min:p%40ss%2Fw%3Ard@[::1]:5433,green.internal:5432/postgres\
+             ?sslmode=require&application_name=pgflip&connect_timeout=7"
+    );
+    let config = Config::from_str(&url).unwrap();
+    assert_eq!(config.get_password(), Some(&b"p@ss/w:rd"[..]));
+    assert_eq!(config.get_user(), Some("ad min"));
+    assert_eq!(config.get_dbname(), Some("postgres"));
+    assert_eq!(config.get_hosts(), plan.green_config().get_hosts());
+    assert_eq!(config.get_ports(), plan.green_config().get_ports());
+    assert_eq!(plan.green_config_for("postgres").get_dbname(), Some("postgres"));
+    assert_eq!(plan.green_url(), plan.green_url_for("shop"));
+}
+
+#[cfg(unix)]
+#[test]
+fn unix_socket_hosts_survive_the_rebuild() {
+    let plan = parse(&MINIMAL.replace("green.internal:5433", "%2Fvar%2Frun%2Fpostgresql")).unwrap();
+    let url = plan.green_url_for("postgres");
+    assert_eq!(url, "postgres://admin:s3cret@%2Fvar%2Frun%2Fpostgresql:5432/postgres");
+    assert_eq!(Config::from_str(&url).unwrap().get_hosts(), plan.green_config().get_hosts());
+}

@@ -1,0 +1,156 @@
+//! The PostgreSQL client programs the controller runs (pg_dump, pg_restore, pg_dumpall)
+//! and the plan's own commands: finding them, and running them with their output passed on
+//! line by line and the last lines kept for the error when they fail.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+use tracing::info;
+
+/// Lines of output kept for the error message of a failed command.
+const KEPT_LINES: usize = 20;
+
+/// A command that could not run or did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{what}: could not start {program}: {source}")]
+    Spawn { what: String, program: String, source: std::io::Error },
+    #[error("{what} failed ({status}); its last lines:\n{last_lines}")]
+    Failed { what: String, status: std::process::ExitStatus, last_lines: String },
+}
+
+/// Where the PostgreSQL client programs are.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    bin_dir: Option<PathBuf>,
+}
+
+impl Tools {
+    /// The plan's `[tools] bin_dir` if given; else the programs on PATH if pg_dump is
+    /// there; else the newest `/usr/lib/postgresql/*/bin` (Debian's layout).
+    pub fn find(configured: Option<&Path>) -> Tools {
+        if let Some(dir) = configured {
+            return Tools { bin_dir: Some(dir.to_path_buf()) };
+        }
+        let on_path = std::env::var_os("PATH")
+            .map(|path| std::env::split_paths(&path).any(|dir| dir.join("pg_dump").is_file()))
+            .unwrap_or(false);
+        if on_path {
+            return Tools { bin_dir: None };
+        }
+        Tools { bin_dir: newest_debian_bin_dir() }
+    }
+
+    /// The path to run program `name` by.
+    pub fn program(&self, name: &str) -> PathBuf {
+        match &self.bin_dir {
+            Some(dir) => dir.join(name),
+            None => PathBuf::from(name),
+        }
+    }
+}
+
+fn newest_debian_bin_dir() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("pg_dump").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}
+
+/// Points a client program at `endpoint`'s `database`: `--dbname` without the password,
+/// which goes in `PGPASSWORD` (a command line is visible to other local users).
+pub fn connect_to(command: &mut Command, endpoint: &super::plan::Endpoint, database: &str) {
+    let (url, password) = endpoint.for_program(database);
+    command.arg("--dbname").arg(url);
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
+}
+
+/// Runs `command`, logging each line it prints (prefixed by `what`), and fails with its
+/// exit status and last lines unless it exits 0.
+pub async fn run_logged(mut command: Command, what: &str) -> Result<(), CommandError> {
+    let program = command.as_std().get_program().to_string_lossy().into_owned();
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let mut child = command.spawn().map_err(|source| CommandError::Spawn { what: what.to_owned(), program, source })?;
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let (out_lines, err_lines) = tokio::join!(pass_on(stdout, what), pass_on(stderr, what));
+    let status = child.wait().await.map_err(|source| CommandError::Spawn {
+        what: what.to_owned(),
+        program: String::new(),
+        source,
+    })?;
+    if status.success() {
+        return Ok(());
+    }
+    let mut last: Vec<String> = out_lines.into_iter().chain(err_lines).collect();
+    let skip = last.len().saturating_sub(KEPT_LINES);
+    last.drain(..skip);
+    Err(CommandError::Failed { what: what.to_owned(), status, last_lines: last.join("\n") })
+}
+
+/// Runs `command` and returns what it printed on stdout; fails like [`run_logged`].
+pub async fn run_captured(mut command: Command, what: &str) -> Result<String, CommandError> {
+    let program = command.as_std().get_program().to_string_lossy().into_owned();
+    command.stdin(Stdio::null()).kill_on_drop(true);
+    let output =
+        command.output().await.map_err(|source| CommandError::Spawn { what: what.to_owned(), program, source })?;
+    if output.status.success() {
+        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let last_lines = lines[lines.len().saturating_sub(KEPT_LINES)..].join("\n");
+    Err(CommandError::Failed { what: what.to_owned(), status: output.status, last_lines })
+}
+
+/// Logs every line of `stream`; returns the last [`KEPT_LINES`].
+async fn pass_on(stream: Option<impl AsyncRead + Unpin>, what: &str) -> VecDeque<String> {
+    let mut kept = VecDeque::with_capacity(KEPT_LINES);
+    let Some(stream) = stream else {
+        return kept;
+    };
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        info!(target: "pgflip::cutover::output", "{what}: {line}");
+        if kept.len() == KEPT_LINES {
+            kept.pop_front();
+        }
+        kept.push_back(line);
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failing_command_reports_its_status_and_last_lines() {
+        let mut command = Command::new("sh");
+        command.arg("-c").arg("for i in $(seq 1 30); do echo line $i; done; echo oops >&2; exit 3");
+        let err = run_logged(command, "migrate").await.expect_err("exit 3");
+        let text = err.to_string();
+        assert!(text.starts_with("migrate failed (exit status: 3)"), "{text}");
+        assert!(text.contains("line 30") && text.contains("oops") && !text.contains("line 5\n"), "{text}");
+        let mut ok = Command::new("sh");
+        ok.arg("-c").arg("echo fine");
+        run_logged(ok, "smoke").await.expect("exit 0");
+    }
+
+    #[test]
+    fn a_configured_bin_dir_wins() {
+        let tools = Tools::find(Some(Path::new("/opt/pg/bin")));
+        assert_eq!(tools.program("pg_dump"), PathBuf::from("/opt/pg/bin/pg_dump"));
+    }
+}
