@@ -352,6 +352,12 @@ impl Checker<'_> {
         if config.get_hosts().is_empty() {
             return Err(self.invalid(&key, "must name a host: postgres://USER:PASSWORD@HOST:PORT/DATABASE"));
         }
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            return Err(self.invalid(
+                &key,
+                "has sslmode=require: the controller connects over plain TCP for now (disable or prefer)",
+            ));
+        }
         match (config.get_dbname(), blue_database) {
             (None, None) => {
                 Err(self.invalid(&key, "must name the database: postgres://USER:PASSWORD@HOST:PORT/DATABASE"))

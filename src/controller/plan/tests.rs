@@ -165,14 +165,14 @@ fn passwords_stay_out_of_debug_and_errors() {
 fn green_url_for_another_database_keeps_the_connection() {
     let text = MINIMAL.replace(
             "postgres://admin:s3cret@green.internal:5433",
-            "postgres://ad%20min:p%40ss%2Fw:rd@[::1]:5433,green.internal?sslmode=require&application_name=pgflip&connect_timeout=7",
+            "postgres://ad%20min:p%40ss%2Fw:rd@[::1]:5433,green.internal?sslmode=prefer&application_name=pgflip&connect_timeout=7",
         );
     let plan = parse(&text).unwrap();
     let url = plan.green_url_for("postgres");
     assert_eq!(
         url,
         "postgres://ad%20min:p%40ss%2Fw%3Ard@[::1]:5433,green.internal:5432/postgres\
-             ?sslmode=require&application_name=pgflip&connect_timeout=7"
+             ?application_name=pgflip&connect_timeout=7"
     );
     let config = Config::from_str(&url).unwrap();
     assert_eq!(config.get_password(), Some(&b"p@ss/w:rd"[..]));
@@ -191,4 +191,21 @@ fn unix_socket_hosts_survive_the_rebuild() {
     let url = plan.green_url_for("postgres");
     assert_eq!(url, "postgres://admin:s3cret@%2Fvar%2Frun%2Fpostgresql:5432/postgres");
     assert_eq!(Config::from_str(&url).unwrap().get_hosts(), plan.green_config().get_hosts());
+}
+
+#[test]
+fn the_example_plan_in_deploy_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples/cutover-plan.toml");
+    let plan = Plan::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.database(), "ledger");
+    assert_eq!(plan.app.roles, ["ledger_app"]);
+    assert_eq!(plan.snapshot.jobs, 4);
+    assert!(plan.journal.path.ends_with("deploy/examples/pgflip-journal.json"), "{:?}", plan.journal.path);
+}
+
+#[test]
+fn tls_the_controller_cannot_speak_is_refused_by_name() {
+    let text = "[blue]\nurl = \"postgres://postgres@127.0.0.1:5432/app?sslmode=require\"\n[green]\nurl = \"postgres://postgres@127.0.0.1:5433\"\n[app]\nroles = []\n";
+    let err = Plan::parse(text, std::path::Path::new("/tmp")).expect_err("require").to_string();
+    assert!(err.contains("[blue] url") && err.contains("sslmode=require"), "{err}");
 }
