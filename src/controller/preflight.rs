@@ -5,9 +5,11 @@
 //! the cutover must not start. Both servers publish and subscribe in turn (blue forward, green
 //! backward for a lossless rollback), so the replication settings are judged on both.
 
-use serde::Serialize;
-use serde_json::{Map, Value};
-use std::fmt;
+mod report;
+mod settings;
+
+pub use report::{Finding, Report, Severity};
+use settings::{judge_settings, judge_versions, ServerSettings, ServerVersion};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Error};
 
@@ -21,70 +23,6 @@ pub struct PreflightOptions {
     pub allow_replica_identity_full: Vec<String>,
     /// The application's database: blue's connection must be to it; green may lack it.
     pub database: String,
-}
-
-/// How much a finding matters. Ordered: blockers first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// The cutover must not start until this is fixed.
-    Blocker,
-    /// The cutover can run, but something will not carry over on its own.
-    Warning,
-    /// For the record.
-    Info,
-}
-
-/// One verdict of one check.
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    pub severity: Severity,
-    /// Short name of the check, such as `wal_level` or `replica_identity`.
-    pub check: &'static str,
-    /// What was found, and what to do about it.
-    pub message: String,
-    /// The objects concerned (`schema.table`, role names, ...), possibly none.
-    pub items: Vec<String>,
-}
-
-/// Everything the preflight found, and the facts the journal keeps: `blue_server_version_num`,
-/// `green_server_version_num`, `database_size_bytes`, `green_database_exists` and
-/// `replica_identity_full` (the allowed `schema.table` names the caller must set FULL).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Report {
-    pub findings: Vec<Finding>,
-    pub facts: Map<String, Value>,
-}
-
-impl Report {
-    /// The findings that stop the cutover.
-    pub fn blockers(&self) -> impl Iterator<Item = &Finding> {
-        self.findings.iter().filter(|finding| finding.severity == Severity::Blocker)
-    }
-
-    /// True when nothing blocks the cutover.
-    pub fn is_ok(&self) -> bool {
-        self.blockers().next().is_none()
-    }
-
-    fn add(&mut self, severity: Severity, check: &'static str, message: impl Into<String>, items: Vec<String>) {
-        self.findings.push(Finding { severity, check, message: message.into(), items });
-    }
-
-    /// Adds a finding only when `items` is not empty.
-    fn add_list(&mut self, severity: Severity, check: &'static str, message: &str, items: Vec<String>) {
-        if !items.is_empty() {
-            self.add(severity, check, message, items);
-        }
-    }
-
-    fn fact(&mut self, key: &str, value: impl Into<Value>) {
-        self.facts.insert(key.to_string(), value.into());
-    }
-
-    fn count(&self, severity: Severity) -> usize {
-        self.findings.iter().filter(|finding| finding.severity == severity).count()
-    }
 }
 
 /// Runs every check. Each client must be idle (not inside a transaction): the checks run in
@@ -133,162 +71,6 @@ async fn run_checks(blue: &Client, green: &Client, options: &PreflightOptions) -
     Ok(report)
 }
 
-/// `server_version_num` and the readable `server_version` of one server.
-struct ServerVersion {
-    num: i32,
-    text: String,
-}
-
-impl ServerVersion {
-    async fn read(client: &Client) -> Result<Self, Error> {
-        let sql = "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4, \
-                          pg_catalog.split_part(pg_catalog.current_setting('server_version'), ' ', 1)";
-        let row = client.query_one(sql, &[]).await?;
-        Ok(ServerVersion { num: row.try_get(0)?, text: row.try_get(1)? })
-    }
-
-    /// The major version: 15 for 150018, 9 for any 9.x.
-    fn major(&self) -> i32 {
-        self.num / 10000
-    }
-}
-
-/// Records both versions; returns false when either server is too old to check further.
-fn judge_versions(report: &mut Report, blue: &ServerVersion, green: &ServerVersion) -> bool {
-    report.fact("blue_server_version_num", blue.num);
-    report.fact("green_server_version_num", green.num);
-    let message = format!("blue runs PostgreSQL {}, green runs PostgreSQL {}", blue.text, green.text);
-    report.add(Severity::Info, "server_version", message, vec![]);
-    if blue.major() < 10 {
-        let message = format!("blue runs PostgreSQL {}: logical replication needs 10 or later", blue.text);
-        report.add(Severity::Blocker, "server_version", message, vec![]);
-    }
-    if green.major() < blue.major() {
-        let message = format!(
-            "green's major version ({}) is older than blue's ({}): a dump of blue does not restore into it",
-            green.major(),
-            blue.major()
-        );
-        report.add(Severity::Blocker, "server_version", message, vec![]);
-    }
-    blue.major() >= 10 && green.major() >= 10
-}
-
-/// One server's login role and replication capacity.
-#[derive(Debug, Clone)]
-struct ServerSettings {
-    wal_level: String,
-    user: String,
-    superuser: bool,
-    free_slots: i32,
-    free_senders: i32,
-    logical_workers: i32,
-    free_workers: i32,
-}
-
-/// Background workers count against max_worker_processes and show in pg_stat_activity
-/// under their own backend_type: count every process that is not a known non-worker.
-const SETTINGS_SQL: &str = "\
-SELECT pg_catalog.current_setting('wal_level'),
-       current_user::pg_catalog.text,
-       (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user),
-       pg_catalog.current_setting('max_replication_slots')::pg_catalog.int4
-         - (SELECT pg_catalog.count(*) FROM pg_catalog.pg_replication_slots)::pg_catalog.int4,
-       pg_catalog.current_setting('max_wal_senders')::pg_catalog.int4
-         - (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a
-             WHERE a.backend_type = 'walsender')::pg_catalog.int4,
-       pg_catalog.current_setting('max_logical_replication_workers')::pg_catalog.int4,
-       pg_catalog.current_setting('max_worker_processes')::pg_catalog.int4
-         - (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a
-             WHERE a.backend_type NOT IN ('client backend', 'autovacuum launcher', 'autovacuum worker',
-                   'background writer', 'checkpointer', 'walwriter', 'walsender', 'walreceiver', 'startup',
-                   'archiver', 'logger', 'stats collector', 'standalone backend', 'wal summarizer',
-                   'slotsync worker', 'io worker'))::pg_catalog.int4";
-
-impl ServerSettings {
-    async fn read(client: &Client) -> Result<Self, Error> {
-        let row = client.query_one(SETTINGS_SQL, &[]).await?;
-        Ok(ServerSettings {
-            wal_level: row.try_get(0)?,
-            user: row.try_get(1)?,
-            superuser: row.try_get::<_, Option<bool>>(2)?.unwrap_or(false),
-            free_slots: row.try_get(3)?,
-            free_senders: row.try_get(4)?,
-            logical_workers: row.try_get(5)?,
-            free_workers: row.try_get(6)?,
-        })
-    }
-}
-
-/// Both servers publish (blue forward, green back for a lossless rollback) and both
-/// subscribe, so both need a superuser login, `wal_level = logical`, a free slot, a free WAL
-/// sender and a logical replication worker.
-fn judge_settings(report: &mut Report, server: &str, settings: &ServerSettings) {
-    let ServerSettings { wal_level, user, superuser, free_slots, free_senders, logical_workers, free_workers } =
-        settings;
-    if !superuser {
-        let message = format!(
-            "{server}: {user} is not a superuser, and CREATE SUBSCRIPTION needs one on PostgreSQL 15: \
-             give the plan a superuser URL for {server}"
-        );
-        report.add(Severity::Blocker, "superuser", message, vec![]);
-    }
-    if wal_level != "logical" {
-        let message = format!(
-            "wal_level is '{wal_level}' on {server}; logical replication needs 'logical'. \
-             Fix: ALTER SYSTEM SET wal_level = logical; then restart {server}"
-        );
-        report.add(Severity::Blocker, "wal_level", message, vec![]);
-    }
-    if *free_slots < 1 {
-        let message =
-            format!("{server} has no free replication slot: drop one or raise max_replication_slots (restart)");
-        report.add(Severity::Blocker, "replication_slots", message, vec![]);
-    }
-    if *free_senders < 1 {
-        let message = format!("{server} has no free WAL sender: raise max_wal_senders (restart)");
-        report.add(Severity::Blocker, "wal_senders", message, vec![]);
-    }
-    if *logical_workers < 1 {
-        let message = format!("max_logical_replication_workers is 0 on {server}: set it to at least 1 (restart)");
-        report.add(Severity::Blocker, "logical_workers", message, vec![]);
-    }
-    if *free_workers < 1 {
-        let message = format!("{server} has no free background worker for an apply worker: raise max_worker_processes");
-        report.add(Severity::Warning, "worker_processes", message, vec![]);
-    }
-    let message = format!(
-        "{server}: {free_slots} free replication slots, {free_senders} free WAL senders, \
-         {free_workers} free worker processes, max_logical_replication_workers = {logical_workers}"
-    );
-    report.add(Severity::Info, "capacity", message, vec![]);
-}
-
-/// SQL condition on `n.nspname` (the namespace alias of every query) that keeps the schemas
-/// of the application: not the catalogs, not TOAST or temporary schemas, and not pgflip's
-/// own schema (its tables are made by the controller, with primary keys).
-macro_rules! user_schema {
-    () => {
-        "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'pgflip') \
-         AND n.nspname !~ '^pg_(toast_)?temp_'"
-    };
-}
-
-/// A query listing the application's relations (`schema.name`) that meet `$condition`
-/// (on `c`, their pg_class row).
-macro_rules! relations_where {
-    ($condition:literal) => {
-        concat!(
-            "SELECT pg_catalog.format('%s.%s', n.nspname, c.relname) FROM pg_catalog.pg_class c ",
-            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE ",
-            user_schema!(),
-            " AND ",
-            $condition,
-            " ORDER BY 1"
-        )
-    };
-}
-
 /// Runs a query whose rows have one text column.
 async fn names(client: &Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<String>, Error> {
     client.query(sql, params).await?.iter().map(|row| row.try_get(0)).collect()
@@ -320,6 +102,31 @@ async fn green_database(report: &mut Report, green: &Client, database: &str) -> 
     };
     report.add(Severity::Info, "green_database", message, vec![]);
     Ok(())
+}
+
+/// SQL condition on `n.nspname` (the namespace alias of every query) that keeps the schemas
+/// of the application: not the catalogs, not TOAST or temporary schemas, and not pgflip's
+/// own schema (its tables are made by the controller, with primary keys).
+macro_rules! user_schema {
+    () => {
+        "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'pgflip') \
+         AND n.nspname !~ '^pg_(toast_)?temp_'"
+    };
+}
+
+/// A query listing the application's relations (`schema.name`) that meet `$condition`
+/// (on `c`, their pg_class row).
+macro_rules! relations_where {
+    ($condition:literal) => {
+        concat!(
+            "SELECT pg_catalog.format('%s.%s', n.nspname, c.relname) FROM pg_catalog.pg_class c ",
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE ",
+            user_schema!(),
+            " AND ",
+            $condition,
+            " ORDER BY 1"
+        )
+    };
 }
 
 /// Published tables whose UPDATE and DELETE would fail on blue: no usable replica identity
@@ -461,47 +268,3 @@ const LIST_CHECKS: &[ListCheck] = &[
         ),
     },
 ];
-
-/// Items shown per finding; the rest are counted.
-const ITEMS_SHOWN: usize = 20;
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // pad, not write_str: the report aligns severities with `{:<8}`.
-        f.pad(match self {
-            Severity::Blocker => "BLOCKER",
-            Severity::Warning => "WARNING",
-            Severity::Info => "INFO",
-        })
-    }
-}
-
-impl fmt::Display for Finding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:<8} {}: {}", self.severity, self.check, self.message)?;
-        for item in self.items.iter().take(ITEMS_SHOWN) {
-            writeln!(f, "           - {item}")?;
-        }
-        if self.items.len() > ITEMS_SHOWN {
-            writeln!(f, "           ... and {} more", self.items.len() - ITEMS_SHOWN)?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for Report {
-    /// A summary line, then the findings, blockers first.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verdict = if self.is_ok() { "passed" } else { "FAILED" };
-        writeln!(
-            f,
-            "preflight {verdict}: {} blockers, {} warnings, {} notes",
-            self.count(Severity::Blocker),
-            self.count(Severity::Warning),
-            self.count(Severity::Info)
-        )?;
-        let mut findings: Vec<&Finding> = self.findings.iter().collect();
-        findings.sort_by_key(|finding| finding.severity);
-        findings.iter().try_for_each(|finding| write!(f, "{finding}"))
-    }
-}
