@@ -316,3 +316,30 @@ fn lag_metrics_rise_with_a_write_burst_and_fall_back() {
     );
     assert_eq!(green.psql_db(DB, "SELECT count(*) FROM burst"), "400000");
 }
+
+#[test]
+fn preflight_blockers_stop_the_run_with_a_clear_message() {
+    let blue = Cluster::start();
+    blue.create_database(DB);
+    blue.psql_db(DB, "CREATE TABLE events (at timestamptz, what text)");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plan = write_plan(dir.path(), &blue, &blue, "").to_string_lossy().into_owned();
+    let text = std::fs::read_to_string(&plan).unwrap().replace(r#"["public.notes"]"#, "[]");
+    std::fs::write(&plan, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgflip"))
+        .args(["cutover", "--plan", &plan, "run"])
+        .output()
+        .expect("run pgflip cutover");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("preflight FAILED") && stderr.contains("public.events"), "{stderr}");
+    let journal = journal(dir.path()).expect("journal");
+    assert!(journal["phases"]["preflight"]["ended_at"].is_null(), "{journal}");
+    assert!(journal["phases"]["snapshot"].is_null(), "nothing ran after the preflight: {journal}");
+    // A plan with a mistake names the key.
+    std::fs::write(&plan, "[blue]\nurl = \"postgres://x@h/db\"\n[catchup]\nmax_lag_seconds = -1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgflip")).args(["cutover", "--plan", &plan, "run"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("[green] url") || stderr.contains("max_lag_seconds"), "{stderr}");
+}
