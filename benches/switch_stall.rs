@@ -1,10 +1,10 @@
 //! The stall clients see while pgflip moves their sessions: 50 tokio-postgres sessions run
 //! short prepared selects through `pgflip proxy` while it switches them between two
-//! clusters, blue and green, every 500 ms. Queries overlapping a switch's pause are
+//! clusters, blue and green, every 2 s. Queries overlapping a switch's pause are
 //! compared with queries far from any switch.
 //!
 //! Run with `cargo bench --bench switch_stall`. `PGFLIP_STALL_SWITCHES` (default 20) sets
-//! the number of switches and `PGFLIP_STALL_INTERVAL_MS` (default 500) the time from one
+//! the number of switches and `PGFLIP_STALL_INTERVAL_MS` (default 2000) the time from one
 //! switch call's start to the next one's (longer when a call overruns it). A client error,
 //! a switch answering other than 200, or a session that failed to move is reported and
 //! makes the run exit non-zero; a missed stall target is reported only.
@@ -50,7 +50,7 @@ pub struct Settings {
 impl Settings {
     fn from_env() -> Result<Settings, String> {
         let switches = common::positive_var("PGFLIP_STALL_SWITCHES", 20)?;
-        let interval = common::positive_var("PGFLIP_STALL_INTERVAL_MS", 500)?;
+        let interval = common::positive_var("PGFLIP_STALL_INTERVAL_MS", 2000)?;
         Ok(Settings { switches: switches as usize, interval: Duration::from_millis(interval) })
     }
 }
