@@ -337,3 +337,27 @@ fn statements_made_ahead_follow_closes_redefinitions_and_discard_all() {
     assert_eq!(names.as_deref(), Some("after,pgflip_capture"), "the capture statement is prepared again");
     conn.terminate();
 }
+
+#[test]
+fn a_session_holding_an_advisory_lock_is_reported_and_handled_by_the_policy() {
+    let proxy = proxy();
+    let mut locker = RawConn::connect_startup(proxy.port(), "postgres", "postgres").expect("startup");
+    let mut two = RawConn::connect_startup(proxy.port(), "postgres", "postgres").expect("startup");
+    locker.query_value("SELECT pg_advisory_lock(4242)").unwrap();
+    two.query_value("SELECT pg_advisory_xact_lock(4243)").unwrap();
+    two.query_value("SELECT pg_advisory_lock(1), pg_advisory_lock(2)").unwrap();
+    two.query_value("SELECT pg_advisory_unlock_all()").unwrap();
+
+    let (code, answer) = post(&proxy, "/v1/switch", r#"{"to": "green"}"#);
+    assert_eq!(code, 409, "blocked by default: {answer}");
+    let blockers = answer["blockers"].as_array().expect("blockers");
+    assert_eq!(blockers.len(), 1, "only the session still holding a lock: {answer}");
+    assert_eq!(blockers[0]["unmovable"], "1 session advisory lock", "{answer}");
+    assert_eq!(side(&mut two), "blue");
+
+    let (code, answer) = post(&proxy, "/v1/switch", r#"{"to": "green", "on_unmovable": "terminate"}"#);
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(side(&mut two), "green");
+    let err = locker.query_value("SELECT 1").expect_err("the session holding the lock was ended");
+    assert_eq!(err.code(), "57P01", "{err}");
+}

@@ -44,9 +44,18 @@ pub const CAPTURE_STATEMENT: &str = "pgflip_capture";
 /// of the [`OVERRIDDEN_SETTINGS`], in that order.
 pub const SHOWN_VALUES: usize = OVERRIDDEN_SETTINGS.len();
 /// Columns of the capture's last DataRow, the state: pid, session_authorization,
-/// role, settings, custom_settings, prepared, listen, temp_objects, advisory_locks,
-/// holdable_cursors, holds_xid.
-pub const STATE_COLUMNS: usize = 11;
+/// role, settings, custom_settings, prepared, listen, temp_objects, holdable_cursors,
+/// holds_xid. Session advisory locks are not among them: reading `pg_locks` scans the
+/// whole lock table under its partition locks, too dear for every session of a switch;
+/// [`ADVISORY_HOLDERS_QUERY`] asks once for all of them.
+pub const STATE_COLUMNS: usize = 10;
+
+/// The backend pids that hold advisory locks and how many, one row each (pid, count): run
+/// once, on any connection to the server, when every session is parked (a parked
+/// session's locks are all session-level, since it is outside any transaction, and
+/// cannot change).
+pub const ADVISORY_HOLDERS_QUERY: &str = "SELECT k.pid, pg_catalog.count(*) FROM pg_catalog.pg_locks AS k \
+WHERE k.locktype OPERATOR(pg_catalog.=) 'advisory' AND k.pid IS NOT NULL GROUP BY k.pid";
 /// All values [`super::parse_capture_row`] takes: those of every DataRow, in order.
 pub const CAPTURE_COLUMNS: usize = SHOWN_VALUES + STATE_COLUMNS;
 
@@ -113,9 +122,6 @@ const STATE_TAIL: &str = "  (SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json
        SELECT FROM pg_catalog.pg_type AS y
         WHERE y.typnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
           AND y.typtype OPERATOR(pg_catalog.=) ANY ('{e,d,r}')) AS o) END AS temp_objects,
-  (SELECT pg_catalog.count(*) FROM pg_catalog.pg_locks AS k
-    WHERE k.locktype OPERATOR(pg_catalog.=) 'advisory'
-      AND k.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()) AS advisory_locks,
   (SELECT pg_catalog.count(*) FROM pg_catalog.pg_cursors AS u WHERE u.is_holdable) AS holdable_cursors,
   pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL AS holds_xid";
 
@@ -151,8 +157,7 @@ pub(super) fn state_select(baseline: &[(String, String)]) -> String {
 ///    `SET LOCAL statement_timeout = 0` (see [`OVERRIDDEN_SETTINGS`]).
 /// 8. `EXECUTE pgflip_capture(names)`: **the last DataRow**, [`STATE_COLUMNS`] text
 ///    columns (pid, session_authorization, role, settings JSON, custom_settings JSON,
-///    prepared JSON, listen JSON, temp_objects, advisory_locks, holdable_cursors,
-///    holds_xid).
+///    prepared JSON, listen JSON, temp_objects, holdable_cursors, holds_xid).
 ///
 /// Collect the values of every DataRow in order ([`CAPTURE_COLUMNS`] in all) and
 /// hand them to [`super::parse_capture_row`]. None of the answer is for the client.

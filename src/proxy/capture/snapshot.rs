@@ -49,7 +49,8 @@ pub struct Unmovable {
     /// Tables, views, sequences, composite types, functions and enum, domain and
     /// range types in the session's temporary schema (indexes not counted).
     pub temp_objects: u64,
-    /// Session-level advisory locks this backend holds.
+    /// Session-level advisory locks this backend holds. The capture does not read them
+    /// (see [`super::ADVISORY_HOLDERS_QUERY`]): 0 unless the caller fills it in.
     pub advisory_locks: u64,
     /// Open `WITH HOLD` cursors.
     pub holdable_cursors: u64,
@@ -139,8 +140,7 @@ impl SessionSnapshot {
 pub fn parse_capture_row(columns: &[Option<&str>]) -> Result<SessionSnapshot, CaptureError> {
     let count_error = || CaptureError::ColumnCount { expected: CAPTURE_COLUMNS, found: columns.len() };
     let (shown, state) = columns.split_at_checked(SHOWN_VALUES).ok_or_else(count_error)?;
-    let [pid, session_authorization, role, settings, custom, prepared, listen, temp, advisory, cursors, xid] = state
-    else {
+    let [pid, session_authorization, role, settings, custom, prepared, listen, temp, cursors, xid] = state else {
         return Err(count_error());
     };
     let overridden = OVERRIDDEN_SETTINGS
@@ -166,7 +166,7 @@ pub fn parse_capture_row(columns: &[Option<&str>]) -> Result<SessionSnapshot, Ca
         listen: json(*listen, "listen")?,
         unmovable: Unmovable {
             temp_objects: number(*temp, "temp_objects")?,
-            advisory_locks: number(*advisory, "advisory_locks")?,
+            advisory_locks: 0,
             holdable_cursors: number(*cursors, "holdable_cursors")?,
             holds_xid: boolean(*xid, "holds_xid")?,
         },

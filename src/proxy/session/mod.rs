@@ -112,6 +112,7 @@ async fn establish(
     let ServerConn { stream: server_stream, params, backend_key, leftover } = server;
     let server_gauge = ServerGauge::new(ctx.metrics.server_connections(&upstream.name));
     gauge.info().set_server_pid(backend_key.0);
+    gauge.info().set_login(startup.clone(), user.clone());
     gauge.info().set_generation(generation);
     let cancel =
         ctx.cancels.register(CancelTarget { upstream: upstream.clone(), pid: backend_key.0, key: backend_key.1 });

@@ -1,6 +1,7 @@
 //! Pausing and switching traffic: the gate sessions park behind, the table of live
 //! sessions, and the pause, resume and switch operations the admin API calls.
 
+mod advisory;
 mod flip;
 mod gate;
 mod pause;

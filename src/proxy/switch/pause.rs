@@ -64,6 +64,11 @@ pub async fn pause(ctx: &Arc<ProxyContext>, options: PauseOptions) -> Result<Pau
         if blockers.is_empty() {
             let parked: Vec<Arc<SessionInfo>> =
                 ctx.sessions.all().into_iter().filter(|s| s.state() == SessionState::Parked).collect();
+            if let Err(e) = note_advisory_locks(ctx, &parked).await {
+                resume(ctx);
+                let reason = format!("could not ask the server which parked sessions hold advisory locks: {e}");
+                return Err(PauseFailure { reason, blockers: Vec::new(), waited: started.elapsed() });
+            }
             let unmovable: Vec<&Arc<SessionInfo>> = parked.iter().filter(|s| unmovable(s).is_some()).collect();
             if unmovable.is_empty() {
                 return Ok(Paused { parked: parked.len(), waited: started.elapsed(), lease_until, terminated });
@@ -110,6 +115,28 @@ pub async fn pause(ctx: &Arc<ProxyContext>, options: PauseOptions) -> Result<Pau
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
     }
+}
+
+/// Adds the session advisory locks of parked sessions to what keeps them from moving.
+async fn note_advisory_locks(
+    ctx: &ProxyContext,
+    parked: &[Arc<SessionInfo>],
+) -> Result<(), crate::proxy::upstream::UpstreamError> {
+    let holders = super::advisory::holders(ctx, parked).await?;
+    for session in parked {
+        let Some(count) = holders.get(&session.server_pid()) else { continue };
+        let locks =
+            if *count == 1 { "1 session advisory lock".to_owned() } else { format!("{count} session advisory locks") };
+        if let Capture::Done { unmovable } = session.capture() {
+            let unmovable = Some(match unmovable {
+                Some(other) if !other.contains("advisory") => format!("{other}, {locks}"),
+                Some(other) => other,
+                None => locks,
+            });
+            session.set_capture(Capture::Done { unmovable });
+        }
+    }
+    Ok(())
 }
 
 /// Opens the gate. Returns how long clients were held, if it was closed.

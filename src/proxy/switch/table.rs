@@ -29,6 +29,9 @@ pub struct SessionInfo {
     prewarmed: AtomicU64,
     /// Cancelled to end the session with FATAL 57P01 (a pause's `terminate` policy).
     pub kill: CancellationToken,
+    /// The client's startup packet and user once logged in: a pause opens one connection
+    /// as some parked session to ask the server about all of them.
+    login: std::sync::OnceLock<(crate::wire::startup::StartupMessage, String)>,
     /// When the session entered its current state, and the start of its last query.
     detail: Mutex<Detail>,
 }
@@ -75,6 +78,16 @@ impl SessionInfo {
     /// The outcome of the capture at park time.
     pub fn capture(&self) -> Capture {
         self.lock().capture.clone()
+    }
+
+    /// Records the client's startup packet and user (once, after it logged in).
+    pub fn set_login(&self, startup: crate::wire::startup::StartupMessage, user: String) {
+        let _ = self.login.set((startup, user));
+    }
+
+    /// The client's startup packet and user, once logged in.
+    pub fn login(&self) -> Option<&(crate::wire::startup::StartupMessage, String)> {
+        self.login.get()
     }
 
     /// Records the backend pid of the server connection in use.
@@ -150,6 +163,7 @@ impl SessionTable {
             generation: AtomicU64::new(0),
             prewarmed: AtomicU64::new(0),
             kill: CancellationToken::new(),
+            login: std::sync::OnceLock::new(),
             detail: Mutex::new(Detail { state_since: now, query: String::new(), capture: Capture::Pending }),
         });
         self.lock().insert(id, info.clone());
