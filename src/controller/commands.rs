@@ -8,7 +8,7 @@ use tracing::info;
 use super::error::CutoverError;
 use super::phase::Phase;
 use super::runner::Context;
-use super::tools::run_logged;
+use super::tools::{every_line, run_logged};
 
 /// Runs the plan's command for `phase` (migrate or smoke), if it has one.
 pub async fn run(ctx: &mut Context, phase: Phase) -> Result<(), CutoverError> {
@@ -40,7 +40,7 @@ pub async fn run(ctx: &mut Context, phase: Phase) -> Result<(), CutoverError> {
         command.env("PGPASSWORD", String::from_utf8_lossy(password).into_owned());
     }
     info!(phase = %phase, command = %line, "running on green");
-    run_logged(command, phase.name()).await?;
+    run_logged(command, phase.name(), every_line).await?;
     ctx.journal.set_fact(phase, "command", json!(line))?;
     Ok(())
 }

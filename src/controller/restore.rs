@@ -12,7 +12,7 @@ use super::pg::{self, ident};
 use super::phase::Phase;
 use super::roles;
 use super::runner::Context;
-use super::tools::{connect_to, run_logged};
+use super::tools::{connect_to, data_progress, run_logged};
 
 pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
     let database = ctx.plan.database().to_owned();
@@ -73,7 +73,7 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
         .arg(&dump_dir);
     connect_to(&mut command, &ctx.plan.green, ctx.plan.database());
     info!(dir = %dump_dir.display(), jobs = ctx.plan.restore.jobs, "restoring into green");
-    run_logged(command, "pg_restore").await?;
+    run_logged(command, "pg_restore", data_progress).await?;
     ctx.journal.set_fact(Phase::Restore, "restore_ms", json!(started.elapsed().as_millis() as u64))?;
     info!(seconds = started.elapsed().as_secs_f64(), "restore done");
     Ok(())

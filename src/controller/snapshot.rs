@@ -13,14 +13,15 @@ use super::pg::{self, ident};
 use super::phase::Phase;
 use super::replication::ReplicationConn;
 use super::runner::Context;
-use super::tools::{connect_to, run_logged};
+use super::tools::{connect_to, data_progress, run_logged};
 
 /// Name of the publication, the slot and the subscription.
 pub const NAME: &str = "pgflip";
 
 /// pgflip's own tables, made on blue before the slot so that the dump carries them to green:
 /// the heartbeat that measures lag in seconds, and the fence marker of the cutover.
-const OWN_TABLES: &str = "CREATE SCHEMA IF NOT EXISTS pgflip;
+const OWN_TABLES: &str = "SET client_min_messages = warning;
+CREATE SCHEMA IF NOT EXISTS pgflip;
 CREATE TABLE IF NOT EXISTS pgflip.heartbeat (id int PRIMARY KEY, beat timestamptz NOT NULL);
 INSERT INTO pgflip.heartbeat VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET beat = excluded.beat;
 CREATE TABLE IF NOT EXISTS pgflip.fence (id int PRIMARY KEY, fenced_at timestamptz NOT NULL, generation bigint NOT NULL)";
@@ -77,7 +78,7 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
         .arg(&dump_dir);
     connect_to(&mut command, &ctx.plan.blue, ctx.plan.database());
     info!(dir = %dump_dir.display(), jobs = ctx.plan.snapshot.jobs, "dumping blue at the slot's snapshot");
-    let dumped = run_logged(command, "pg_dump").await;
+    let dumped = run_logged(command, "pg_dump", data_progress).await;
     // The snapshot has served its purpose (or the dump failed): let it go either way.
     replication.close().await;
     dumped?;

@@ -8,7 +8,7 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
-use tracing::info;
+use tracing::{debug, info};
 
 /// Lines of output kept for the error message of a failed command.
 const KEPT_LINES: usize = 20;
@@ -77,14 +77,30 @@ pub fn connect_to(command: &mut Command, endpoint: &super::plan::Endpoint, datab
     }
 }
 
-/// Runs `command`, logging each line it prints (prefixed by `what`), and fails with its
-/// exit status and last lines unless it exits 0.
-pub async fn run_logged(mut command: Command, what: &str) -> Result<(), CommandError> {
+/// Which lines of a program's output a person follows at INFO; the rest go to DEBUG.
+pub type Notable = fn(&str) -> bool;
+
+/// Every line is worth showing (the plan's own commands).
+pub fn every_line(_: &str) -> bool {
+    true
+}
+
+/// pg_dump and pg_restore in `--verbose` mode: the lines about table data and indexes (the
+/// long part, and so the progress), warnings and errors; not the catalog reading.
+pub fn data_progress(line: &str) -> bool {
+    ["TABLE DATA", "contents of table", "data for table", "INDEX", "warning", "error", "WARNING", "ERROR"]
+        .iter()
+        .any(|word| line.contains(word))
+}
+
+/// Runs `command`, logging each line it prints (the `notable` ones at INFO, the others at
+/// DEBUG), and fails with its exit status and last lines unless it exits 0.
+pub async fn run_logged(mut command: Command, what: &str, notable: Notable) -> Result<(), CommandError> {
     let program = command.as_std().get_program().to_string_lossy().into_owned();
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     let mut child = command.spawn().map_err(|source| CommandError::Spawn { what: what.to_owned(), program, source })?;
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-    let (out_lines, err_lines) = tokio::join!(pass_on(stdout, what), pass_on(stderr, what));
+    let (out_lines, err_lines) = tokio::join!(pass_on(stdout, what, notable), pass_on(stderr, what, notable));
     let status = child.wait().await.map_err(|source| CommandError::Spawn {
         what: what.to_owned(),
         program: String::new(),
@@ -115,14 +131,18 @@ pub async fn run_captured(mut command: Command, what: &str) -> Result<String, Co
 }
 
 /// Logs every line of `stream`; returns the last [`KEPT_LINES`].
-async fn pass_on(stream: Option<impl AsyncRead + Unpin>, what: &str) -> VecDeque<String> {
+async fn pass_on(stream: Option<impl AsyncRead + Unpin>, what: &str, notable: Notable) -> VecDeque<String> {
     let mut kept = VecDeque::with_capacity(KEPT_LINES);
     let Some(stream) = stream else {
         return kept;
     };
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        info!(target: "pgflip::cutover::output", "{what}: {line}");
+        if notable(&line) {
+            info!(target: "pgflip::cutover::output", program = what, "{line}");
+        } else {
+            debug!(target: "pgflip::cutover::output", program = what, "{line}");
+        }
         if kept.len() == KEPT_LINES {
             kept.pop_front();
         }
@@ -139,13 +159,15 @@ mod tests {
     async fn a_failing_command_reports_its_status_and_last_lines() {
         let mut command = Command::new("sh");
         command.arg("-c").arg("for i in $(seq 1 30); do echo line $i; done; echo oops >&2; exit 3");
-        let err = run_logged(command, "migrate").await.expect_err("exit 3");
+        let err = run_logged(command, "migrate", every_line).await.expect_err("exit 3");
         let text = err.to_string();
         assert!(text.starts_with("migrate failed (exit status: 3)"), "{text}");
         assert!(text.contains("line 30") && text.contains("oops") && !text.contains("line 5\n"), "{text}");
         let mut ok = Command::new("sh");
         ok.arg("-c").arg("echo fine");
-        run_logged(ok, "smoke").await.expect("exit 0");
+        run_logged(ok, "smoke", every_line).await.expect("exit 0");
+        assert!(data_progress("pg_dump: finished item 3217 TABLE DATA big"));
+        assert!(!data_progress("pg_dump: reading user-defined operators"));
     }
 
     #[test]
