@@ -6,6 +6,7 @@ mod custom_gucs;
 mod error;
 mod forward;
 mod gauge;
+mod half;
 mod handshake;
 mod migrate;
 mod pump;
