@@ -51,6 +51,9 @@ pub struct Analysis {
     /// Latencies of queries at least [`BASELINE_MARGIN`] away from every switch call,
     /// once the load has settled.
     pub baseline: Vec<Duration>,
+    /// Latencies of queries that ran wholly while a switch opened its connections to the
+    /// target, before its pause (the pre-warm's cost to clients).
+    pub prewarm: Vec<Duration>,
     pub queries: usize,
     pub errors: usize,
 }
@@ -59,11 +62,15 @@ pub struct Analysis {
 pub fn analyse(logs: &[ClientLog], calls: &[SwitchCall], baseline_from: Duration) -> Analysis {
     let mut stalls: Vec<SwitchStall> = calls.iter().map(|_| SwitchStall::default()).collect();
     let mut baseline = Vec::new();
+    let mut prewarm = Vec::new();
     for log in logs {
         let mut longest: Vec<Option<Duration>> = vec![None; calls.len()];
         for query in &log.queries {
             let mut near_a_switch = query.started < baseline_from;
             for ((call, stall), longest) in calls.iter().zip(&mut stalls).zip(&mut longest) {
+                if query.started >= call.sent && query.finished() <= call.pause_began() {
+                    prewarm.push(query.latency);
+                }
                 if query.started < call.answered && query.finished() > call.pause_began() {
                     stall.caught += 1;
                     *longest = (*longest).max(Some(query.latency));
@@ -82,7 +89,7 @@ pub fn analyse(logs: &[ClientLog], calls: &[SwitchCall], baseline_from: Duration
     }
     let queries = logs.iter().map(|log| log.queries.len()).sum();
     let errors = logs.iter().map(|log| log.errors.len()).sum();
-    Analysis { stalls, baseline, queries, errors }
+    Analysis { stalls, baseline, prewarm, queries, errors }
 }
 
 /// Prints CPU count and model, memory, kernel, PostgreSQL and pgflip versions, the workload.
@@ -201,6 +208,7 @@ pub fn print_summary(calls: &[SwitchCall], analysis: &Analysis, load_secs: f64) 
     println!("\nresults over {} switches", calls.len());
     line("per-client stall (client x switch)", &stall);
     line(&format!("baseline (>= {} ms from a switch)", BASELINE_MARGIN.as_millis()), &baseline);
+    line("during pre-warm (before the pause)", &Distribution::of(analysis.prewarm.clone()));
     line("switch call duration", &durations);
     line("held_ms", &held);
     let moved: Vec<usize> = answers.iter().map(|a| a.moved).collect();

@@ -54,7 +54,7 @@ pub struct ProxyContext {
 }
 
 /// See [`ProxyContext::prewarm_slots`].
-const PREWARM_SLOTS: usize = 16;
+const PREWARM_SLOTS: usize = 4;
 
 impl ProxyContext {
     /// Shared state for a proxy about to serve.
