@@ -286,7 +286,7 @@ fn raw_query(conn: &mut RawConn, sql: &str) -> (Vec<Option<String>>, Option<Stri
     let (mut values, mut error) = (Vec::new(), None);
     loop {
         match read(conn) {
-            (b'D', body) => values.extend(data_row(&body)),
+            (b'D', body) => values.extend(support::wire::parse_data_row(&body)),
             (b'E', body) => {
                 error.get_or_insert(support::PgError::parse(&body).to_string());
             }
@@ -294,22 +294,6 @@ fn raw_query(conn: &mut RawConn, sql: &str) -> (Vec<Option<String>>, Option<Stri
             _ => {}
         }
     }
-}
-
-fn data_row(body: &[u8]) -> Vec<Option<String>> {
-    let count = i16::from_be_bytes([body[0], body[1]]);
-    let mut at = 2;
-    (0..count)
-        .map(|_| {
-            let len = i32::from_be_bytes(body[at..at + 4].try_into().expect("4 bytes"));
-            at += 4;
-            (len >= 0).then(|| {
-                let text = String::from_utf8(body[at..at + len as usize].to_vec()).expect("utf-8");
-                at += len as usize;
-                text
-            })
-        })
-        .collect()
 }
 
 /// The baseline of a raw connection, read now.

@@ -135,7 +135,9 @@ impl ReplicationConn {
         loop {
             let (tag, body) = read_message(&mut self.stream, &mut self.buf).await?;
             match tag {
-                backend::DATA_ROW => rows.push(data_row(&body)?),
+                backend::DATA_ROW => {
+                    rows.push(backend::parse_data_row(&body).map_err(|e| ReplicationError::Protocol(e.to_string()))?)
+                }
                 backend::ERROR_RESPONSE => failure = failure.or(Some(server_error(&body)?)),
                 backend::READY_FOR_QUERY => return failure.map_or(Ok(rows), Err),
                 _ => {}
@@ -193,23 +195,4 @@ async fn read_message<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(ReplicationError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
     }
-}
-
-fn data_row(body: &[u8]) -> Result<Vec<Option<String>>, ReplicationError> {
-    let bad = || ReplicationError::Protocol("malformed DataRow".into());
-    let count = i16::from_be_bytes(body.get(..2).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
-    let mut rest = &body[2..];
-    let mut row = Vec::with_capacity(count.max(0) as usize);
-    for _ in 0..count {
-        let len = i32::from_be_bytes(rest.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
-        rest = &rest[4..];
-        if len < 0 {
-            row.push(None);
-            continue;
-        }
-        let value = rest.get(..len as usize).ok_or_else(bad)?;
-        row.push(Some(String::from_utf8_lossy(value).into_owned()));
-        rest = &rest[len as usize..];
-    }
-    Ok(row)
 }

@@ -1,7 +1,7 @@
 //! Server-to-client messages: the tags the proxy watches, builders for the messages it
 //! sends as a server, and decoders for the ones it reads from its upstream.
 
-use crate::wire::{read_cstr, read_i32, WireError};
+use crate::wire::{read_cstr, read_i16, read_i32, WireError};
 
 pub const AUTHENTICATION: u8 = b'R';
 pub const BACKEND_KEY_DATA: u8 = b'K';
@@ -227,6 +227,40 @@ pub fn parse_backend_key_data(body: &[u8]) -> Result<(i32, i32), WireError> {
     let (pid, rest) = read_i32(body)?;
     let (key, _) = read_i32(rest)?;
     Ok((pid, key))
+}
+
+/// Decodes a DataRow body into its text columns (`None` for NULL).
+pub fn parse_data_row(body: &[u8]) -> Result<Vec<Option<String>>, WireError> {
+    let (count, mut rest) = read_i16(body)?;
+    let mut row = Vec::with_capacity(count.max(0) as usize);
+    for _ in 0..count {
+        let (len, after) = read_i32(rest)?;
+        if len < 0 {
+            row.push(None);
+            rest = after;
+            continue;
+        }
+        let len = len as usize;
+        if after.len() < len {
+            return Err(WireError::Malformed("DataRow column runs past the message"));
+        }
+        let text = std::str::from_utf8(&after[..len]).map_err(|_| WireError::Malformed("column is not UTF-8"))?;
+        row.push(Some(text.to_owned()));
+        rest = &after[len..];
+    }
+    Ok(row)
+}
+
+/// Decodes a ParameterDescription body into its type OIDs.
+pub fn parse_parameter_description(body: &[u8]) -> Result<Vec<u32>, WireError> {
+    let (count, mut rest) = read_i16(body)?;
+    let mut oids = Vec::with_capacity(count.max(0) as usize);
+    for _ in 0..count {
+        let (oid, after) = read_i32(rest)?;
+        oids.push(oid as u32);
+        rest = after;
+    }
+    Ok(oids)
 }
 
 #[cfg(test)]

@@ -106,8 +106,7 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
                 debug!(upstream = %s.upstream.name, "session parked");
                 match migrate::capture(&mut s, ctx).await {
                     Ok(()) => {
-                        let unmovable = s.snapshot.as_ref().map(|snap| &snap.unmovable);
-                        let unmovable = unmovable.filter(|u| !u.is_empty()).map(|u| u.describe());
+                        let unmovable = s.snapshot.as_ref().map(|snap| snap.unmovable.clone()).unwrap_or_default();
                         s.pump.info().set_capture(Capture::Done { unmovable });
                         ctx.sessions.notify_changed();
                     }

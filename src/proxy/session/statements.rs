@@ -24,15 +24,14 @@ pub(super) struct StatementLog {
 impl StatementLog {
     /// Notes a Parse message, when its whole body is at hand (`prefix.len() == body_len`).
     pub fn parse(&mut self, body_len: usize, prefix: &[u8]) {
-        if prefix.len() != body_len {
+        // Unnamed statements (most extended-protocol queries) are not kept: decide on the
+        // first byte, before decoding anything.
+        if prefix.len() != body_len || prefix.first().is_none_or(|b| *b == 0) {
             return;
         }
         let Ok((name, query, param_types)) = crate::proxy::upstream::query::parse_body(prefix) else {
             return;
         };
-        if name.is_empty() {
-            return;
-        }
         self.remove(name);
         if self.statements.len() < MAX_STATEMENTS && self.bytes + body_len <= MAX_BYTES {
             self.bytes += body_len;

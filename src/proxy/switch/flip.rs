@@ -8,7 +8,7 @@ use tracing::info;
 
 use crate::proxy::context::ProxyContext;
 use crate::proxy::session::SessionState;
-use crate::proxy::switch::{pause, resume, PauseFailure, PauseOptions};
+use crate::proxy::switch::{pause, resume, PauseFailure, PauseOptions, SessionInfo};
 use crate::proxy::upstream::{connect::open_stream, RepointError, UpstreamError};
 
 /// How a switch is to be run.
@@ -91,24 +91,12 @@ pub async fn switch(ctx: &Arc<ProxyContext>, options: SwitchOptions) -> Result<S
     ctx.gate.touch();
 
     let deadline = Instant::now() + options.move_timeout;
-    let unmoved = loop {
-        let changed = ctx.sessions.changed();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        let unmoved = ctx
-            .sessions
-            .all()
-            .iter()
-            .filter(|s| s.state() == SessionState::Parked && s.generation() != generation)
-            .count();
-        if unmoved == 0 || Instant::now() >= deadline {
-            break unmoved;
-        }
-        tokio::select! {
-            _ = &mut changed => {}
-            _ = tokio::time::sleep(Duration::from_millis(2)) => {}
-        }
-    };
+    let unmoved = ctx
+        .sessions
+        .wait_while(deadline, Duration::from_millis(2), |s| {
+            s.state() == SessionState::Parked && s.generation() != generation
+        })
+        .await;
     let held = if paused_here { resume(ctx) } else { None };
     end_prewarm(ctx);
     let moved = ctx.sessions.all().iter().filter(|s| s.generation() == generation).count();
@@ -128,26 +116,10 @@ async fn prewarm(ctx: &Arc<ProxyContext>, target: &Arc<crate::proxy::upstream::U
     let round = ctx.prewarm_rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     *ctx.prewarm.lock().unwrap_or_else(|e| e.into_inner()) = Some((target.clone(), round));
     ctx.gate.touch();
-    let deadline = Instant::now() + PREWARM_WAIT;
-    loop {
-        let changed = ctx.sessions.changed();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        let waiting = ctx
-            .sessions
-            .all()
-            .iter()
-            .filter(|s| !matches!(s.state(), SessionState::Startup | SessionState::Authenticating))
-            .filter(|s| s.prewarmed() != round)
-            .count();
-        if waiting == 0 || Instant::now() >= deadline {
-            return;
-        }
-        tokio::select! {
-            _ = &mut changed => {}
-            _ = tokio::time::sleep(Duration::from_millis(5)) => {}
-        }
-    }
+    let not_answered = |s: &SessionInfo| {
+        !matches!(s.state(), SessionState::Startup | SessionState::Authenticating) && s.prewarmed() != round
+    };
+    ctx.sessions.wait_while(Instant::now() + PREWARM_WAIT, Duration::from_millis(5), not_answered).await;
 }
 
 /// Withdraws the pre-warm request; sessions drop connections they did not use.

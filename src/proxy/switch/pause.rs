@@ -124,15 +124,9 @@ async fn note_advisory_locks(
 ) -> Result<(), crate::proxy::upstream::UpstreamError> {
     let holders = super::advisory::holders(ctx, parked).await?;
     for session in parked {
-        let Some(count) = holders.get(&session.server_pid()) else { continue };
-        let locks =
-            if *count == 1 { "1 session advisory lock".to_owned() } else { format!("{count} session advisory locks") };
-        if let Capture::Done { unmovable } = session.capture() {
-            let unmovable = Some(match unmovable {
-                Some(other) if !other.contains("advisory") => format!("{other}, {locks}"),
-                Some(other) => other,
-                None => locks,
-            });
+        if let (Some(count), Capture::Done { mut unmovable }) = (holders.get(&session.server_pid()), session.capture())
+        {
+            unmovable.advisory_locks = *count;
             session.set_capture(Capture::Done { unmovable });
         }
     }
@@ -160,7 +154,7 @@ fn blocks(session: &SessionInfo) -> bool {
 /// Why a parked session cannot move, if it cannot.
 fn unmovable(session: &SessionInfo) -> Option<String> {
     match session.capture() {
-        Capture::Done { unmovable } => unmovable,
+        Capture::Done { unmovable } => (!unmovable.is_empty()).then(|| unmovable.describe()),
         Capture::Failed(reason) => Some(format!("its state could not be read: {reason}")),
         Capture::Pending => None,
     }

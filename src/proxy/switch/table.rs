@@ -48,8 +48,9 @@ struct Detail {
 pub enum Capture {
     /// Not parked, or parked and still capturing.
     Pending,
-    /// Captured; `unmovable` describes state that cannot move, if any.
-    Done { unmovable: Option<String> },
+    /// Captured; `unmovable` is the state that cannot move (empty when none). The pause
+    /// adds the session advisory locks, which the capture does not read.
+    Done { unmovable: crate::proxy::capture::Unmovable },
     /// The capture failed; the session cannot move.
     Failed(String),
 }
@@ -183,6 +184,29 @@ impl SessionTable {
     /// Resolves at the next park, resume or end of a session.
     pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
         self.changed.notified()
+    }
+
+    /// Waits until no session is `pending`, or until `deadline`; re-checks on every change
+    /// and at least every `recheck`. Returns how many are still pending.
+    pub async fn wait_while(
+        &self,
+        deadline: Instant,
+        recheck: std::time::Duration,
+        pending: impl Fn(&SessionInfo) -> bool,
+    ) -> usize {
+        loop {
+            let changed = self.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let left = self.all().iter().filter(|s| pending(s)).count();
+            if left == 0 || Instant::now() >= deadline {
+                return left;
+            }
+            tokio::select! {
+                _ = &mut changed => {}
+                _ = tokio::time::sleep(recheck) => {}
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<SessionInfo>>> {

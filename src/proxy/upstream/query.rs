@@ -170,7 +170,7 @@ async fn read_answer(
             .await
             .map_err(|e| UpstreamError::from_read(upstream, e))?;
         match tag {
-            backend::DATA_ROW => answer.rows.push(data_row(&body).map_err(protocol)?),
+            backend::DATA_ROW => answer.rows.push(backend::parse_data_row(&body).map_err(protocol)?),
             backend::PARAMETER_STATUS => {
                 let (k, v) = backend::parse_parameter_status(&body).map_err(protocol)?;
                 answer.params.push((k.to_owned(), v.to_owned()));
@@ -185,7 +185,9 @@ async fn read_answer(
                 failure.get_or_insert(UpstreamError::Server { upstream: upstream.to_owned(), fields, raw });
             }
             backend::READY_FOR_QUERY => return Ok(()),
-            backend::PARAMETER_DESCRIPTION => answer.param_descriptions.push(oids(&body).map_err(protocol)?),
+            backend::PARAMETER_DESCRIPTION => {
+                answer.param_descriptions.push(backend::parse_parameter_description(&body).map_err(protocol)?)
+            }
             backend::NOTIFICATION_RESPONSE => {
                 put_message(&mut answer.notifications, tag, |b| b.extend_from_slice(&body))
             }
@@ -196,39 +198,6 @@ async fn read_answer(
             _ => {}
         }
     }
-}
-
-/// The OIDs of a ParameterDescription.
-fn oids(body: &[u8]) -> Result<Vec<u32>, WireError> {
-    let (count, mut rest) = crate::wire::read_i16(body)?;
-    let mut oids = Vec::with_capacity(count.max(0) as usize);
-    for _ in 0..count {
-        let (oid, after) = crate::wire::read_i32(rest)?;
-        oids.push(oid as u32);
-        rest = after;
-    }
-    Ok(oids)
-}
-
-fn data_row(body: &[u8]) -> Result<Vec<Option<String>>, WireError> {
-    let (count, mut rest) = crate::wire::read_i16(body)?;
-    let mut row = Vec::with_capacity(count.max(0) as usize);
-    for _ in 0..count {
-        let (len, after) = crate::wire::read_i32(rest)?;
-        if len < 0 {
-            row.push(None);
-            rest = after;
-            continue;
-        }
-        let len = len as usize;
-        if after.len() < len {
-            return Err(WireError::Malformed("DataRow column runs past the message"));
-        }
-        let text = std::str::from_utf8(&after[..len]).map_err(|_| WireError::Malformed("column is not UTF-8"))?;
-        row.push(Some(text.to_owned()));
-        rest = &after[len..];
-    }
-    Ok(row)
 }
 
 /// Reads the name and query text of a Parse body, and its parameter type OIDs.
