@@ -180,6 +180,22 @@ pub struct SwitchResponse {
     /// How long clients were held, when the switch paused them itself.
     pub held_ms: Option<u64>,
     pub duration_ms: u64,
+    /// Where the call's time went.
+    #[serde(default)]
+    pub timings: SwitchTimings,
+}
+
+/// Where a switch call's time went, in milliseconds, in the order of its steps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchTimings {
+    /// Sessions opening connections to the target while traffic still flowed; only
+    /// when the switch paused traffic itself.
+    pub prewarm_ms: Option<u64>,
+    /// From closing the gate until every session was parked with its state read; only
+    /// when the switch paused traffic itself.
+    pub drain_ms: Option<u64>,
+    /// From the repoint until every session had moved.
+    pub move_ms: u64,
 }
 
 /// The outcome of a switch call, as `/v1/status` keeps it.
@@ -193,6 +209,9 @@ pub struct SwitchReport {
     pub failed: u64,
     pub held_ms: Option<u64>,
     pub duration_ms: u64,
+    /// Where the call's time went (zero for a refused switch).
+    #[serde(default)]
+    pub timings: SwitchTimings,
     /// Why it was refused.
     pub error: Option<String>,
     /// When it finished, in milliseconds since the Unix epoch.

@@ -42,6 +42,9 @@ pub struct SwitchStall {
     pub caught: usize,
     /// For each client with such a query, the longest one: the stall that client saw.
     pub per_client: Vec<Duration>,
+    /// The slowest caught query: when it started and ended, relative to the pause's start
+    /// (negative: before it), in milliseconds.
+    pub slowest: Option<(Duration, f64, f64)>,
 }
 
 /// Queries sorted by their relation to the switches.
@@ -73,6 +76,10 @@ pub fn analyse(logs: &[ClientLog], calls: &[SwitchCall], baseline_from: Duration
                 }
                 if query.started < call.answered && query.finished() > call.pause_began() {
                     stall.caught += 1;
+                    if stall.slowest.is_none_or(|(latency, _, _)| query.latency > latency) {
+                        let relative = |at: Duration| (at.as_secs_f64() - call.pause_began().as_secs_f64()) * 1e3;
+                        stall.slowest = Some((query.latency, relative(query.started), relative(query.finished())));
+                    }
                     *longest = (*longest).max(Some(query.latency));
                 }
                 if query.started < call.answered + BASELINE_MARGIN && query.finished() + BASELINE_MARGIN > call.sent {
@@ -121,39 +128,48 @@ pub fn print_switches(calls: &[SwitchCall], analysis: &Analysis) {
          starts held_ms before it; stall: each client's longest such query)"
     );
     println!(
-        "{:>3} {:<6} {:>6} {:>8} {:>8} {:>8} {:>6} {:>6} {:>7} {:>6} {:>12} {:>12}",
+        "{:>3} {:<6} {:>6} {:>8} {:>8} {:>8} {:>15} {:>6} {:>6} {:>7} {:>6} {:>12} {:>12}  {}",
         "#",
         "to",
         "status",
         "sent s",
         "call ms",
         "held ms",
+        "warm/drain/move",
         "moved",
         "failed",
         "unmoved",
         "caught",
         "stall p50 ms",
-        "stall max ms"
+        "stall max ms",
+        "slowest: from .. to (ms from the pause start)"
     );
     for (index, (call, stall)) in calls.iter().zip(&analysis.stalls).enumerate() {
         let answer = call.outcome.as_ref().ok();
         let field = |value: Option<String>| value.unwrap_or_else(|| "-".into());
         let caught = stall.caught;
+        let slowest = stall.slowest.map(|(_, from, to)| format!("{from:.1} .. {to:.1}"));
         let stall = Distribution::of(stall.per_client.clone());
         println!(
-            "{:>3} {:<6} {:>6} {:>8.3} {:>8} {:>8} {:>6} {:>6} {:>7} {:>6} {:>12} {:>12}",
+            "{:>3} {:<6} {:>6} {:>8.3} {:>8} {:>8} {:>15} {:>6} {:>6} {:>7} {:>6} {:>12} {:>12}  {}",
             index + 1,
             call.to,
             call.status,
             call.sent.as_secs_f64(),
             ms(call.duration()),
             field(answer.and_then(|a| a.held_ms).map(|held| held.to_string())),
+            field(answer.map(|a| {
+                let t = &a.timings;
+                let part = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
+                format!("{}/{}/{}", part(t.prewarm_ms), part(t.drain_ms), t.move_ms)
+            })),
             field(answer.map(|a| a.moved.to_string())),
             field(answer.map(|a| a.failed.to_string())),
             field(answer.map(|a| a.unmoved.to_string())),
             caught,
             field(stall.as_ref().map(|s| ms(s.p50))),
             field(stall.as_ref().map(|s| ms(s.max))),
+            field(slowest),
         );
         if let Some(problem) = call.problem() {
             println!("    FAILED: {problem}");

@@ -14,7 +14,7 @@ use tracing::info;
 use super::{error, json, upstream_status, AdminState, Body};
 use crate::api::{
     ErrorBody, OnTimeout, OnUnmovable, PauseRequest, PauseResponse, PutUpstreamRequest, PutUpstreamResponse,
-    ResumeRequest, ResumeResponse, SwitchReport, SwitchRequest, SwitchResponse,
+    ResumeRequest, ResumeResponse, SwitchReport, SwitchRequest, SwitchResponse, SwitchTimings,
 };
 use crate::proxy::switch::{self, PauseOptions, SwitchError, SwitchOptions};
 use crate::proxy::upstream::{check_name, Upstream, UpstreamUrl};
@@ -126,6 +126,7 @@ async fn switch(state: &AdminState, body: SwitchRequest, started: Instant) -> Re
             failed: done.failed,
             held_ms: done.held.map(|d| d.as_millis() as u64),
             duration_ms: started.elapsed().as_millis() as u64,
+            timings: timings_of(done),
             error: None,
             finished_at_unix_ms,
         },
@@ -137,6 +138,7 @@ async fn switch(state: &AdminState, body: SwitchRequest, started: Instant) -> Re
             failed: 0,
             held_ms: None,
             duration_ms: started.elapsed().as_millis() as u64,
+            timings: SwitchTimings::default(),
             error: Some(e.to_string()),
             finished_at_unix_ms,
         },
@@ -146,7 +148,7 @@ async fn switch(state: &AdminState, body: SwitchRequest, started: Instant) -> Re
         Ok(done) => json(
             StatusCode::OK,
             &SwitchResponse {
-                from: done.from,
+                from: done.from.clone(),
                 to: body.to,
                 generation: done.generation,
                 moved: done.moved,
@@ -154,6 +156,7 @@ async fn switch(state: &AdminState, body: SwitchRequest, started: Instant) -> Re
                 unmoved: done.unmoved,
                 held_ms: done.held.map(|d| d.as_millis() as u64),
                 duration_ms: started.elapsed().as_millis() as u64,
+                timings: timings_of(&done),
             },
         ),
         Err(e) => {
@@ -262,4 +265,13 @@ async fn read_json<T: DeserializeOwned + Default>(req: Request<Incoming>) -> Res
         return Ok(T::default());
     }
     serde_json::from_slice(&bytes).map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+fn timings_of(done: &switch::Switched) -> SwitchTimings {
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    SwitchTimings {
+        prewarm_ms: done.timings.prewarm.map(ms),
+        drain_ms: done.timings.drain.map(ms),
+        move_ms: ms(done.timings.moving),
+    }
 }

@@ -93,7 +93,10 @@ ORDER BY c.ord), '[]')
 
 const STATE_TAIL: &str = "  (SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_object(
             'name', p.name, 'statement', p.statement, 'from_sql', p.from_sql,
-            'param_types', (SELECT COALESCE(pg_catalog.json_agg(COALESCE(
+            'param_types', CASE WHEN p.from_sql OR EXISTS (
+                SELECT FROM pg_catalog.unnest(p.parameter_types) AS u(typ)
+                 WHERE u.typ::pg_catalog.oid OPERATOR(pg_catalog.>=) 10000::pg_catalog.oid)
+              THEN (SELECT COALESCE(pg_catalog.json_agg(COALESCE(
                                (SELECT pg_catalog.format(CASE WHEN e.oid IS NULL THEN '%I.%I' ELSE '%I.%I[]' END,
                                                          n.nspname, COALESCE(e.typname, t.typname))
                                   FROM pg_catalog.pg_type AS t
@@ -103,9 +106,9 @@ const STATE_TAIL: &str = "  (SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json
                                     ON n.oid OPERATOR(pg_catalog.=) COALESCE(e.typnamespace, t.typnamespace)
                                  WHERE t.oid OPERATOR(pg_catalog.=) a.typ),
                                a.typ::pg_catalog.oid::pg_catalog.text) ORDER BY a.ord), '[]')
-                              FROM pg_catalog.unnest(p.parameter_types) WITH ORDINALITY AS a(typ, ord)),
-            'param_oids', (SELECT COALESCE(pg_catalog.json_agg(a.typ::pg_catalog.oid::pg_catalog.int8 ORDER BY a.ord), '[]')
-                              FROM pg_catalog.unnest(p.parameter_types) WITH ORDINALITY AS a(typ, ord)))
+                      FROM pg_catalog.unnest(p.parameter_types) WITH ORDINALITY AS a(typ, ord))
+              ELSE '[]' END,
+            'param_oids', pg_catalog.to_json(p.parameter_types::pg_catalog.oid[]::pg_catalog.int8[]))
           ORDER BY p.name), '[]')
      FROM pg_catalog.pg_prepared_statements AS p
     WHERE p.name OPERATOR(pg_catalog.<>) 'pgflip_capture') AS prepared,

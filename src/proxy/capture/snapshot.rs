@@ -22,7 +22,9 @@ pub struct PreparedStatement {
     /// True for SQL `PREPARE`, false for a protocol-level (Parse) statement.
     pub from_sql: bool,
     /// Parameter types as schema-qualified, quoted where needed, names
-    /// (`pg_catalog.int4`, `"My Schema"."Mood"[]`), to resolve on any server.
+    /// (`pg_catalog.int4`, `"My Schema"."Mood"[]`), to resolve on any server. Empty for
+    /// a protocol-level statement whose types are all built in: its `param_oids` serve
+    /// on any server, and looking names up would cost every capture.
     pub param_types: Vec<String>,
     /// The same types as OIDs on the captured server. Those below
     /// [`FIRST_UNSTABLE_OID`] are the same on every server of any version.
@@ -38,8 +40,8 @@ impl PreparedStatement {
     /// The parameter type OIDs when all are built-in, so that any server takes them as
     /// they are; `None` when one needs looking up by name.
     pub fn stable_oids(&self) -> Option<&[u32]> {
-        let complete = self.param_oids.len() == self.param_types.len();
-        (complete && self.param_oids.iter().all(|oid| *oid < FIRST_UNSTABLE_OID)).then_some(&self.param_oids)
+        let named = self.param_types.is_empty() || self.param_oids.len() == self.param_types.len();
+        (named && self.param_oids.iter().all(|oid| *oid < FIRST_UNSTABLE_OID)).then_some(&self.param_oids)
     }
 }
 

@@ -236,3 +236,25 @@ fn replay_runs_identity_settings_prepare_listen_then_timeouts() {
     assert_eq!(other_login.statements[0], "SET SESSION AUTHORIZATION \"app\"");
     assert_eq!(other_login.statements[1], "SET ROLE \"Tenant Role\"");
 }
+
+#[test]
+fn the_capture_looks_up_type_names_only_from_the_first_unstable_oid() {
+    let baseline = Baseline::parse(Some(r#"[["search_path", "public"]]"#)).expect("baseline");
+    let limit = format!("OPERATOR(pg_catalog.>=) {}::pg_catalog.oid", snapshot::FIRST_UNSTABLE_OID);
+    assert!(baseline.prepare_statement().contains(&limit), "{}", baseline.prepare_statement());
+}
+
+#[test]
+fn builtin_parameter_types_need_no_names() {
+    let statement = |types: &[&str], oids: &[u32]| PreparedStatement {
+        name: "s".into(),
+        statement: "SELECT $1".into(),
+        from_sql: false,
+        param_types: types.iter().map(|t| t.to_string()).collect(),
+        param_oids: oids.to_vec(),
+    };
+    assert_eq!(statement(&[], &[23, 25]).stable_oids(), Some(&[23, 25][..]));
+    assert_eq!(statement(&["pg_catalog.int4"], &[23]).stable_oids(), Some(&[23][..]));
+    assert_eq!(statement(&["public.mood"], &[16510]).stable_oids(), None);
+    assert_eq!(statement(&["pg_catalog.int4"], &[23, 25]).stable_oids(), None);
+}

@@ -34,6 +34,21 @@ pub struct Switched {
     pub unmoved: usize,
     /// How long clients were held, when this call paused them.
     pub held: Option<Duration>,
+    /// Where the call's time went.
+    pub timings: SwitchTimings,
+}
+
+/// Where a switch call's time went, in the order of its steps.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SwitchTimings {
+    /// Sessions opening their connections to the target while traffic still flowed
+    /// (only when this call paused).
+    pub prewarm: Option<Duration>,
+    /// From closing the gate until every session was parked with its state read (only
+    /// when this call paused).
+    pub drain: Option<Duration>,
+    /// From the repoint until every session had moved (or the deadline).
+    pub moving: Duration,
 }
 
 /// Why a switch did not happen; traffic goes on where it was.
@@ -66,13 +81,19 @@ pub async fn switch(ctx: &Arc<ProxyContext>, options: SwitchOptions) -> Result<S
         }
     }
     let paused_here = !ctx.gate.is_closed();
+    let mut timings = SwitchTimings::default();
     if paused_here {
         // Sessions open their connections to the target while their traffic still flows,
         // so a move costs clients only the state replay.
+        let started = Instant::now();
         prewarm(ctx, &target).await;
-        if let Err(failure) = pause(ctx, options.pause).await {
-            end_prewarm(ctx);
-            return Err(SwitchError::Pause(failure));
+        timings.prewarm = Some(started.elapsed());
+        match pause(ctx, options.pause).await {
+            Ok(paused) => timings.drain = Some(paused.waited),
+            Err(failure) => {
+                end_prewarm(ctx);
+                return Err(SwitchError::Pause(failure));
+            }
         }
     }
     let failed_before = ctx.metrics.session_migrations.with_label_values(&["failed"]).get();
@@ -90,21 +111,35 @@ pub async fn switch(ctx: &Arc<ProxyContext>, options: SwitchOptions) -> Result<S
     ctx.metrics.set_active(snapshot.upstreams.iter().map(|u| &u.name), &snapshot.active, generation);
     ctx.gate.touch();
 
-    let deadline = Instant::now() + options.move_timeout;
+    let repointed = Instant::now();
+    let deadline = repointed + options.move_timeout;
     let unmoved = ctx
         .sessions
         .wait_while(deadline, Duration::from_millis(2), |s| {
             s.state() == SessionState::Parked && s.generation() != generation
         })
         .await;
+    timings.moving = repointed.elapsed();
     let held = if paused_here { resume(ctx) } else { None };
     end_prewarm(ctx);
     let moved = ctx.sessions.all().iter().filter(|s| s.generation() == generation).count();
     let failed = ctx.metrics.session_migrations.with_label_values(&["failed"]).get() - failed_before;
     let result = if failed == 0 && unmoved == 0 { "ok" } else { "partial" };
     ctx.metrics.switches.with_label_values(&[result]).inc();
-    info!(from = %from.name, to = %target.name, generation, moved, failed, unmoved, "switched");
-    Ok(Switched { from: from.name.clone(), generation, moved, failed, unmoved, held })
+    info!(
+        from = %from.name,
+        to = %target.name,
+        generation,
+        moved,
+        failed,
+        unmoved,
+        held_ms = held.map(|d| d.as_millis() as u64),
+        prewarm_ms = timings.prewarm.map(|d| d.as_millis() as u64),
+        drain_ms = timings.drain.map(|d| d.as_millis() as u64),
+        move_ms = timings.moving.as_millis() as u64,
+        "switched"
+    );
+    Ok(Switched { from: from.name.clone(), generation, moved, failed, unmoved, held, timings })
 }
 
 /// Longest wait for sessions to open their connections to a switch's target.

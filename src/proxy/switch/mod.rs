@@ -7,7 +7,7 @@ mod gate;
 mod pause;
 mod table;
 
-pub use flip::{switch, SwitchError, SwitchOptions, Switched};
+pub use flip::{switch, SwitchError, SwitchOptions, SwitchTimings, Switched};
 pub use gate::{Gate, GateState};
 pub use pause::{pause, resume, PauseFailure, PauseOptions, Paused};
 pub use table::{Capture, SessionEntry, SessionInfo, SessionTable};

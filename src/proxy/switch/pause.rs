@@ -51,6 +51,7 @@ pub async fn pause(ctx: &Arc<ProxyContext>, options: PauseOptions) -> Result<Pau
     spawn_lease_timer(ctx.clone(), lease_until);
     let deadline = (started + options.drain_timeout).min(lease_until);
     let mut terminated = Vec::new();
+    let mut probe = super::advisory::Probe::start(ctx);
     loop {
         let changed = ctx.sessions.changed();
         tokio::pin!(changed);
@@ -64,7 +65,7 @@ pub async fn pause(ctx: &Arc<ProxyContext>, options: PauseOptions) -> Result<Pau
         if blockers.is_empty() {
             let parked: Vec<Arc<SessionInfo>> =
                 ctx.sessions.all().into_iter().filter(|s| s.state() == SessionState::Parked).collect();
-            if let Err(e) = note_advisory_locks(ctx, &parked).await {
+            if let Err(e) = note_advisory_locks(ctx, probe.take(), &parked).await {
                 resume(ctx);
                 let reason = format!("could not ask the server which parked sessions hold advisory locks: {e}");
                 return Err(PauseFailure { reason, blockers: Vec::new(), waited: started.elapsed() });
@@ -119,10 +120,11 @@ pub async fn pause(ctx: &Arc<ProxyContext>, options: PauseOptions) -> Result<Pau
 
 /// Adds the session advisory locks of parked sessions to what keeps them from moving.
 async fn note_advisory_locks(
-    ctx: &ProxyContext,
+    ctx: &Arc<ProxyContext>,
+    probe: Option<super::advisory::Probe>,
     parked: &[Arc<SessionInfo>],
 ) -> Result<(), crate::proxy::upstream::UpstreamError> {
-    let holders = super::advisory::holders(ctx, parked).await?;
+    let holders = super::advisory::holders(ctx, probe, parked).await?;
     for session in parked {
         if let (Some(count), Capture::Done { mut unmovable }) = (holders.get(&session.server_pid()), session.capture())
         {
