@@ -11,8 +11,12 @@
 
 pub mod catchup;
 pub mod commands;
+pub mod durable;
 pub mod error;
+pub mod fence;
+pub mod fleet;
 pub mod journal;
+pub mod links;
 pub mod metrics;
 pub mod pg;
 pub mod phase;
@@ -22,8 +26,10 @@ pub mod replication;
 pub mod restore;
 pub mod roles;
 pub mod runner;
+pub mod sequences;
 pub mod snapshot;
 pub mod tools;
+pub mod validate;
 
 pub use error::CutoverError;
 pub use phase::Phase;

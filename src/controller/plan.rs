@@ -12,8 +12,10 @@ use std::str::FromStr;
 use serde::Deserialize;
 use tokio_postgres::Config;
 
+mod flip_sections;
 mod sections;
 mod url;
+pub use flip_sections::{Check, CheckMode, CutoverSection, RetireSection, ValidateSection};
 pub use sections::{
     AppSection, CatchupSection, CommandSection, JournalSection, MetricsSection, PreflightSection, RestoreSection,
     SnapshotSection, ToolsSection,
@@ -60,6 +62,9 @@ pub struct Plan {
     pub restore: RestoreSection,
     pub preflight: PreflightSection,
     pub tools: ToolsSection,
+    pub cutover: CutoverSection,
+    pub validate: ValidateSection,
+    pub retire: RetireSection,
 }
 
 /// A superuser connection to blue or green. `Debug` shows the URL with the password as `***`.
@@ -168,6 +173,9 @@ struct PlanFile {
     restore: RestoreSection,
     preflight: PreflightSection,
     tools: ToolsSection,
+    cutover: flip_sections::CutoverFile,
+    validate: flip_sections::ValidateFile,
+    retire: RetireSection,
 }
 
 /// `[blue]` or `[green]` as written; the URL is required.
@@ -222,6 +230,10 @@ impl Checker<'_> {
                 return Err(self.invalid(key, format!("must list schema.table names, got {table:?}")));
             }
         }
+        let problem = |(key, problem): flip_sections::Problem| self.invalid(key, problem);
+        let cutover = flip_sections::cutover(file.cutover, self.base_dir).map_err(problem)?;
+        let validate = flip_sections::validate(file.validate).map_err(problem)?;
+        let retire = flip_sections::retire(file.retire, self.base_dir).map_err(problem)?;
         Ok(Plan {
             blue,
             green,
@@ -235,6 +247,9 @@ impl Checker<'_> {
             restore: file.restore,
             preflight: file.preflight,
             tools: ToolsSection { bin_dir: file.tools.bin_dir.map(|dir| self.base_dir.join(dir)) },
+            cutover,
+            validate,
+            retire,
         })
     }
 

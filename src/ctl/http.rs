@@ -17,7 +17,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
     pub method: &'static str,
-    pub path: &'static str,
+    pub path: String,
     /// JSON, for `POST`.
     pub body: Option<Vec<u8>>,
     /// Longest wait for the whole answer once connected.

@@ -24,9 +24,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::api::{OnTimeout, PauseRequest, ResumeRequest, SwitchRequest};
-use http::Call;
 
 pub use error::{CtlError, ResponseError, UrlError};
+pub use http::{send, Call};
 pub use url::AdminUrl;
 
 /// The sidecar answered 2xx.
@@ -121,7 +121,7 @@ impl Action {
     /// The request this action sends.
     fn call(&self) -> Result<Call, CtlError> {
         let call = match self {
-            Action::Status => Call { method: "GET", path: "/v1/status", body: None, deadline: DEFAULT_DEADLINE },
+            Action::Status => Call { method: "GET", path: "/v1/status".into(), body: None, deadline: DEFAULT_DEADLINE },
             Action::Pause { drain, generation } => {
                 let body = PauseRequest {
                     drain_timeout_ms: drain.drain_timeout_ms,
@@ -132,7 +132,7 @@ impl Action {
                 };
                 Call {
                     method: "POST",
-                    path: "/v1/pause",
+                    path: "/v1/pause".into(),
                     body: Some(serde_json::to_vec(&body)?),
                     deadline: drain.deadline(),
                 }
@@ -141,7 +141,7 @@ impl Action {
                 let body = ResumeRequest { generation: *generation };
                 Call {
                     method: "POST",
-                    path: "/v1/resume",
+                    path: "/v1/resume".into(),
                     body: Some(serde_json::to_vec(&body)?),
                     deadline: DEFAULT_DEADLINE,
                 }
@@ -157,7 +157,7 @@ impl Action {
                 };
                 Call {
                     method: "POST",
-                    path: "/v1/switch",
+                    path: "/v1/switch".into(),
                     body: Some(serde_json::to_vec(&body)?),
                     deadline: drain.deadline(),
                 }
@@ -211,7 +211,7 @@ pub async fn execute(args: &CtlArgs) -> Result<u8, CtlError> {
 }
 
 /// The token in `path`, without surrounding whitespace.
-fn read_token(path: &Path) -> Result<String, CtlError> {
+pub fn read_token(path: &Path) -> Result<String, CtlError> {
     let text = std::fs::read_to_string(path).map_err(|source| CtlError::TokenFile { path: path.to_owned(), source })?;
     let token = text.trim();
     if token.is_empty() {

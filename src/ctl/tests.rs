@@ -117,7 +117,7 @@ fn flags_become_the_api_request_bodies() {
     let status = ctl(&["--admin-url", "http://10.0.0.1:9000", "status"]);
     assert_eq!(status.admin_url, AdminUrl { host: "10.0.0.1".into(), port: 9000 });
     let call = status.action.call().unwrap();
-    assert_eq!((call.method, call.path, call.body), ("GET", "/v1/status", None));
+    assert_eq!((call.method, call.path.as_str(), call.body), ("GET", "/v1/status", None));
 
     let pause = body(&["pause", "--drain-timeout-ms", "100", "--on-timeout", "terminate", "--generation", "3"]);
     assert_eq!(pause["drain_timeout_ms"], 100);

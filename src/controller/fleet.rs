@@ -1,0 +1,212 @@
+//! The sidecars of a cutover: found from the plan's list and DNS name, and called through
+//! their admin API all at once (bounded), each call with its own deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tracing::debug;
+
+use crate::api::{PauseRequest, PauseResponse, ResumeResponse, Status, SwitchRequest, SwitchResponse};
+use crate::ctl::{self, AdminUrl, Call};
+
+use super::error::CutoverError;
+use super::plan::CutoverSection;
+
+/// One sidecar's admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sidecar {
+    pub url: AdminUrl,
+}
+
+impl std::fmt::Display for Sidecar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.url.fmt(f)
+    }
+}
+
+/// Why one sidecar call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sidecar {sidecar}: {message}")]
+pub struct SidecarError {
+    pub sidecar: String,
+    pub message: String,
+}
+
+/// Every sidecar of the plan and how to call them.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub sidecars: Vec<Sidecar>,
+    token: Option<String>,
+    parallel: usize,
+}
+
+impl Fleet {
+    /// The plan's sidecars: the static list plus every address `sidecars_dns` resolves to.
+    pub async fn discover(section: &CutoverSection) -> Result<Fleet, CutoverError> {
+        let mut urls: Vec<AdminUrl> = Vec::new();
+        for text in &section.sidecars {
+            let url = text
+                .parse::<AdminUrl>()
+                .map_err(|e| CutoverError::Refused(format!("[cutover] sidecars: {text:?}: {e}")))?;
+            urls.push(url);
+        }
+        if let Some(name) = &section.sidecars_dns {
+            let addrs = tokio::net::lookup_host(name.as_str())
+                .await
+                .map_err(|e| CutoverError::Refused(format!("[cutover] sidecars_dns: resolving {name:?}: {e}")))?;
+            for addr in addrs {
+                urls.push(AdminUrl { host: addr.ip().to_string(), port: addr.port() });
+            }
+        }
+        urls.sort_by_key(|u| u.to_string());
+        urls.dedup();
+        let token = match &section.admin_token_file {
+            Some(path) => Some(
+                ctl::read_token(path).map_err(|e| CutoverError::Refused(format!("[cutover] admin_token_file: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(Fleet { sidecars: urls.into_iter().map(|url| Sidecar { url }).collect(), token, parallel: section.parallel })
+    }
+
+    /// `GET /v1/status` of every sidecar.
+    pub async fn status(&self, deadline: Duration) -> Vec<Result<Status, SidecarError>> {
+        self.each(|s| call_json::<(), Status>(s, "GET", "/v1/status".into(), None, deadline)).await
+    }
+
+    /// `POST /v1/pause` on every sidecar.
+    pub async fn pause(&self, request: &PauseRequest, deadline: Duration) -> Vec<Result<PauseResponse, SidecarError>> {
+        self.each(|s| call_json(s, "POST", "/v1/pause".into(), Some(request), deadline)).await
+    }
+
+    /// `POST /v1/resume` on every sidecar.
+    pub async fn resume(&self, deadline: Duration) -> Vec<Result<ResumeResponse, SidecarError>> {
+        let body = serde_json::json!({});
+        self.each(|s| call_json(s, "POST", "/v1/resume".into(), Some(&body), deadline)).await
+    }
+
+    /// `POST /v1/switch` on every sidecar.
+    pub async fn switch(&self, to: &str, deadline: Duration) -> Vec<Result<SwitchResponse, SidecarError>> {
+        let request = SwitchRequest { to: to.to_owned(), ..SwitchRequest::default() };
+        self.each(|s| call_json(s, "POST", "/v1/switch".into(), Some(&request), deadline)).await
+    }
+
+    /// `POST /v1/switch` on one sidecar.
+    pub async fn switch_one(&self, sidecar: &Sidecar, to: &str, deadline: Duration) -> Result<SwitchResponse, SidecarError> {
+        let request = SwitchRequest { to: to.to_owned(), ..SwitchRequest::default() };
+        call_json(self.bound(sidecar), "POST", "/v1/switch".into(), Some(&request), deadline).await
+    }
+
+    /// `PUT /v1/upstreams/{name}` on every sidecar.
+    pub async fn put_upstream(&self, name: &str, url: &str, deadline: Duration) -> Vec<Result<(), SidecarError>> {
+        let body = serde_json::json!({ "url": url });
+        let path = format!("/v1/upstreams/{name}");
+        self.each(|s| {
+            let path = path.clone();
+            let body = &body;
+            async move { call_json::<_, serde_json::Value>(s, "PUT", path, Some(body), deadline).await.map(|_| ()) }
+        })
+        .await
+    }
+
+    /// The text of every sidecar's `/metrics`.
+    pub async fn metrics(&self, deadline: Duration) -> Vec<Result<String, SidecarError>> {
+        self.each(|s| async move {
+            let answer = send(s, "GET", "/metrics".into(), None, deadline).await?;
+            Ok(String::from_utf8_lossy(&answer).into_owned())
+        })
+        .await
+    }
+
+    fn bound<'a>(&'a self, sidecar: &'a Sidecar) -> Bound<'a> {
+        Bound { sidecar, token: self.token.as_deref() }
+    }
+
+    /// Runs `call` on every sidecar, at most `parallel` at once; results in sidecar order.
+    async fn each<'a, T, F, Fut>(&'a self, call: F) -> Vec<Result<T, SidecarError>>
+    where
+        F: Fn(Bound<'a>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, SidecarError>> + 'a,
+    {
+        let slots = Arc::new(Semaphore::new(self.parallel));
+        let calls = self.sidecars.iter().map(|sidecar| {
+            let slots = slots.clone();
+            let call = call(self.bound(sidecar));
+            async move {
+                let _slot = slots.acquire().await;
+                call.await
+            }
+        });
+        join_all(calls).await
+    }
+}
+
+/// A sidecar with the token to call it with.
+#[derive(Clone, Copy)]
+struct Bound<'a> {
+    sidecar: &'a Sidecar,
+    token: Option<&'a str>,
+}
+
+/// Awaits every future concurrently, keeping their order.
+async fn join_all<T, Fut: std::future::Future<Output = T>>(futures: impl Iterator<Item = Fut>) -> Vec<T> {
+    let mut pinned: Vec<std::pin::Pin<Box<Fut>>> = futures.map(Box::pin).collect();
+    let mut results: Vec<Option<T>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, result) in pinned.iter_mut().zip(results.iter_mut()) {
+            if result.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *result = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    results.into_iter().map(|r| r.expect("every future finished")).collect()
+}
+
+/// Sends one call; a status other than 2xx is an error carrying the answer's `error`.
+async fn send(
+    s: Bound<'_>,
+    method: &'static str,
+    path: String,
+    body: Option<Vec<u8>>,
+    deadline: Duration,
+) -> Result<Vec<u8>, SidecarError> {
+    let call = Call { method, path, body, deadline };
+    let fail = |message: String| SidecarError { sidecar: s.sidecar.to_string(), message };
+    let answer = ctl::send(&s.sidecar.url, s.token, &call).await.map_err(|e| fail(e.to_string()))?;
+    debug!(sidecar = %s.sidecar, method, path = %call.path, status = answer.status, "sidecar answered");
+    if !(200..300).contains(&answer.status) {
+        let reason = serde_json::from_slice::<serde_json::Value>(&answer.body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&answer.body).into_owned());
+        return Err(fail(format!("{method} {} answered {}: {reason}", call.path, answer.status_line())));
+    }
+    Ok(answer.body)
+}
+
+async fn call_json<B: Serialize, T: DeserializeOwned>(
+    s: Bound<'_>,
+    method: &'static str,
+    path: String,
+    body: Option<&B>,
+    deadline: Duration,
+) -> Result<T, SidecarError> {
+    let fail = |message: String| SidecarError { sidecar: s.sidecar.to_string(), message };
+    let body = body.map(serde_json::to_vec).transpose().map_err(|e| fail(e.to_string()))?;
+    let shown = path.clone();
+    let bytes = send(s, method, path, body, deadline).await?;
+    serde_json::from_slice(&bytes).map_err(|e| fail(format!("{method} {shown}: the answer is not the expected JSON: {e}")))
+}

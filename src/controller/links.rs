@@ -1,0 +1,185 @@
+//! The two replication links between blue and green. Forward (blue -> green: publication
+//! and slot `pgflip` on blue, subscription `pgflip` on green) keeps green current before the
+//! cutover; reverse (green -> blue: `pgflip_reverse`) keeps blue current after it, so that a
+//! rollback loses nothing. A flip detaches the link into the side being fenced and attaches
+//! the one out of the side taking over, with a new slot made while nothing writes there.
+
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+use tracing::info;
+
+use super::error::CutoverError;
+use super::pg::{ident, literal};
+
+/// One direction of replication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    /// The side that publishes (`blue` or `green`).
+    pub from: &'static str,
+    /// The side that subscribes.
+    pub to: &'static str,
+    /// The publication's, the slot's and the subscription's name.
+    pub name: &'static str,
+}
+
+pub const FORWARD: Link = Link { from: "blue", to: "green", name: "pgflip" };
+pub const REVERSE: Link = Link { from: "green", to: "blue", name: "pgflip_reverse" };
+
+/// A table the reverse publication leaves out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotReversible {
+    pub table: String,
+    pub reason: String,
+}
+
+/// Stops the link: its subscription is disabled and let go of the slot, and the slot is
+/// dropped on the publisher (a slot nobody reads keeps WAL forever).
+pub async fn detach(publisher: &Client, subscriber: &Client, link: Link, deadline: Instant) -> Result<(), CutoverError> {
+    let name = link.name;
+    let exists = subscriber
+        .query_opt("SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = $1", &[&name])
+        .await
+        .map_err(CutoverError::sql(format!("looking for subscription {name} on {}", link.to)))?;
+    if exists.is_some() {
+        let sql = format!("ALTER SUBSCRIPTION {n} DISABLE; ALTER SUBSCRIPTION {n} SET (slot_name = NONE)", n = ident(name));
+        subscriber.batch_execute(&sql).await.map_err(CutoverError::sql(format!("disabling subscription {name}")))?;
+    }
+    drop_slot(publisher, link, deadline).await
+}
+
+/// Drops the link's slot on its publisher once no walsender holds it.
+pub async fn drop_slot(publisher: &Client, link: Link, deadline: Instant) -> Result<(), CutoverError> {
+    let name = link.name;
+    loop {
+        let row = publisher
+            .query_opt("SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", &[&name])
+            .await
+            .map_err(CutoverError::sql(format!("looking for slot {name} on {}", link.from)))?;
+        match row.map(|r| r.get::<_, bool>(0)) {
+            None => return Ok(()),
+            Some(false) => {
+                match publisher.execute("SELECT pg_catalog.pg_drop_replication_slot($1)", &[&name]).await {
+                    Ok(_) => {
+                        info!(slot = name, side = link.from, "replication slot dropped");
+                        return Ok(());
+                    }
+                    // A walsender took it meanwhile: wait for it to let go.
+                    Err(e) if e.code().is_some_and(|c| c.code() == "55006") => {}
+                    Err(e) => return Err(CutoverError::sql(format!("dropping slot {name}"))(e)),
+                }
+            }
+            Some(true) => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(CutoverError::Refused(format!("slot {name} on {} stayed in use past the deadline", link.from)));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts the link: a new slot on the publisher (call it while nothing writes there, so the
+/// subscriber misses nothing), and its subscription pointed at it and enabled.
+/// `publisher_url` is the publisher's address as the subscriber's server reaches it.
+pub async fn attach(
+    publisher: &Client,
+    subscriber: &Client,
+    link: Link,
+    publisher_url: &str,
+    deadline: Instant,
+) -> Result<(), CutoverError> {
+    let name = link.name;
+    drop_slot(publisher, link, deadline).await?;
+    publisher
+        .execute("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')", &[&name])
+        .await
+        .map_err(CutoverError::sql(format!("creating slot {name} on {}", link.from)))?;
+    let exists = subscriber
+        .query_opt("SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = $1", &[&name])
+        .await
+        .map_err(CutoverError::sql(format!("looking for subscription {name} on {}", link.to)))?;
+    let n = ident(name);
+    let sql = match exists {
+        Some(_) => format!(
+            "ALTER SUBSCRIPTION {n} CONNECTION {url}; ALTER SUBSCRIPTION {n} SET (slot_name = {slot}); \
+             ALTER SUBSCRIPTION {n} ENABLE",
+            url = literal(publisher_url),
+            slot = literal(name)
+        ),
+        None => format!(
+            "CREATE SUBSCRIPTION {n} CONNECTION {url} PUBLICATION {n} WITH (create_slot = false, \
+             slot_name = {slot}, copy_data = false, disable_on_error = true)",
+            url = literal(publisher_url),
+            slot = literal(name)
+        ),
+    };
+    subscriber.batch_execute(&sql).await.map_err(CutoverError::sql(format!("subscribing {} to {}", link.to, link.from)))?;
+    info!(link = name, from = link.from, to = link.to, "replication attached");
+    Ok(())
+}
+
+/// Creates or redefines the reverse publication on green: every table green shares with
+/// blue, with a column list where green has columns blue lacks. Such a table with REPLICA
+/// IDENTITY FULL cannot be published with a column list: it is left out and reported.
+/// Tables only green has are reported too: their writes cannot go back.
+pub async fn publish_reverse(green: &Client, blue: &Client) -> Result<Vec<NotReversible>, CutoverError> {
+    let on_green = tables(green, "green").await?;
+    let on_blue = tables(blue, "blue").await?;
+    let mut published = Vec::new();
+    let mut left_out = Vec::new();
+    for (schema, table, identity, columns) in &on_green {
+        let qualified = format!("{}.{}", ident(schema), ident(table));
+        let Some((_, _, _, blue_columns)) = on_blue.iter().find(|(s, t, _, _)| s == schema && t == table) else {
+            left_out.push(NotReversible {
+                table: format!("{schema}.{table}"),
+                reason: "exists only on green: its writes cannot go back to blue".into(),
+            });
+            continue;
+        };
+        let shared: Vec<&String> = columns.iter().filter(|c| blue_columns.contains(c)).collect();
+        if shared.len() == columns.len() {
+            published.push(qualified);
+        } else if identity == "f" {
+            left_out.push(NotReversible {
+                table: format!("{schema}.{table}"),
+                reason: "green added columns to a REPLICA IDENTITY FULL table: it cannot be published with a column list"
+                    .into(),
+            });
+        } else {
+            let list: Vec<String> = shared.iter().map(|c| ident(c)).collect();
+            published.push(format!("{qualified} ({})", list.join(", ")));
+        }
+    }
+    let exists = green
+        .query_opt("SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1", &[&REVERSE.name])
+        .await
+        .map_err(CutoverError::sql("looking for the reverse publication"))?;
+    let n = ident(REVERSE.name);
+    let sql = match (exists, published.is_empty()) {
+        (Some(_), true) => format!("DROP PUBLICATION {n}; CREATE PUBLICATION {n}"),
+        (None, true) => format!("CREATE PUBLICATION {n}"),
+        (Some(_), false) => format!("ALTER PUBLICATION {n} SET TABLE {}", published.join(", ")),
+        (None, false) => format!("CREATE PUBLICATION {n} FOR TABLE {}", published.join(", ")),
+    };
+    green.batch_execute(&sql).await.map_err(CutoverError::sql("publishing green's tables for the way back"))?;
+    for item in &left_out {
+        info!(table = %item.table, reason = %item.reason, "not replicated back to blue");
+    }
+    Ok(left_out)
+}
+
+/// Schema, name, replica identity (`d`, `f`, `i`, `n`) and columns of every ordinary table.
+type TableColumns = (String, String, String, Vec<String>);
+
+async fn tables(client: &Client, side: &str) -> Result<Vec<TableColumns>, CutoverError> {
+    let sql = "SELECT n.nspname::text, c.relname::text, c.relreplident::text, \
+                 pg_catalog.array_agg(a.attname::text ORDER BY a.attnum) \
+               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                 AND a.attgenerated = '' \
+              WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence = 'p' \
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
+              GROUP BY 1, 2, 3 ORDER BY 1, 2";
+    let rows = client.query(sql, &[]).await.map_err(CutoverError::sql(format!("listing tables on {side}")))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())
+}

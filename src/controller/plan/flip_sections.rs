@@ -1,0 +1,215 @@
+//! The plan's tables for the flip and after it: `[cutover]`, `[validate]` with its
+//! `[[validate.check]]` list, and `[retire]`, as written and as validated.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `[cutover]` as validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CutoverSection {
+    /// The sidecars' admin API base URLs (`http://HOST:PORT`).
+    pub sidecars: Vec<String>,
+    /// `name:port`: every address the name resolves to is a sidecar, added to `sidecars`.
+    pub sidecars_dns: Option<String>,
+    /// A file holding the sidecars' admin bearer token.
+    pub admin_token_file: Option<PathBuf>,
+    /// How long each sidecar gets to park its sessions at a transaction boundary.
+    pub drain_timeout: Duration,
+    /// How long green (or blue, on rollback) gets to confirm the fence LSN.
+    pub catchup_timeout: Duration,
+    /// The longest write pause the flip may take: when its steps before the switch take
+    /// longer, it is aborted and traffic resumes on the old side.
+    pub max_write_pause: Duration,
+    /// The names the sidecars know the two databases by.
+    pub green_upstream: String,
+    pub blue_upstream: String,
+    /// The addresses the sidecars should use, registered with `PUT /v1/upstreams/{name}`.
+    pub green_upstream_url: Option<String>,
+    pub blue_upstream_url: Option<String>,
+    /// A sidecar config file rewritten with `active` and `generation` at every flip.
+    pub sidecar_config: Option<PathBuf>,
+    /// How many sidecars are called at once.
+    pub parallel: usize,
+}
+
+/// `[cutover]` as written; durations in seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct CutoverFile {
+    sidecars: Vec<String>,
+    sidecars_dns: Option<String>,
+    admin_token_file: Option<PathBuf>,
+    drain_timeout: f64,
+    catchup_timeout: f64,
+    max_write_pause: f64,
+    green_upstream: String,
+    blue_upstream: String,
+    green_upstream_url: Option<String>,
+    blue_upstream_url: Option<String>,
+    sidecar_config: Option<PathBuf>,
+    parallel: usize,
+}
+
+impl Default for CutoverFile {
+    fn default() -> CutoverFile {
+        CutoverFile {
+            sidecars: Vec::new(),
+            sidecars_dns: None,
+            admin_token_file: None,
+            drain_timeout: 5.0,
+            catchup_timeout: 30.0,
+            max_write_pause: 60.0,
+            green_upstream: "green".into(),
+            blue_upstream: "blue".into(),
+            green_upstream_url: None,
+            blue_upstream_url: None,
+            sidecar_config: None,
+            parallel: 16,
+        }
+    }
+}
+
+/// `[validate]` as validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidateSection {
+    /// How long the validation window lasts.
+    pub window: Duration,
+    /// The largest share of the sidecars' transactions that may end in an error sent to
+    /// the client during the window (0.01 = 1 %).
+    pub max_error_rate: f64,
+    /// Roll back by itself when a check fails or the error rate is too high.
+    pub auto_rollback: bool,
+    /// Compare every replicated table's row count and checksum between blue and green.
+    pub table_checksums: bool,
+    pub checks: Vec<Check>,
+}
+
+/// How a check's rows are judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckMode {
+    /// Same rows, in the same order, on blue and green.
+    Compare,
+    /// No rows on green.
+    Empty,
+}
+
+/// `[[validate.check]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    pub name: String,
+    pub sql: String,
+    pub mode: CheckMode,
+}
+
+/// `[validate]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct ValidateFile {
+    window: f64,
+    max_error_rate: f64,
+    auto_rollback: bool,
+    table_checksums: bool,
+    check: Vec<Check>,
+}
+
+impl Default for ValidateFile {
+    fn default() -> ValidateFile {
+        ValidateFile { window: 60.0, max_error_rate: 0.01, auto_rollback: true, table_checksums: true, check: Vec::new() }
+    }
+}
+
+/// `[retire]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetireSection {
+    /// Where promote writes the final dump of blue (directory format); `None`: no dump.
+    pub archive_dir: Option<PathBuf>,
+    /// A shell command run after promote, with PGHOST and friends pointing at blue.
+    pub command: Option<String>,
+}
+
+/// A key and what is wrong with its value.
+pub(super) type Problem = (&'static str, String);
+
+pub(super) fn cutover(file: CutoverFile, base_dir: &Path) -> Result<CutoverSection, Problem> {
+    for sidecar in &file.sidecars {
+        if !sidecar.starts_with("http://") {
+            return Err(("[cutover] sidecars", format!("must list http://HOST:PORT URLs, got {sidecar:?}")));
+        }
+    }
+    if let Some(dns) = &file.sidecars_dns {
+        if !dns.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()) {
+            return Err(("[cutover] sidecars_dns", format!("must be NAME:PORT, got {dns:?}")));
+        }
+    }
+    let drain_timeout = seconds("[cutover] drain_timeout", file.drain_timeout)?;
+    let catchup_timeout = seconds("[cutover] catchup_timeout", file.catchup_timeout)?;
+    let max_write_pause = seconds("[cutover] max_write_pause", file.max_write_pause)?;
+    if file.green_upstream.is_empty() || file.blue_upstream.is_empty() {
+        return Err(("[cutover] green_upstream", "and blue_upstream must not be empty".into()));
+    }
+    if file.green_upstream == file.blue_upstream {
+        return Err(("[cutover] green_upstream", "must differ from blue_upstream".into()));
+    }
+    if file.parallel == 0 {
+        return Err(("[cutover] parallel", "must be at least 1, got 0".into()));
+    }
+    Ok(CutoverSection {
+        sidecars: file.sidecars.iter().map(|s| s.trim_end_matches('/').to_owned()).collect(),
+        sidecars_dns: file.sidecars_dns,
+        admin_token_file: file.admin_token_file.map(|p| base_dir.join(p)),
+        drain_timeout,
+        catchup_timeout,
+        max_write_pause,
+        green_upstream: file.green_upstream,
+        blue_upstream: file.blue_upstream,
+        green_upstream_url: file.green_upstream_url,
+        blue_upstream_url: file.blue_upstream_url,
+        sidecar_config: file.sidecar_config.map(|p| base_dir.join(p)),
+        parallel: file.parallel,
+    })
+}
+
+pub(super) fn validate(file: ValidateFile) -> Result<ValidateSection, Problem> {
+    let window = if file.window == 0.0 { Duration::ZERO } else { seconds("[validate] window", file.window)? };
+    if !(0.0..=1.0).contains(&file.max_error_rate) {
+        return Err(("[validate] max_error_rate", format!("must be between 0 and 1, got {}", file.max_error_rate)));
+    }
+    for (i, check) in file.check.iter().enumerate() {
+        if check.name.trim().is_empty() {
+            return Err(("[[validate.check]] name", format!("must not be empty (check {})", i + 1)));
+        }
+        if check.sql.trim().is_empty() {
+            return Err(("[[validate.check]] sql", format!("must not be empty (check {:?})", check.name)));
+        }
+        if file.check[..i].iter().any(|c| c.name == check.name) {
+            return Err(("[[validate.check]] name", format!("{:?} is used twice", check.name)));
+        }
+    }
+    Ok(ValidateSection {
+        window,
+        max_error_rate: file.max_error_rate,
+        auto_rollback: file.auto_rollback,
+        table_checksums: file.table_checksums,
+        checks: file.check,
+    })
+}
+
+pub(super) fn retire(file: RetireSection, base_dir: &Path) -> Result<RetireSection, Problem> {
+    if file.command.as_ref().is_some_and(|c| c.trim().is_empty()) {
+        return Err(("[retire] command", "must not be empty (leave it out to run none)".into()));
+    }
+    Ok(RetireSection { archive_dir: file.archive_dir.map(|p| base_dir.join(p)), command: file.command })
+}
+
+fn seconds(key: &'static str, value: f64) -> Result<Duration, Problem> {
+    if value > 0.0 && value.is_finite() && value < 1e9 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err((key, format!("must be a number of seconds greater than 0, got {value}")))
+    }
+}

@@ -1,0 +1,581 @@
+//! The checks of the validation window after a cutover: the plan's `[[validate.check]]`
+//! queries and, with `table_checksums`, a row count and checksum of every table that blue
+//! and green share.
+//!
+//! Logical replication runs from green (serving) to blue, so under live writes blue lags a
+//! little: a check that fails is run again every [`ROUND_PAUSE`] until it passes or the
+//! deadline passes, and only its last result counts.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, SimpleQueryMessage};
+use tracing::{info, warn};
+
+use super::error::CutoverError;
+use super::pg::ident;
+use super::plan::{CheckMode, ValidateSection};
+
+/// The wait between two rounds of the checks that have not passed yet.
+pub const ROUND_PAUSE: Duration = Duration::from_millis(500);
+
+/// The longest a value is shown in a check's detail, in characters.
+const MAX_VALUE_CHARS: usize = 64;
+
+/// A table present on both sides, compared by row count and checksum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableToCompare {
+    pub schema: String,
+    pub name: String,
+    /// The columns compared: on both sides under the same name, in blue's order.
+    pub columns: Vec<String>,
+    /// The columns the rows are sorted by before they are hashed.
+    pub order_by: Vec<String>,
+}
+
+impl TableToCompare {
+    /// The name of the table's built-in check.
+    fn check_name(&self) -> String {
+        format!("table {}.{}", self.schema, self.name)
+    }
+
+    /// One row: the row count, and the md5 of the md5s of the rows' text (only `columns`),
+    /// sorted by the text of the `order_by` columns in the "C" collation, so that the order
+    /// does not depend on the collation library of either server.
+    fn checksum_sql(&self) -> String {
+        let row = self.columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+        let order_by = if self.order_by.is_empty() {
+            String::new()
+        } else {
+            let keys =
+                self.order_by.iter().map(|c| format!("({}::pg_catalog.text COLLATE pg_catalog.\"C\")", ident(c)));
+            format!(" ORDER BY {}", keys.collect::<Vec<_>>().join(", "))
+        };
+        format!(
+            "SELECT pg_catalog.count(*), pg_catalog.md5(COALESCE(pg_catalog.string_agg(\
+             pg_catalog.md5(ROW({row})::pg_catalog.text), ''{order_by}), '')) FROM {}.{}",
+            ident(&self.schema),
+            ident(&self.name)
+        )
+    }
+}
+
+/// A table as one side's catalog describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CatalogTable {
+    schema: String,
+    name: String,
+    /// Non-dropped, non-generated columns, in attnum order.
+    columns: Vec<String>,
+    /// The primary key's columns in key order; empty without a primary key.
+    primary_key: Vec<String>,
+}
+
+/// Tables (relkind 'r' and 'p', not partitions' children: relispartition = false) present on both blue and green
+/// by schema and name, excluding schemas pg_catalog, information_schema, pg_toast*, and `pgflip`; `columns` are the
+/// non-dropped, non-generated columns present on both sides with the same name (in blue's attnum order);
+/// `order_by` is the primary key columns (blue's), or all `columns` when there is none.
+///
+/// Unlogged and temporary tables are left out too: logical replication does not carry them.
+/// When one of blue's primary key columns is missing on green, `order_by` is all `columns`.
+pub async fn common_tables(blue: &Client, green: &Client) -> Result<Vec<TableToCompare>, CutoverError> {
+    let blue_tables = catalog_tables(blue, "blue").await?;
+    let green_tables = catalog_tables(green, "green").await?;
+    Ok(match_tables(blue_tables, &green_tables))
+}
+
+/// Reads one side's tables (see [`common_tables`]).
+async fn catalog_tables(client: &Client, side: &str) -> Result<Vec<CatalogTable>, CutoverError> {
+    let version_sql = "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4";
+    let version: i32 = client
+        .query_one(version_sql, &[])
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(CutoverError::sql(format!("reading the server version of {side}")))?;
+    let what = format!("listing the tables of {side}");
+    let rows = client.query(&catalog_sql(version), &[]).await.map_err(CutoverError::sql(what.clone()))?;
+    rows.iter()
+        .map(|row| {
+            Ok(CatalogTable {
+                schema: row.try_get(0)?,
+                name: row.try_get(1)?,
+                columns: row.try_get(2)?,
+                primary_key: row.try_get(3)?,
+            })
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(CutoverError::sql(what))
+}
+
+/// The catalog query of [`catalog_tables`] for a server of `server_version_num`
+/// (generated columns exist from PostgreSQL 12).
+fn catalog_sql(server_version_num: i32) -> String {
+    let not_generated = if server_version_num >= 120000 { " AND a.attgenerated = ''" } else { "" };
+    format!(
+        "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text,
+                ARRAY(SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a
+                       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped{not_generated}
+                       ORDER BY a.attnum),
+                ARRAY(SELECT a.attname::pg_catalog.text
+                        FROM pg_catalog.pg_index i,
+                             pg_catalog.unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY AS k(attnum, pos),
+                             pg_catalog.pg_attribute a
+                       WHERE i.indrelid = c.oid AND i.indisprimary AND a.attrelid = c.oid AND a.attnum = k.attnum
+                       ORDER BY k.pos)
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence = 'p'
+            AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgflip')
+            AND n.nspname !~ '^pg_toast'
+          ORDER BY 1, 2"
+    )
+}
+
+/// Blue's tables that green has too, with the columns both have.
+fn match_tables(blue: Vec<CatalogTable>, green: &[CatalogTable]) -> Vec<TableToCompare> {
+    blue.into_iter()
+        .filter_map(|table| {
+            let other = green.iter().find(|g| g.schema == table.schema && g.name == table.name)?;
+            let columns: Vec<String> = table.columns.into_iter().filter(|c| other.columns.contains(c)).collect();
+            let keyed = !table.primary_key.is_empty() && table.primary_key.iter().all(|k| columns.contains(k));
+            let order_by = if keyed { table.primary_key } else { columns.clone() };
+            Some(TableToCompare { schema: table.schema, name: table.name, columns, order_by })
+        })
+        .collect()
+}
+
+/// The verdicts of [`run_checks`], in the plan's order, then the tables'.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChecksReport {
+    pub outcomes: Vec<CheckOutcome>,
+}
+
+/// One check's last result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOutcome {
+    pub name: String,
+    pub passed: bool,
+    /// How many times it ran.
+    pub attempts: u32,
+    /// Why it failed at its last attempt, e.g. "row 3 differs: blue (1, 500) green (1, 499)"
+    /// or "green returned 2 rows, first: (...)" or the SQL error text; `None` when it passed.
+    pub detail: Option<String>,
+}
+
+impl ChecksReport {
+    /// Whether every check passed.
+    pub fn passed(&self) -> bool {
+        self.outcomes.iter().all(|o| o.passed)
+    }
+
+    /// The checks that failed.
+    pub fn failed(&self) -> impl Iterator<Item = &CheckOutcome> {
+        self.outcomes.iter().filter(|o| !o.passed)
+    }
+}
+
+/// One line per check: `ok   NAME (N attempts)` or `FAIL NAME (N attempts): DETAIL`.
+impl fmt::Display for ChecksReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, outcome) in self.outcomes.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            let verdict = if outcome.passed { "ok" } else { "FAIL" };
+            let attempts = if outcome.attempts == 1 { "attempt" } else { "attempts" };
+            write!(f, "{verdict:<4} {} ({} {attempts})", outcome.name, outcome.attempts)?;
+            if let Some(detail) = &outcome.detail {
+                write!(f, ": {detail}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a running check's rows are judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Same rows, in the same order, on blue and green.
+    Compare,
+    /// No rows on green.
+    Empty,
+    /// A table's count and checksum ([`TableToCompare::checksum_sql`]), the same on both.
+    Table,
+}
+
+/// A check as it runs, with its result so far.
+#[derive(Debug, Clone)]
+struct Probe {
+    sql: String,
+    kind: Kind,
+    outcome: CheckOutcome,
+}
+
+impl Probe {
+    /// A check that has not run yet.
+    fn new(name: String, sql: String, kind: Kind) -> Probe {
+        Probe { sql, kind, outcome: CheckOutcome { name, passed: false, attempts: 0, detail: None } }
+    }
+}
+
+/// The plan's checks, then one per table when `section.table_checksums`.
+fn probes(section: &ValidateSection, tables: &[TableToCompare]) -> Vec<Probe> {
+    let plan = section.checks.iter().map(|check| {
+        let kind = match check.mode {
+            CheckMode::Compare => Kind::Compare,
+            CheckMode::Empty => Kind::Empty,
+        };
+        Probe::new(check.name.clone(), check.sql.clone(), kind)
+    });
+    let tables = tables.iter().filter(|_| section.table_checksums);
+    plan.chain(tables.map(|t| Probe::new(t.check_name(), t.checksum_sql(), Kind::Table))).collect()
+}
+
+/// Runs the plan's checks and, when `section.table_checksums`, a built-in check per table
+/// (named `table <schema>.<name>`: `count(*)` and an md5 over the rows' text in `order_by` order, only
+/// `columns`) until every check passes or `deadline` passes; a check that passed is not run again; between rounds
+/// wait 500 ms. Only the last result of each check counts.
+///
+/// The first round runs every check; a later round starts no check once `deadline` has
+/// passed. A SQL error is a failed attempt; a lost connection is an `Err`.
+pub async fn run_checks(
+    blue: &Client,
+    green: &Client,
+    section: &ValidateSection,
+    tables: &[TableToCompare],
+    deadline: Instant,
+) -> Result<ChecksReport, CutoverError> {
+    let mut probes = probes(section, tables);
+    let mut round: u32 = 0;
+    loop {
+        round += 1;
+        for probe in probes.iter_mut().filter(|p| !p.outcome.passed) {
+            if round > 1 && Instant::now() >= deadline {
+                break;
+            }
+            let detail = attempt(blue, green, probe.kind, &probe.sql).await?;
+            probe.outcome.attempts += 1;
+            probe.outcome.passed = detail.is_none();
+            probe.outcome.detail = detail;
+        }
+        let failing = probes.iter().filter(|p| !p.outcome.passed).count();
+        info!(round, failing, "validation checks ran");
+        if failing == 0 || Instant::now() + ROUND_PAUSE >= deadline {
+            break;
+        }
+        tokio::time::sleep(ROUND_PAUSE).await;
+    }
+    let report = ChecksReport { outcomes: probes.into_iter().map(|p| p.outcome).collect() };
+    for outcome in report.failed() {
+        let detail = outcome.detail.as_deref().unwrap_or("");
+        warn!(check = %outcome.name, attempts = outcome.attempts, detail, "validation check failed");
+    }
+    Ok(report)
+}
+
+/// Runs a check once: `None` when it passes, else why it failed.
+async fn attempt(blue: &Client, green: &Client, kind: Kind, sql: &str) -> Result<Option<String>, CutoverError> {
+    if kind == Kind::Empty {
+        return Ok(match text_rows(green, sql).await {
+            Ok(rows) => describe_not_empty(&rows),
+            Err(error) => Some(sql_failure("green", error)?),
+        });
+    }
+    let (blue_rows, green_rows) = tokio::join!(text_rows(blue, sql), text_rows(green, sql));
+    Ok(match (blue_rows, green_rows) {
+        (Ok(b), Ok(g)) if kind == Kind::Table => describe_checksums(&b, &g),
+        (Ok(b), Ok(g)) => describe_difference(&b, &g),
+        (Err(e), Ok(_)) => Some(sql_failure("blue", e)?),
+        (Ok(_), Err(e)) => Some(sql_failure("green", e)?),
+        (Err(b), Err(g)) => Some(format!("{}; {}", sql_failure("blue", b)?, sql_failure("green", g)?)),
+    })
+}
+
+/// A row as text, `None` for NULL.
+type TextRow = Vec<Option<String>>;
+
+/// Runs `sql` with the simple query protocol and returns every row of every statement.
+async fn text_rows(client: &Client, sql: &str) -> Result<Vec<TextRow>, tokio_postgres::Error> {
+    let mut rows = Vec::new();
+    for message in client.simple_query(sql).await? {
+        if let SimpleQueryMessage::Row(row) = message {
+            let values = (0..row.len()).map(|i| Ok(row.try_get(i)?.map(str::to_owned)));
+            rows.push(values.collect::<Result<TextRow, tokio_postgres::Error>>()?);
+        }
+    }
+    Ok(rows)
+}
+
+/// A check's error as the detail of a failed attempt, or an `Err` when the connection to
+/// `side` is lost (closed or failing I/O).
+fn sql_failure(side: &str, error: tokio_postgres::Error) -> Result<String, CutoverError> {
+    let io = std::error::Error::source(&error).is_some_and(|cause| cause.is::<std::io::Error>());
+    if error.is_closed() || io {
+        return Err(CutoverError::sql(format!("running a validation check on {side}"))(error));
+    }
+    Ok(match error.as_db_error() {
+        Some(db) => format!("{side}: {}: {}", db.severity(), db.message()),
+        None => format!("{side}: {error}"),
+    })
+}
+
+/// Why `blue` and `green` differ (the first row that differs, and the row counts when they
+/// differ), or `None` when they are the same rows in the same order.
+fn describe_difference(blue: &[TextRow], green: &[TextRow]) -> Option<String> {
+    let first = (0..blue.len().max(green.len())).find(|&i| blue.get(i) != green.get(i))?;
+    let at = first + 1;
+    let mut detail = match (blue.get(first), green.get(first)) {
+        (Some(b), Some(g)) => format!("row {at} differs: blue {} green {}", show_row(b), show_row(g)),
+        (Some(b), None) => format!("row {at} is only on blue: {}", show_row(b)),
+        (None, Some(g)) => format!("row {at} is only on green: {}", show_row(g)),
+        (None, None) => format!("row {at} differs"),
+    };
+    if blue.len() != green.len() {
+        detail.push_str(&format!("; blue returned {}, green {}", count_rows(blue.len()), green.len()));
+    }
+    Some(detail)
+}
+
+/// Why an `empty` check failed, or `None` when green returned no rows.
+fn describe_not_empty(green: &[TextRow]) -> Option<String> {
+    let first = green.first()?;
+    Some(format!("green returned {}, first: {}", count_rows(green.len()), show_row(first)))
+}
+
+/// Why a table's count and checksum differ, or `None` when they are the same.
+fn describe_checksums(blue: &[TextRow], green: &[TextRow]) -> Option<String> {
+    if blue == green {
+        return None;
+    }
+    let summary = |rows: &[TextRow]| match rows {
+        [row] => match row.as_slice() {
+            [Some(count), Some(md5)] => Some((count.clone(), md5.clone())),
+            _ => None,
+        },
+        _ => None,
+    };
+    Some(match (summary(blue), summary(green)) {
+        (Some((blue_count, _)), Some((green_count, _))) if blue_count != green_count => {
+            format!("row counts differ: blue {blue_count}, green {green_count}")
+        }
+        (Some((count, blue_md5)), Some((_, green_md5))) => {
+            format!("same row count ({count}), different checksums: blue {blue_md5}, green {green_md5}")
+        }
+        _ => describe_difference(blue, green)?,
+    })
+}
+
+/// `N row` or `N rows`.
+fn count_rows(n: usize) -> String {
+    if n == 1 {
+        "1 row".to_owned()
+    } else {
+        format!("{n} rows")
+    }
+}
+
+/// A row for a detail: `(1, NULL, text)`, long values cut with `…`.
+fn show_row(row: &TextRow) -> String {
+    let values = row.iter().map(|value| match value {
+        None => "NULL".to_owned(),
+        Some(text) if text.chars().count() > MAX_VALUE_CHARS => {
+            format!("{}…", text.chars().take(MAX_VALUE_CHARS).collect::<String>())
+        }
+        Some(text) => text.clone(),
+    });
+    format!("({})", values.collect::<Vec<_>>().join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::plan::Check;
+
+    fn table(schema: &str, name: &str, columns: &[&str], order_by: &[&str]) -> TableToCompare {
+        TableToCompare {
+            schema: schema.into(),
+            name: name.into(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            order_by: order_by.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    fn catalog(schema: &str, name: &str, columns: &[&str], primary_key: &[&str]) -> CatalogTable {
+        CatalogTable {
+            schema: schema.into(),
+            name: name.into(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            primary_key: primary_key.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    fn rows(rows: &[&[Option<&str>]]) -> Vec<TextRow> {
+        rows.iter().map(|row| row.iter().map(|v| v.map(str::to_owned)).collect()).collect()
+    }
+
+    fn outcome(name: &str, passed: bool, attempts: u32, detail: Option<&str>) -> CheckOutcome {
+        CheckOutcome { name: name.into(), passed, attempts, detail: detail.map(str::to_owned) }
+    }
+
+    #[test]
+    fn checksum_sql_quotes_every_name() {
+        let t = table("My Schema", "t", &["id", "we\"ird"], &["id"]);
+        assert_eq!(
+            t.checksum_sql(),
+            "SELECT pg_catalog.count(*), pg_catalog.md5(COALESCE(pg_catalog.string_agg(\
+             pg_catalog.md5(ROW(\"id\", \"we\"\"ird\")::pg_catalog.text), '' \
+             ORDER BY (\"id\"::pg_catalog.text COLLATE pg_catalog.\"C\")), '')) FROM \"My Schema\".\"t\""
+        );
+        assert_eq!(t.check_name(), "table My Schema.t");
+    }
+
+    #[test]
+    fn checksum_sql_of_one_column_and_of_none() {
+        let one = table("public", "tags", &["tag"], &["tag"]);
+        assert!(one.checksum_sql().contains("pg_catalog.md5(ROW(\"tag\")::pg_catalog.text), '' ORDER BY (\"tag\""));
+        let two_keys = table("public", "pairs", &["a", "b"], &["b", "a"]);
+        assert!(two_keys.checksum_sql().contains(
+            "ORDER BY (\"b\"::pg_catalog.text COLLATE pg_catalog.\"C\"), (\"a\"::pg_catalog.text COLLATE pg_catalog.\"C\")"
+        ));
+        let none = table("public", "empty", &[], &[]);
+        assert!(none.checksum_sql().contains("pg_catalog.md5(ROW()::pg_catalog.text), '')"));
+        assert!(!none.checksum_sql().contains("ORDER BY"));
+    }
+
+    #[test]
+    fn catalog_sql_skips_generated_columns_from_12() {
+        assert!(catalog_sql(120000).contains("a.attgenerated = ''"));
+        assert!(!catalog_sql(110005).contains("attgenerated"));
+    }
+
+    #[test]
+    fn tables_match_by_schema_and_name_with_common_columns() {
+        let blue = vec![
+            catalog("public", "accounts", &["id", "name", "old"], &["id"]),
+            catalog("public", "events", &["at", "what"], &[]),
+            catalog("public", "gone", &["id"], &["id"]),
+            catalog("public", "rekeyed", &["k", "v"], &["k"]),
+        ];
+        let green = vec![
+            catalog("public", "accounts", &["name", "id", "new"], &["id"]),
+            catalog("public", "events", &["what", "at"], &[]),
+            catalog("other", "gone", &["id"], &["id"]),
+            catalog("public", "rekeyed", &["v", "k2"], &["k2"]),
+        ];
+        assert_eq!(
+            match_tables(blue, &green),
+            vec![
+                table("public", "accounts", &["id", "name"], &["id"]),
+                table("public", "events", &["at", "what"], &["at", "what"]),
+                table("public", "rekeyed", &["v"], &["v"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn same_rows_do_not_differ() {
+        let a = rows(&[&[Some("1"), None], &[Some("2"), Some("x")]]);
+        assert_eq!(describe_difference(&a, &a.clone()), None);
+        assert_eq!(describe_difference(&[], &[]), None);
+    }
+
+    #[test]
+    fn the_first_differing_row_is_described() {
+        let blue = rows(&[&[Some("1"), Some("10")], &[Some("2"), Some("20")], &[Some("1"), Some("500")]]);
+        let green = rows(&[&[Some("1"), Some("10")], &[Some("2"), Some("20")], &[Some("1"), Some("499")]]);
+        assert_eq!(describe_difference(&blue, &green).as_deref(), Some("row 3 differs: blue (1, 500) green (1, 499)"));
+        let green = rows(&[&[Some("1"), Some("10")], &[Some("2"), None]]);
+        assert_eq!(
+            describe_difference(&blue, &green).as_deref(),
+            Some("row 2 differs: blue (2, 20) green (2, NULL); blue returned 3 rows, green 2")
+        );
+    }
+
+    #[test]
+    fn a_missing_row_is_described() {
+        let blue = rows(&[&[Some("1")]]);
+        let green = rows(&[&[Some("1")], &[Some("2")]]);
+        assert_eq!(
+            describe_difference(&blue, &green).as_deref(),
+            Some("row 2 is only on green: (2); blue returned 1 row, green 2")
+        );
+        assert_eq!(
+            describe_difference(&green, &[]).as_deref(),
+            Some("row 1 is only on blue: (1); blue returned 2 rows, green 0")
+        );
+    }
+
+    #[test]
+    fn long_values_are_cut() {
+        let long = "é".repeat(100);
+        let shown = show_row(&vec![Some(long), None]);
+        assert_eq!(shown, format!("({}…, NULL)", "é".repeat(MAX_VALUE_CHARS)));
+    }
+
+    #[test]
+    fn empty_checks_show_the_first_row() {
+        assert_eq!(describe_not_empty(&[]), None);
+        let green = rows(&[&[Some("7"), Some("negative balance")], &[Some("9"), None]]);
+        assert_eq!(describe_not_empty(&green).as_deref(), Some("green returned 2 rows, first: (7, negative balance)"));
+    }
+
+    #[test]
+    fn checksums_tell_counts_from_contents() {
+        let blue = rows(&[&[Some("10"), Some("aaa")]]);
+        assert_eq!(describe_checksums(&blue, &blue.clone()), None);
+        let green = rows(&[&[Some("11"), Some("bbb")]]);
+        assert_eq!(describe_checksums(&blue, &green).as_deref(), Some("row counts differ: blue 10, green 11"));
+        let green = rows(&[&[Some("10"), Some("bbb")]]);
+        assert_eq!(
+            describe_checksums(&blue, &green).as_deref(),
+            Some("same row count (10), different checksums: blue aaa, green bbb")
+        );
+    }
+
+    #[test]
+    fn probes_follow_the_plan_then_the_tables() {
+        let mut section = ValidateSection {
+            window: Duration::from_secs(60),
+            max_error_rate: 0.01,
+            auto_rollback: true,
+            table_checksums: true,
+            checks: vec![
+                Check { name: "balances".into(), sql: "SELECT 1".into(), mode: CheckMode::Compare },
+                Check { name: "orphans".into(), sql: "SELECT 2".into(), mode: CheckMode::Empty },
+            ],
+        };
+        let tables = [table("public", "t", &["id"], &["id"])];
+        let kinds: Vec<(String, Kind)> =
+            probes(&section, &tables).into_iter().map(|p| (p.outcome.name, p.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("balances".to_owned(), Kind::Compare),
+                ("orphans".to_owned(), Kind::Empty),
+                ("table public.t".to_owned(), Kind::Table)
+            ]
+        );
+        section.table_checksums = false;
+        assert_eq!(probes(&section, &tables).len(), 2);
+    }
+
+    #[test]
+    fn report_lists_every_check() {
+        let report = ChecksReport {
+            outcomes: vec![
+                outcome("ledger balances", true, 2, None),
+                outcome("no orphans", true, 1, None),
+                outcome("table public.orders", false, 5, Some("row counts differ: blue 10, green 11")),
+            ],
+        };
+        assert_eq!(
+            report.to_string(),
+            "ok   ledger balances (2 attempts)\n\
+             ok   no orphans (1 attempt)\n\
+             FAIL table public.orders (5 attempts): row counts differ: blue 10, green 11"
+        );
+        assert!(!report.passed());
+        assert_eq!(report.failed().map(|o| o.name.as_str()).collect::<Vec<_>>(), vec!["table public.orders"]);
+        assert!(ChecksReport::default().passed());
+        assert_eq!(ChecksReport::default().to_string(), "");
+    }
+}
