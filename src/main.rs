@@ -31,8 +31,9 @@ enum Command {
     /// Call a sidecar's admin API: status, pause, resume, switch. Prints the JSON answer;
     /// exits 0 on 2xx, 1 on another status, 2 when the sidecar cannot be reached.
     Ctl(pgflip::ctl::CtlArgs),
-    /// Make green a migrated copy of blue that keeps up with it: preflight, snapshot,
-    /// restore, migrate, smoke, catch-up, recorded in a journal so a run resumes.
+    /// Move the application from blue to a migrated copy, green: preflight, snapshot,
+    /// restore, migrate, smoke, catch-up, cutover and validation (`run`), then `rollback`
+    /// or `promote`, recorded in a journal so a run resumes.
     Cutover(CutoverArgs),
 }
 
@@ -49,10 +50,16 @@ struct CutoverArgs {
 enum CutoverAction {
     /// Run the phases not yet done, in order, resuming after the last completed one.
     Run {
-        /// Stop after this phase (preflight, snapshot, restore, migrate, smoke, catchup).
+        /// Stop after this phase (preflight, snapshot, restore, migrate, smoke, catchup,
+        /// cutover, validate).
         #[arg(long, value_name = "PHASE")]
         until: Option<pgflip::controller::Phase>,
     },
+    /// Flip the fleet back to blue after a cutover, losing nothing green took in; `run`
+    /// cuts over again afterwards.
+    Rollback,
+    /// Keep green for good: remove replication both ways, archive blue, run the retire command.
+    Promote,
     /// Print the journal and the next phase.
     Status,
 }
@@ -109,13 +116,21 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 println!("{}", pgflip::controller::status(&args.plan)?);
                 Ok(ExitCode::SUCCESS)
             }
-            CutoverAction::Run { until } => {
+            action => {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
                     .enable_all()
                     .build()
                     .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?;
-                runtime.block_on(pgflip::controller::run(&args.plan, until))?;
+                let plan = &args.plan;
+                runtime.block_on(async {
+                    match action {
+                        CutoverAction::Run { until } => pgflip::controller::run(plan, until).await,
+                        CutoverAction::Rollback => pgflip::controller::rollback(plan).await,
+                        CutoverAction::Promote => pgflip::controller::promote(plan).await,
+                        CutoverAction::Status => unreachable!("handled above"),
+                    }
+                })?;
                 Ok(ExitCode::SUCCESS)
             }
         },

@@ -128,7 +128,7 @@ pub fn print_switches(calls: &[SwitchCall], analysis: &Analysis) {
          starts held_ms before it; stall: each client's longest such query)"
     );
     println!(
-        "{:>3} {:<6} {:>6} {:>8} {:>8} {:>8} {:>15} {:>6} {:>6} {:>7} {:>6} {:>12} {:>12}  {}",
+        "{:>3} {:<6} {:>6} {:>8} {:>8} {:>8} {:>15} {:>6} {:>6} {:>7} {:>6} {:>12} {:>12}  {:<}",
         "#",
         "to",
         "status",
@@ -151,7 +151,7 @@ pub fn print_switches(calls: &[SwitchCall], analysis: &Analysis) {
         let slowest = stall.slowest.map(|(_, from, to)| format!("{from:.1} .. {to:.1}"));
         let stall = Distribution::of(stall.per_client.clone());
         println!(
-            "{:>3} {:<6} {:>6} {:>8.3} {:>8} {:>8} {:>15} {:>6} {:>6} {:>7} {:>6} {:>12} {:>12}  {}",
+            "{:>3} {:<6} {:>6} {:>8.3} {:>8} {:>8} {:>15} {:>6} {:>6} {:>7} {:>6} {:>12} {:>12}  {:<}",
             index + 1,
             call.to,
             call.status,

@@ -21,26 +21,29 @@ pub async fn run(ctx: &mut Context, phase: Phase) -> Result<(), CutoverError> {
         ctx.journal.set_fact(phase, "skipped", json!(true))?;
         return Ok(());
     };
-    let green = ctx.plan.green_config();
     let mut command = Command::new("sh");
     command.arg("-c").arg(&line);
-    if let Some(tokio_postgres::config::Host::Tcp(host)) = green.get_hosts().first() {
-        command.env("PGHOST", host);
-    }
-    if let Some(port) = green.get_ports().first() {
-        command.env("PGPORT", port.to_string());
-    }
-    if let Some(db) = green.get_dbname() {
-        command.env("PGDATABASE", db);
-    }
-    if let Some(user) = green.get_user() {
-        command.env("PGUSER", user);
-    }
-    if let Some(password) = green.get_password() {
-        command.env("PGPASSWORD", String::from_utf8_lossy(password).into_owned());
-    }
+    point_at(&mut command, &ctx.plan.green, ctx.plan.database());
     info!(phase = %phase, command = %line, "running on green");
     run_logged(command, phase.name(), every_line).await?;
     ctx.journal.set_fact(phase, "command", json!(line))?;
     Ok(())
+}
+
+/// Sets PGHOST, PGPORT, PGDATABASE, PGUSER and PGPASSWORD for `endpoint`'s `database`.
+pub fn point_at(command: &mut Command, endpoint: &super::plan::Endpoint, database: &str) {
+    let config = endpoint.config();
+    if let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first() {
+        command.env("PGHOST", host);
+    }
+    if let Some(port) = config.get_ports().first() {
+        command.env("PGPORT", port.to_string());
+    }
+    command.env("PGDATABASE", database);
+    if let Some(user) = config.get_user() {
+        command.env("PGUSER", user);
+    }
+    if let Some(password) = config.get_password() {
+        command.env("PGPASSWORD", String::from_utf8_lossy(password).into_owned());
+    }
 }

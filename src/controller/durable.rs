@@ -11,7 +11,10 @@ use super::error::CutoverError;
 
 /// Sets the top-level `active` and `generation` keys of the TOML file at `path`.
 pub fn write_target(path: &Path, active: &str, generation: u64) -> Result<(), CutoverError> {
-    let io_error = |what: &str, source| CutoverError::Io { what: format!("[cutover] sidecar_config {}: {what}", path.display()), source };
+    let io_error = |what: &str, source| CutoverError::Io {
+        what: format!("[cutover] sidecar_config {}: {what}", path.display()),
+        source,
+    };
     let text = fs::read_to_string(path).map_err(|e| io_error("cannot read", e))?;
     let updated = with_target(&text, active, generation);
     let tmp = path.with_extension("pgflip-tmp");

@@ -79,7 +79,15 @@ pub async fn fence(client: &Client, side: &str, roles: &[String], deadline: Inst
         if Instant::now() >= deadline {
             let list: Vec<String> = holders
                 .iter()
-                .map(|r| format!("pid {} ({}, {}): {}", r.get::<_, i32>(0), r.get::<_, String>(1), r.get::<_, String>(2), r.get::<_, String>(3)))
+                .map(|r| {
+                    format!(
+                        "pid {} ({}, {}): {}",
+                        r.get::<_, i32>(0),
+                        r.get::<_, String>(1),
+                        r.get::<_, String>(2),
+                        r.get::<_, String>(3)
+                    )
+                })
                 .collect();
             return Err(CutoverError::Refused(format!(
                 "{side}: transactions still hold an xid at the deadline: {}",

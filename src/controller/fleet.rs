@@ -72,6 +72,11 @@ impl Fleet {
         Ok(Fleet { sidecars: urls.into_iter().map(|url| Sidecar { url }).collect(), token, parallel: section.parallel })
     }
 
+    /// The same fleet narrowed to `sidecars`.
+    pub fn only(&self, sidecars: Vec<Sidecar>) -> Fleet {
+        Fleet { sidecars, token: self.token.clone(), parallel: self.parallel }
+    }
+
     /// `GET /v1/status` of every sidecar.
     pub async fn status(&self, deadline: Duration) -> Vec<Result<Status, SidecarError>> {
         self.each(|s| call_json::<(), Status>(s, "GET", "/v1/status".into(), None, deadline)).await
@@ -92,12 +97,6 @@ impl Fleet {
     pub async fn switch(&self, to: &str, deadline: Duration) -> Vec<Result<SwitchResponse, SidecarError>> {
         let request = SwitchRequest { to: to.to_owned(), ..SwitchRequest::default() };
         self.each(|s| call_json(s, "POST", "/v1/switch".into(), Some(&request), deadline)).await
-    }
-
-    /// `POST /v1/switch` on one sidecar.
-    pub async fn switch_one(&self, sidecar: &Sidecar, to: &str, deadline: Duration) -> Result<SwitchResponse, SidecarError> {
-        let request = SwitchRequest { to: to.to_owned(), ..SwitchRequest::default() };
-        call_json(self.bound(sidecar), "POST", "/v1/switch".into(), Some(&request), deadline).await
     }
 
     /// `PUT /v1/upstreams/{name}` on every sidecar.
@@ -208,5 +207,6 @@ async fn call_json<B: Serialize, T: DeserializeOwned>(
     let body = body.map(serde_json::to_vec).transpose().map_err(|e| fail(e.to_string()))?;
     let shown = path.clone();
     let bytes = send(s, method, path, body, deadline).await?;
-    serde_json::from_slice(&bytes).map_err(|e| fail(format!("{method} {shown}: the answer is not the expected JSON: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| fail(format!("{method} {shown}: the answer is not the expected JSON: {e}")))
 }

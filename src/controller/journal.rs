@@ -111,7 +111,7 @@ impl Journal {
 
     /// The first phase, in run order, that has not finished; `None` when all have.
     pub fn next_phase(&self) -> Option<Phase> {
-        Phase::ALL.into_iter().find(|&phase| !self.completed(phase))
+        Phase::RUN.into_iter().find(|&phase| !self.completed(phase))
     }
 
     /// Records a new attempt at `phase` and saves. Facts of earlier attempts are kept.
@@ -134,6 +134,16 @@ impl Journal {
         entry.ended_at = Some(rfc3339(SystemTime::now()));
         entry.duration_ms =
             self.started.remove(&phase).map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
+        self.save()
+    }
+
+    /// Marks `phase` as not finished (a rollback reopens the cutover and the validation) and
+    /// saves; its facts and attempts are kept.
+    pub fn reopen(&mut self, phase: Phase) -> Result<(), JournalError> {
+        if let Some(entry) = self.record.phases.get_mut(&phase) {
+            entry.ended_at = None;
+            entry.duration_ms = None;
+        }
         self.save()
     }
 

@@ -35,17 +35,41 @@ pub struct NotReversible {
 
 /// Stops the link: its subscription is disabled and let go of the slot, and the slot is
 /// dropped on the publisher (a slot nobody reads keeps WAL forever).
-pub async fn detach(publisher: &Client, subscriber: &Client, link: Link, deadline: Instant) -> Result<(), CutoverError> {
+pub async fn detach(
+    publisher: &Client,
+    subscriber: &Client,
+    link: Link,
+    deadline: Instant,
+) -> Result<(), CutoverError> {
     let name = link.name;
     let exists = subscriber
         .query_opt("SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = $1", &[&name])
         .await
         .map_err(CutoverError::sql(format!("looking for subscription {name} on {}", link.to)))?;
     if exists.is_some() {
-        let sql = format!("ALTER SUBSCRIPTION {n} DISABLE; ALTER SUBSCRIPTION {n} SET (slot_name = NONE)", n = ident(name));
+        let sql =
+            format!("ALTER SUBSCRIPTION {n} DISABLE; ALTER SUBSCRIPTION {n} SET (slot_name = NONE)", n = ident(name));
         subscriber.batch_execute(&sql).await.map_err(CutoverError::sql(format!("disabling subscription {name}")))?;
     }
     drop_slot(publisher, link, deadline).await
+}
+
+/// True when the link's slot exists on the publisher and its subscription is enabled on
+/// the subscriber, pointed at that slot.
+pub async fn is_attached(publisher: &Client, subscriber: &Client, link: Link) -> Result<bool, CutoverError> {
+    let name = link.name;
+    let slot = publisher
+        .query_opt("SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", &[&name])
+        .await
+        .map_err(CutoverError::sql(format!("looking for slot {name} on {}", link.from)))?;
+    let subscription = subscriber
+        .query_opt(
+            "SELECT subenabled AND subslotname IS NOT NULL FROM pg_catalog.pg_subscription WHERE subname = $1",
+            &[&name],
+        )
+        .await
+        .map_err(CutoverError::sql(format!("looking for subscription {name} on {}", link.to)))?;
+    Ok(slot.is_some() && subscription.is_some_and(|r| r.get::<_, bool>(0)))
 }
 
 /// Drops the link's slot on its publisher once no walsender holds it.
@@ -113,7 +137,10 @@ pub async fn attach(
             slot = literal(name)
         ),
     };
-    subscriber.batch_execute(&sql).await.map_err(CutoverError::sql(format!("subscribing {} to {}", link.to, link.from)))?;
+    subscriber
+        .batch_execute(&sql)
+        .await
+        .map_err(CutoverError::sql(format!("subscribing {} to {}", link.to, link.from)))?;
     info!(link = name, from = link.from, to = link.to, "replication attached");
     Ok(())
 }
@@ -142,8 +169,9 @@ pub async fn publish_reverse(green: &Client, blue: &Client) -> Result<Vec<NotRev
         } else if identity == "f" {
             left_out.push(NotReversible {
                 table: format!("{schema}.{table}"),
-                reason: "green added columns to a REPLICA IDENTITY FULL table: it cannot be published with a column list"
-                    .into(),
+                reason:
+                    "green added columns to a REPLICA IDENTITY FULL table: it cannot be published with a column list"
+                        .into(),
             });
         } else {
             let list: Vec<String> = shared.iter().map(|c| ident(c)).collect();

@@ -20,6 +20,7 @@ pub struct CutoverMetrics {
     pub lag_bytes: IntGauge,
     pub lag_seconds: Gauge,
     pub phase: IntGauge,
+    pub write_pause_seconds: Gauge,
 }
 
 impl CutoverMetrics {
@@ -33,17 +34,24 @@ impl CutoverMetrics {
                 .expect("valid metric");
         let phase = IntGauge::new(
             "pgflip_cutover_phase",
-            "Phase running (1 preflight, 2 snapshot, 3 restore, 4 migrate, 5 smoke, 6 catchup; 0 none)",
+            "Phase running (1 preflight, 2 snapshot, 3 restore, 4 migrate, 5 smoke, 6 catchup, 7 cutover, \
+             8 validate, 9 rollback, 10 promote, 11 retire; 0 none)",
+        )
+        .expect("valid metric");
+        let write_pause_seconds = Gauge::new(
+            "pgflip_write_pause_seconds",
+            "How long the last flip (cutover or rollback) held the application's writes",
         )
         .expect("valid metric");
         for metric in [
             Box::new(lag_bytes.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(lag_seconds.clone()),
             Box::new(phase.clone()),
+            Box::new(write_pause_seconds.clone()),
         ] {
             registry.register(metric).expect("registered once");
         }
-        CutoverMetrics { registry, lag_bytes, lag_seconds, phase }
+        CutoverMetrics { registry, lag_bytes, lag_seconds, phase, write_pause_seconds }
     }
 
     fn render(&self) -> Vec<u8> {

@@ -22,12 +22,48 @@ pub enum Phase {
     Smoke,
     /// Subscribes green to blue and waits until its lag stays under the plan's thresholds.
     Catchup,
+    /// Pauses the sidecars, fences blue, waits for the fence LSN on green, sets up the way
+    /// back, and switches the sidecars to green.
+    Cutover,
+    /// Runs the plan's checks, the built-in table checksums and the sidecars' error rate
+    /// through the validation window.
+    Validate,
+    /// The cutover in reverse: back to blue, losing nothing green took in.
+    Rollback,
+    /// Drops replication both ways and takes the final archive dump of blue.
+    Promote,
+    /// Runs the plan's retire command.
+    Retire,
 }
 
 impl Phase {
-    /// Every phase, in run order.
-    pub const ALL: [Phase; 6] =
-        [Phase::Preflight, Phase::Snapshot, Phase::Restore, Phase::Migrate, Phase::Smoke, Phase::Catchup];
+    /// Every phase, in declaration order.
+    pub const ALL: [Phase; 11] = [
+        Phase::Preflight,
+        Phase::Snapshot,
+        Phase::Restore,
+        Phase::Migrate,
+        Phase::Smoke,
+        Phase::Catchup,
+        Phase::Cutover,
+        Phase::Validate,
+        Phase::Rollback,
+        Phase::Promote,
+        Phase::Retire,
+    ];
+
+    /// The phases `run` goes through, in order: up to the validation window. Rollback and
+    /// promote (with retire) are commands of their own.
+    pub const RUN: [Phase; 8] = [
+        Phase::Preflight,
+        Phase::Snapshot,
+        Phase::Restore,
+        Phase::Migrate,
+        Phase::Smoke,
+        Phase::Catchup,
+        Phase::Cutover,
+        Phase::Validate,
+    ];
 
     /// The lowercase name used in the journal, on the command line and in logs.
     pub fn name(self) -> &'static str {
@@ -38,17 +74,22 @@ impl Phase {
             Phase::Migrate => "migrate",
             Phase::Smoke => "smoke",
             Phase::Catchup => "catchup",
+            Phase::Cutover => "cutover",
+            Phase::Validate => "validate",
+            Phase::Rollback => "rollback",
+            Phase::Promote => "promote",
+            Phase::Retire => "retire",
         }
     }
 
-    /// The phase that runs after this one, `None` after the last.
+    /// The phase `run` goes on with after this one, `None` after the last.
     pub fn next(self) -> Option<Phase> {
-        Phase::ALL.get(self.index() + 1).copied()
+        Phase::RUN.get(self.index() + 1).copied()
     }
 
-    /// The phase's place in the run, 1 to 6: the value of the `pgflip_cutover_phase` gauge.
+    /// The phase's number, 1 to 11: the value of the `pgflip_cutover_phase` gauge.
     pub fn number(self) -> i64 {
-        // At most 6, so the cast is lossless.
+        // At most 11, so the cast is lossless.
         self.index() as i64 + 1
     }
 
@@ -98,7 +139,8 @@ mod tests {
     fn next_walks_the_run_order() {
         assert_eq!(Phase::Preflight.next(), Some(Phase::Snapshot));
         assert_eq!(Phase::Smoke.next(), Some(Phase::Catchup));
-        assert_eq!(Phase::Catchup.next(), None);
+        assert_eq!(Phase::Catchup.next(), Some(Phase::Cutover));
+        assert_eq!(Phase::Validate.next(), None);
     }
 
     #[test]
@@ -117,7 +159,7 @@ mod tests {
         let err = "x".parse::<Phase>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            r#"unknown phase "x": expected one of preflight, snapshot, restore, migrate, smoke, catchup"#
+            r#"unknown phase "x": expected one of preflight, snapshot, restore, migrate, smoke, catchup, cutover, validate, rollback, promote, retire"#
         );
         assert!("Snapshot".parse::<Phase>().is_err());
     }

@@ -6,13 +6,15 @@ use std::path::Path;
 use tracing::{info, info_span, Instrument};
 
 use super::error::CutoverError;
+use super::flip::{self, Direction};
 use super::journal::Journal;
 use super::metrics::CutoverMetrics;
 use super::phase::Phase;
 use super::plan::Plan;
 use super::preflight::{self, PreflightOptions};
+use super::promote as promotion;
 use super::tools::Tools;
-use super::{catchup, commands, pg, restore, snapshot};
+use super::{catchup, commands, pg, restore, snapshot, window};
 
 /// What every phase works with.
 pub struct Context {
@@ -33,14 +35,11 @@ impl Context {
 
 /// Runs the phases not yet completed, in order, through `until` (all of them when `None`).
 pub async fn run(plan_path: &Path, until: Option<Phase>) -> Result<(), CutoverError> {
-    let mut ctx = Context::open(plan_path)?;
-    if let Some(addr) = ctx.plan.metrics.listen {
-        ctx.metrics
-            .serve(addr)
-            .await
-            .map_err(|source| CutoverError::Io { what: format!("[metrics] listen = {addr}: cannot listen"), source })?;
+    let mut ctx = open_serving(plan_path).await?;
+    if ctx.journal.completed(Phase::Promote) {
+        return Err(CutoverError::Refused("this plan's cutover was promoted: there is nothing left to run".into()));
     }
-    for phase in Phase::ALL {
+    for phase in Phase::RUN {
         if until.is_some_and(|last| phase > last) {
             break;
         }
@@ -66,7 +65,68 @@ async fn run_phase(ctx: &mut Context, phase: Phase) -> Result<(), CutoverError> 
         Phase::Restore => restore::run(ctx).await,
         Phase::Migrate | Phase::Smoke => commands::run(ctx, phase).await,
         Phase::Catchup => catchup::run(ctx).await,
+        Phase::Cutover => flip::run(ctx, Direction::Cutover).await.map(|_| ()),
+        Phase::Validate => window::run(ctx).await,
+        Phase::Rollback => rollback_in(ctx).await,
+        Phase::Promote => promotion::promote(ctx).await,
+        Phase::Retire => promotion::retire(ctx).await,
     }
+}
+
+/// The context, with `/metrics` served when the plan asks for it.
+async fn open_serving(plan_path: &Path) -> Result<Context, CutoverError> {
+    let ctx = Context::open(plan_path)?;
+    if let Some(addr) = ctx.plan.metrics.listen {
+        ctx.metrics
+            .serve(addr)
+            .await
+            .map_err(|source| CutoverError::Io { what: format!("[metrics] listen = {addr}: cannot listen"), source })?;
+    }
+    Ok(ctx)
+}
+
+/// `pgflip cutover rollback`: back to blue after a cutover, losing nothing.
+pub async fn rollback(plan_path: &Path) -> Result<(), CutoverError> {
+    let mut ctx = open_serving(plan_path).await?;
+    rollback_in(&mut ctx).await
+}
+
+/// Runs the rollback phase; afterwards the cutover and the validation are to be done again.
+pub async fn rollback_in(ctx: &mut Context) -> Result<(), CutoverError> {
+    let cutover_started = ctx.journal.phase(Phase::Cutover).is_some();
+    let rollback_pending = ctx.journal.fact(Phase::Rollback, "step").is_some_and(|s| !s.is_null());
+    if ctx.journal.completed(Phase::Promote) || !(ctx.journal.completed(Phase::Cutover) || rollback_pending) {
+        let why = if cutover_started { "the cutover has not finished" } else { "there was no cutover" };
+        return Err(CutoverError::Refused(format!("nothing to roll back: {why}")));
+    }
+    ctx.metrics.phase.set(Phase::Rollback.number());
+    ctx.journal.start(Phase::Rollback)?;
+    flip::run(ctx, Direction::Rollback).instrument(info_span!("phase", name = "rollback")).await?;
+    ctx.journal.finish(Phase::Rollback)?;
+    ctx.journal.reopen(Phase::Cutover)?;
+    ctx.journal.reopen(Phase::Validate)?;
+    ctx.metrics.phase.set(0);
+    info!("rolled back: blue serves; `run` cuts over again");
+    Ok(())
+}
+
+/// `pgflip cutover promote`: green for good, then the retire command.
+pub async fn promote(plan_path: &Path) -> Result<(), CutoverError> {
+    let mut ctx = open_serving(plan_path).await?;
+    if !ctx.journal.completed(Phase::Cutover) {
+        return Err(CutoverError::Refused("nothing to promote: green does not serve (run the cutover first)".into()));
+    }
+    for phase in [Phase::Promote, Phase::Retire] {
+        if ctx.journal.completed(phase) {
+            continue;
+        }
+        ctx.metrics.phase.set(phase.number());
+        ctx.journal.start(phase)?;
+        run_phase(&mut ctx, phase).instrument(info_span!("phase", name = %phase)).await?;
+        ctx.journal.finish(phase)?;
+    }
+    ctx.metrics.phase.set(0);
+    Ok(())
 }
 
 async fn run_preflight(ctx: &mut Context) -> Result<(), CutoverError> {

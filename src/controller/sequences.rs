@@ -16,8 +16,10 @@ pub async fn copy(from: &Client, from_side: &str, to: &Client, to_side: &str) ->
     let names = |rows: Vec<tokio_postgres::Row>| -> Vec<(String, String)> {
         rows.iter().map(|r| (r.get(0), r.get(1))).collect()
     };
-    let source = names(from.query(list, &[]).await.map_err(CutoverError::sql(format!("listing sequences on {from_side}")))?);
-    let target = names(to.query(list, &[]).await.map_err(CutoverError::sql(format!("listing sequences on {to_side}")))?);
+    let source =
+        names(from.query(list, &[]).await.map_err(CutoverError::sql(format!("listing sequences on {from_side}")))?);
+    let target =
+        names(to.query(list, &[]).await.map_err(CutoverError::sql(format!("listing sequences on {to_side}")))?);
     let mut copied = 0;
     for (schema, name) in source.iter().filter(|s| target.contains(s)) {
         let qualified = format!("{}.{}", ident(schema), ident(name));

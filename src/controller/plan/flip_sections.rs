@@ -118,7 +118,13 @@ pub(super) struct ValidateFile {
 
 impl Default for ValidateFile {
     fn default() -> ValidateFile {
-        ValidateFile { window: 60.0, max_error_rate: 0.01, auto_rollback: true, table_checksums: true, check: Vec::new() }
+        ValidateFile {
+            window: 60.0,
+            max_error_rate: 0.01,
+            auto_rollback: true,
+            table_checksums: true,
+            check: Vec::new(),
+        }
     }
 }
 

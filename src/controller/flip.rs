@@ -1,0 +1,368 @@
+//! A flip of the fleet from one side to the other: the cutover (blue -> green) and the
+//! rollback (green -> blue) are the same steps in opposite directions (DESIGN 3.3, 3.4):
+//!
+//! 1. pause every sidecar (lease renewed while the flip runs);
+//! 2. fence the old side (app roles NOLOGIN, their backends ended, no xid, nothing prepared);
+//! 3. fence marker and fence LSN; wait until the new side has confirmed it;
+//! 4. detach the link into the new side (subscription disabled, slot dropped);
+//! 5. copy sequences to the new side;
+//! 6. attach the link back (a new slot on the new side, taken before it takes any write);
+//! 7. open the new side to the app roles;
+//! 8. switch every sidecar (the point of no return is the first success), write the
+//!    sidecars' durable target, resume.
+//!
+//! Any failure before step 8 undoes what was done ([`undo`]) and resumes the fleet on
+//! the old side. Each step is recorded in the journal, so that a run that died half way
+//! is resolved: forward when any sidecar already serves the new side, back otherwise.
+
+mod undo;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio_postgres::Client;
+use tracing::{info, warn};
+
+use crate::api::{OnTimeout, PauseRequest};
+
+use super::durable;
+use super::error::CutoverError;
+use super::fence::{self, FencePoint};
+use super::fleet::Fleet;
+use super::links::{self, Link, FORWARD, REVERSE};
+use super::pg;
+use super::phase::Phase;
+use super::runner::Context;
+use super::sequences;
+
+/// Deadline of one sidecar call that does not wait for sessions.
+const CALL_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Which way a flip goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Blue -> green.
+    Cutover,
+    /// Green -> blue.
+    Rollback,
+}
+
+impl Direction {
+    pub fn phase(self) -> Phase {
+        match self {
+            Direction::Cutover => Phase::Cutover,
+            Direction::Rollback => Phase::Rollback,
+        }
+    }
+
+    /// The side writes leave and the side they move to.
+    pub fn sides(self) -> (&'static str, &'static str) {
+        match self {
+            Direction::Cutover => ("blue", "green"),
+            Direction::Rollback => ("green", "blue"),
+        }
+    }
+
+    /// The link that fed the new side, and the one that will feed the old side.
+    fn links(self) -> (Link, Link) {
+        match self {
+            Direction::Cutover => (FORWARD, REVERSE),
+            Direction::Rollback => (REVERSE, FORWARD),
+        }
+    }
+}
+
+/// How far a flip got, as the journal records it (fact `step`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    Paused,
+    Fenced,
+    Detached,
+    Attached,
+    Opened,
+    Switching,
+}
+
+impl Step {
+    const ALL: [Step; 6] = [Step::Paused, Step::Fenced, Step::Detached, Step::Attached, Step::Opened, Step::Switching];
+
+    fn name(self) -> &'static str {
+        match self {
+            Step::Paused => "paused",
+            Step::Fenced => "fenced",
+            Step::Detached => "detached",
+            Step::Attached => "attached",
+            Step::Opened => "opened",
+            Step::Switching => "switching",
+        }
+    }
+}
+
+/// What a finished flip reports.
+#[derive(Debug, Clone)]
+pub struct Flipped {
+    pub write_pause: Duration,
+    pub fence_wait: Duration,
+    pub sidecars: usize,
+    pub not_reversible: Vec<links::NotReversible>,
+}
+
+/// Both databases, the fleet and the app roles a flip works on.
+pub(super) struct Sides {
+    pub blue: Client,
+    pub green: Client,
+    pub fleet: Fleet,
+    /// The app roles that can log in when not fenced.
+    pub roles: Vec<String>,
+}
+
+impl Sides {
+    pub async fn open(ctx: &mut Context) -> Result<Sides, CutoverError> {
+        let blue = pg::connect(&ctx.plan.blue_config(), "blue").await?;
+        let green = pg::connect(&ctx.plan.green_config(), "green").await?;
+        let fleet = Fleet::discover(&ctx.plan.cutover).await?;
+        // Read once, before any fence, from blue: later runs must not read a fenced state.
+        let roles = match ctx.journal.fact(Phase::Cutover, "login_roles") {
+            Some(value) => serde_json::from_value(value.clone()).unwrap_or_default(),
+            None => {
+                let roles = fence::login_roles(&blue, &ctx.plan.app.roles).await?;
+                ctx.journal.set_fact(Phase::Cutover, "login_roles", json!(roles))?;
+                roles
+            }
+        };
+        Ok(Sides { blue, green, fleet, roles })
+    }
+
+    pub fn client(&self, side: &str) -> &Client {
+        if side == "blue" {
+            &self.blue
+        } else {
+            &self.green
+        }
+    }
+}
+
+/// Runs a flip; a flip an earlier run left half done is resolved first.
+pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, CutoverError> {
+    let sides = Sides::open(ctx).await?;
+    if sides.fleet.sidecars.is_empty() {
+        return Err(CutoverError::Refused("[cutover] sidecars and sidecars_dns name no sidecar".into()));
+    }
+    let phase = direction.phase();
+    if let Some(step) = recorded_step(ctx, phase) {
+        warn!(step = step.name(), "an earlier run stopped in the middle of this flip: resolving it");
+        if undo::resolve(ctx, &sides, direction).await? {
+            return finished(ctx, &sides, direction, Duration::ZERO, Duration::ZERO, Vec::new()).await;
+        }
+    }
+    ctx.journal.set_fact(phase, "step", json!(null))?;
+    let (from, to) = direction.sides();
+    let target_upstream = upstream_name(ctx, to);
+    register_upstreams(ctx, &sides.fleet).await?;
+    let not_reversible = match direction {
+        Direction::Cutover => links::publish_reverse(&sides.green, &sides.blue).await?,
+        Direction::Rollback => Vec::new(),
+    };
+    for item in &not_reversible {
+        eprintln!("not reversible: {}: {}", item.table, item.reason);
+    }
+    ctx.journal.set_fact(
+        phase,
+        "not_reversible",
+        json!(not_reversible.iter().map(|n| &n.table).collect::<Vec<_>>()),
+    )?;
+
+    let cutover = ctx.plan.cutover.clone();
+    let paused_at = Instant::now();
+    let lease = cutover.max_write_pause + cutover.drain_timeout + Duration::from_secs(10);
+    let pause = PauseRequest {
+        drain_timeout_ms: Some(cutover.drain_timeout.as_millis() as u64),
+        lease_ms: Some(lease.as_millis() as u64),
+        on_timeout: Some(OnTimeout::Abort),
+        ..PauseRequest::default()
+    };
+    info!(sidecars = sides.fleet.sidecars.len(), from, to, "pausing the fleet");
+    let answers = sides.fleet.pause(&pause, cutover.drain_timeout + CALL_DEADLINE).await;
+    record(ctx, phase, Step::Paused)?;
+    let renewal = spawn_renewal(sides.fleet.clone(), pause.clone(), lease);
+    if let Some(e) = answers.iter().find_map(|a| a.as_ref().err()) {
+        renewal.abort();
+        let reason = format!("pausing the fleet failed: {e}");
+        return Err(undo::abort(ctx, &sides, direction, reason).await);
+    }
+    let before_switch = paused_at + cutover.max_write_pause;
+    let prepared = prepare(ctx, &sides, direction, before_switch).await;
+    let fence_wait = match prepared {
+        Ok(wait) => wait,
+        Err(e) => {
+            renewal.abort();
+            return Err(undo::abort(ctx, &sides, direction, e.to_string()).await);
+        }
+    };
+
+    record(ctx, phase, Step::Switching)?;
+    let generation = switch_all(ctx, &sides.fleet, &target_upstream).await?;
+    let resumed = sides.fleet.resume(CALL_DEADLINE).await;
+    renewal.abort();
+    let write_pause = paused_at.elapsed();
+    for failed in resumed.iter().filter_map(|r| r.as_ref().err()) {
+        warn!(error = %failed, "resuming a sidecar failed; its pause lease resumes it");
+    }
+    ctx.journal.set_fact(phase, "sidecar_generation", json!(generation))?;
+    finished(ctx, &sides, direction, write_pause, fence_wait, not_reversible).await
+}
+
+/// Steps 2 to 7, each recorded; returns how long the fence LSN took to arrive.
+async fn prepare(
+    ctx: &mut Context,
+    sides: &Sides,
+    direction: Direction,
+    deadline: Instant,
+) -> Result<Duration, CutoverError> {
+    let phase = direction.phase();
+    let (from, to) = direction.sides();
+    let (into_new, back) = direction.links();
+    let cutover = ctx.plan.cutover.clone();
+    let (old, new) = (sides.client(from), sides.client(to));
+    let step_deadline = |limit: Duration| (Instant::now() + limit).min(deadline);
+
+    fence::fence(old, from, &sides.roles, step_deadline(cutover.drain_timeout)).await?;
+    record(ctx, phase, Step::Fenced)?;
+    let flip = ctx.journal.fact(phase, "flips").and_then(|v| v.as_u64()).unwrap_or(0) + 1;
+    let point: FencePoint = fence::mark(old, from, flip).await?;
+    ctx.journal.set_fact(phase, "fence_lsn", json!(point.lsn))?;
+    info!(side = from, lsn = %point.lsn, marker = point.marker, "fenced; waiting for the fence LSN");
+    let fence_wait =
+        fence::wait_confirmed(old, new, into_new.name, &point, step_deadline(cutover.catchup_timeout)).await?;
+    info!(waited_ms = fence_wait.as_millis() as u64, "fence LSN confirmed on {to}");
+
+    links::detach(old, new, into_new, step_deadline(cutover.drain_timeout)).await?;
+    record(ctx, phase, Step::Detached)?;
+    sequences::copy(old, from, new, to).await?;
+    let new_url = if to == "blue" { ctx.plan.blue.url.clone() } else { ctx.plan.green.url.clone() };
+    links::attach(new, old, back, &new_url, step_deadline(cutover.drain_timeout)).await?;
+    record(ctx, phase, Step::Attached)?;
+    fence::unfence(new, to, &sides.roles).await?;
+    record(ctx, phase, Step::Opened)?;
+    if Instant::now() > deadline {
+        return Err(CutoverError::Refused(format!(
+            "the write pause would exceed [cutover] max_write_pause ({:.1} s)",
+            ctx.plan.cutover.max_write_pause.as_secs_f64()
+        )));
+    }
+    Ok(fence_wait)
+}
+
+/// Switches every sidecar to `upstream` (retrying those that fail: there is no way back
+/// once one switched); returns the highest generation they report.
+pub(super) async fn switch_all(ctx: &mut Context, fleet: &Fleet, upstream: &str) -> Result<u64, CutoverError> {
+    let mut generation = 0;
+    let mut pending: Vec<_> = fleet.sidecars.clone();
+    for attempt in 1..=3 {
+        let mut failed = Vec::new();
+        let answers = fleet.only(pending.clone()).switch(upstream, CALL_DEADLINE + Duration::from_secs(20)).await;
+        for (sidecar, answer) in pending.iter().zip(answers) {
+            match answer {
+                Ok(done) => {
+                    generation = generation.max(done.generation);
+                    info!(sidecar = %sidecar, generation = done.generation, moved = done.moved, "sidecar switched");
+                }
+                Err(e) => {
+                    warn!(sidecar = %sidecar, attempt, error = %e, "switching a sidecar failed");
+                    failed.push(sidecar.clone());
+                }
+            }
+        }
+        pending = failed;
+        if pending.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if let Some(path) = &ctx.plan.cutover.sidecar_config {
+        durable::write_target(path, upstream, generation.max(1))?;
+    }
+    if !pending.is_empty() {
+        let list: Vec<String> = pending.iter().map(|s| s.to_string()).collect();
+        return Err(CutoverError::Refused(format!(
+            "the flip to {upstream} is done, but these sidecars did not switch: {} (their pause lease resumes them on the \
+             old upstream; switch them with `pgflip ctl switch`)",
+            list.join(", ")
+        )));
+    }
+    Ok(generation)
+}
+
+/// Records the flip's end: journal facts, the gauge, a line for people.
+async fn finished(
+    ctx: &mut Context,
+    sides: &Sides,
+    direction: Direction,
+    write_pause: Duration,
+    fence_wait: Duration,
+    not_reversible: Vec<links::NotReversible>,
+) -> Result<Flipped, CutoverError> {
+    let phase = direction.phase();
+    let flips = ctx.journal.fact(phase, "flips").and_then(|v| v.as_u64()).unwrap_or(0) + 1;
+    ctx.journal.set_fact(phase, "flips", json!(flips))?;
+    ctx.journal.set_fact(phase, "step", json!(null))?;
+    ctx.journal.set_fact(phase, "write_pause_ms", json!(write_pause.as_millis() as u64))?;
+    ctx.journal.set_fact(phase, "fence_wait_ms", json!(fence_wait.as_millis() as u64))?;
+    ctx.metrics.write_pause_seconds.set(write_pause.as_secs_f64());
+    let (_, to) = direction.sides();
+    eprintln!(
+        "{}: the fleet ({} sidecars) serves {to}; write pause {:.0} ms (fence LSN wait {:.0} ms)",
+        phase,
+        sides.fleet.sidecars.len(),
+        write_pause.as_secs_f64() * 1e3,
+        fence_wait.as_secs_f64() * 1e3
+    );
+    Ok(Flipped { write_pause, fence_wait, sidecars: sides.fleet.sidecars.len(), not_reversible })
+}
+
+/// Registers the plan's upstream URLs with every sidecar (before any pause).
+async fn register_upstreams(ctx: &Context, fleet: &Fleet) -> Result<(), CutoverError> {
+    let cutover = &ctx.plan.cutover;
+    for (name, url) in
+        [(&cutover.green_upstream, &cutover.green_upstream_url), (&cutover.blue_upstream, &cutover.blue_upstream_url)]
+    {
+        let Some(url) = url else { continue };
+        if let Some(e) = fleet.put_upstream(name, url, CALL_DEADLINE).await.into_iter().find_map(Result::err) {
+            return Err(CutoverError::Refused(format!("registering upstream {name} with the sidecars: {e}")));
+        }
+    }
+    Ok(())
+}
+
+/// The name the sidecars know `side` by.
+pub(super) fn upstream_name(ctx: &Context, side: &str) -> String {
+    if side == "blue" {
+        ctx.plan.cutover.blue_upstream.clone()
+    } else {
+        ctx.plan.cutover.green_upstream.clone()
+    }
+}
+
+fn record(ctx: &mut Context, phase: Phase, step: Step) -> Result<(), CutoverError> {
+    ctx.journal.set_fact(phase, "step", json!(step.name()))?;
+    Ok(())
+}
+
+fn recorded_step(ctx: &Context, phase: Phase) -> Option<Step> {
+    let name = ctx.journal.fact(phase, "step")?.as_str()?;
+    Step::ALL.into_iter().find(|s| s.name() == name)
+}
+
+/// Renews the fleet's pause lease every third of it until aborted.
+fn spawn_renewal(fleet: Fleet, request: PauseRequest, lease: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            for answer in fleet.pause(&request, lease / 3).await {
+                if let Err(e) = answer {
+                    warn!(error = %e, "renewing a sidecar's pause lease failed");
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,94 @@
+//! Undoing a flip that failed before any sidecar switched, and resolving one a dead run
+//! left half done. Every step checks the databases rather than trusting the journal, so
+//! it can run again after dying itself.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::{switch_all, upstream_name, Direction, Sides, CALL_DEADLINE};
+use crate::controller::error::CutoverError;
+use crate::controller::fence;
+use crate::controller::links;
+use crate::controller::runner::Context;
+
+/// How long each undo step may take.
+const UNDO_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Undoes the flip's steps and resumes the fleet where it was; returns the error to
+/// report, naming `reason`.
+pub(crate) async fn abort(ctx: &mut Context, sides: &Sides, direction: Direction, reason: String) -> CutoverError {
+    let (from, _) = direction.sides();
+    warn!(reason = %reason, "aborting the flip");
+    let undone = back_out(ctx, sides, direction).await;
+    let phase = direction.phase();
+    match undone {
+        Ok(()) => {
+            let _ = ctx.journal.set_fact(phase, "step", json!(null));
+            CutoverError::Refused(format!("{phase} aborted: {reason}. The fleet serves {from}, unfenced, as before."))
+        }
+        Err(e) => CutoverError::Refused(format!(
+            "{phase} aborted: {reason}. Undoing it failed too: {e}. Run the command again to finish undoing it."
+        )),
+    }
+}
+
+/// Resolves a flip an earlier run left half done: forward when any sidecar serves the new
+/// side (`Ok(true)`: the flip is complete now), otherwise back (an error saying so).
+pub(crate) async fn resolve(ctx: &mut Context, sides: &Sides, direction: Direction) -> Result<bool, CutoverError> {
+    let (from, to) = direction.sides();
+    let target = upstream_name(ctx, to);
+    let statuses = sides.fleet.status(CALL_DEADLINE).await;
+    let forward = statuses.iter().any(|s| s.as_ref().is_ok_and(|s| s.active == target));
+    if forward {
+        info!(to, "a sidecar already serves {to}: finishing the flip");
+        fence::unfence(sides.client(to), to, &sides.roles).await?;
+        switch_all(ctx, &sides.fleet, &target).await?;
+        resume(sides).await;
+        return Ok(true);
+    }
+    if let Some(e) = statuses.iter().find_map(|s| s.as_ref().err()) {
+        return Err(CutoverError::Refused(format!(
+            "cannot tell where the interrupted flip stands: {e}. Run again once every sidecar answers."
+        )));
+    }
+    info!(from, "no sidecar serves {to}: undoing the interrupted flip");
+    back_out(ctx, sides, direction).await?;
+    ctx.journal.set_fact(direction.phase(), "step", json!(null))?;
+    Err(CutoverError::Refused(format!(
+        "an earlier run stopped this {} before any sidecar switched; it was undone and the fleet serves {from}, \
+         unfenced. Run again to start it afresh.",
+        direction.phase()
+    )))
+}
+
+/// Closes the new side again, detaches the way back, re-attaches the link into the new side
+/// if it was detached (the old side is still fenced, so nothing is missed), opens the old
+/// side and resumes the fleet.
+async fn back_out(ctx: &Context, sides: &Sides, direction: Direction) -> Result<(), CutoverError> {
+    let (from, to) = direction.sides();
+    let (into_new, back) = direction.links();
+    let (old, new) = (sides.client(from), sides.client(to));
+    let deadline = || Instant::now() + UNDO_DEADLINE;
+    let result = async {
+        fence::fence(new, to, &sides.roles, deadline()).await?;
+        links::detach(new, old, back, deadline()).await?;
+        if !links::is_attached(old, new, into_new).await? {
+            let old_url = if from == "blue" { &ctx.plan.blue.url } else { &ctx.plan.green.url };
+            links::attach(old, new, into_new, old_url, deadline()).await?;
+        }
+        fence::unfence(old, from, &sides.roles).await
+    }
+    .await;
+    resume(sides).await;
+    result
+}
+
+async fn resume(sides: &Sides) {
+    for answer in sides.fleet.resume(CALL_DEADLINE).await {
+        if let Err(e) = answer {
+            warn!(error = %e, "resuming a sidecar failed; its pause lease resumes it");
+        }
+    }
+}
