@@ -14,7 +14,7 @@ use super::error::CutoverError;
 use super::pg::ident;
 
 /// How often the fence re-checks while it waits.
-const POLL: Duration = Duration::from_millis(20);
+const POLL: Duration = Duration::from_millis(50);
 
 /// Where a fence stands: the marker row's id and the WAL position after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +168,9 @@ pub async fn wait_confirmed(
                 return Ok(started.elapsed());
             }
         }
+        if confirmed == Some(false) {
+            nudge(publisher, subscriber).await?;
+        }
         if Instant::now() >= deadline {
             warn!(slot, lsn = %point.lsn, confirmed = ?confirmed, "the fence LSN was not confirmed in time");
             return Err(CutoverError::Refused(format!(
@@ -177,4 +180,22 @@ pub async fn wait_confirmed(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Hurries the subscriber's report of what it has flushed: its apply worker commits
+/// asynchronously and reports once its WAL is flushed and it next hears from the
+/// publisher. A synchronous commit on the subscriber flushes its WAL; a heartbeat on the
+/// publisher gives its walsender something to send, and the worker answers.
+async fn nudge(publisher: &Client, subscriber: &Client) -> Result<(), CutoverError> {
+    subscriber
+        .batch_execute("BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_catalog.pg_current_xact_id(); COMMIT")
+        .await
+        .map_err(CutoverError::sql("flushing the subscriber's WAL"))?;
+    publisher
+        .batch_execute(
+            "SET synchronous_commit = on; UPDATE pgflip.heartbeat SET beat = pg_catalog.now() WHERE id = 1",
+        )
+        .await
+        .map_err(CutoverError::sql("writing a heartbeat on the publisher"))?;
+    Ok(())
 }

@@ -159,6 +159,16 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
     let (from, to) = direction.sides();
     let target_upstream = upstream_name(ctx, to);
     register_upstreams(ctx, &sides.fleet).await?;
+    // An earlier abort may have left the link into the new side with its slot but not its
+    // subscription (the new side was down then).
+    let (into_new, _) = direction.links();
+    let old_url = if from == "blue" { ctx.plan.blue.url.clone() } else { ctx.plan.green.url.clone() };
+    if !links::has_slot(sides.client(from), into_new).await? {
+        return Err(CutoverError::Refused(format!(
+            "replication from {from} to {to} has no slot on {from}: {to} cannot be proven current"
+        )));
+    }
+    links::subscribe(sides.client(to), into_new, &old_url).await?;
     let not_reversible = match direction {
         Direction::Cutover => links::publish_reverse(&sides.green, &sides.blue).await?,
         Direction::Rollback => Vec::new(),

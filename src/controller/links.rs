@@ -93,7 +93,17 @@ pub async fn drop_slot(publisher: &Client, link: Link, deadline: Instant) -> Res
                     Err(e) => return Err(CutoverError::sql(format!("dropping slot {name}"))(e)),
                 }
             }
-            Some(true) => {}
+            Some(true) => {
+                // The subscription was disabled; its walsender may take a while to notice.
+                publisher
+                    .execute(
+                        "SELECT pg_catalog.pg_terminate_backend(active_pid) FROM pg_catalog.pg_replication_slots \
+                         WHERE slot_name = $1 AND active_pid IS NOT NULL",
+                        &[&name],
+                    )
+                    .await
+                    .map_err(CutoverError::sql(format!("ending the walsender of slot {name}")))?;
+            }
         }
         if Instant::now() >= deadline {
             return Err(CutoverError::Refused(format!("slot {name} on {} stayed in use past the deadline", link.from)));
@@ -112,35 +122,54 @@ pub async fn attach(
     publisher_url: &str,
     deadline: Instant,
 ) -> Result<(), CutoverError> {
+    create_slot(publisher, link, deadline).await?;
+    subscribe(subscriber, link, publisher_url).await
+}
+
+/// Makes a new slot for the link on its publisher (dropping an old one first).
+pub async fn create_slot(publisher: &Client, link: Link, deadline: Instant) -> Result<(), CutoverError> {
     let name = link.name;
     drop_slot(publisher, link, deadline).await?;
     publisher
         .execute("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')", &[&name])
         .await
         .map_err(CutoverError::sql(format!("creating slot {name} on {}", link.from)))?;
+    Ok(())
+}
+
+/// Whether the link's slot exists on its publisher.
+pub async fn has_slot(publisher: &Client, link: Link) -> Result<bool, CutoverError> {
+    let name = link.name;
+    let row = publisher
+        .query_opt("SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", &[&name])
+        .await
+        .map_err(CutoverError::sql(format!("looking for slot {name} on {}", link.from)))?;
+    Ok(row.is_some())
+}
+
+/// Points the link's subscription at its slot and enables it, creating it when missing.
+pub async fn subscribe(subscriber: &Client, link: Link, publisher_url: &str) -> Result<(), CutoverError> {
+    let name = link.name;
     let exists = subscriber
-        .query_opt("SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = $1", &[&name])
+        .query_opt("SELECT subenabled, subslotname IS NOT NULL FROM pg_catalog.pg_subscription WHERE subname = $1", &[&name])
         .await
         .map_err(CutoverError::sql(format!("looking for subscription {name} on {}", link.to)))?;
     let n = ident(name);
-    let sql = match exists {
-        Some(_) => format!(
+    let (url, slot) = (literal(publisher_url), literal(name));
+    let sql = match exists.map(|r| (r.get::<_, bool>(0), r.get::<_, bool>(1))) {
+        Some((true, true)) => return Ok(()),
+        Some((true, false)) => format!("ALTER SUBSCRIPTION {n} DISABLE; ALTER SUBSCRIPTION {n} CONNECTION {url}; \
+             ALTER SUBSCRIPTION {n} SET (slot_name = {slot}); ALTER SUBSCRIPTION {n} ENABLE"),
+        Some((false, _)) => format!(
             "ALTER SUBSCRIPTION {n} CONNECTION {url}; ALTER SUBSCRIPTION {n} SET (slot_name = {slot}); \
-             ALTER SUBSCRIPTION {n} ENABLE",
-            url = literal(publisher_url),
-            slot = literal(name)
+             ALTER SUBSCRIPTION {n} ENABLE"
         ),
         None => format!(
             "CREATE SUBSCRIPTION {n} CONNECTION {url} PUBLICATION {n} WITH (create_slot = false, \
-             slot_name = {slot}, copy_data = false, disable_on_error = true)",
-            url = literal(publisher_url),
-            slot = literal(name)
+             slot_name = {slot}, copy_data = false, disable_on_error = true)"
         ),
     };
-    subscriber
-        .batch_execute(&sql)
-        .await
-        .map_err(CutoverError::sql(format!("subscribing {} to {}", link.to, link.from)))?;
+    subscriber.batch_execute(&sql).await.map_err(CutoverError::sql(format!("subscribing {} to {}", link.to, link.from)))?;
     info!(link = name, from = link.from, to = link.to, "replication attached");
     Ok(())
 }

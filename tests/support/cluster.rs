@@ -271,8 +271,9 @@ impl Cluster {
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
+impl Cluster {
+    /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`).
+    pub fn kill(&self) {
         let _ = server_command("pg_ctl", self.dir.path())
             .arg("-D")
             .arg(self.dir.path().join("data"))
@@ -280,6 +281,12 @@ impl Drop for Cluster {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill();
         if let Ok(mut watchdog) = self.watchdog.lock() {
             let _ = watchdog.kill();
             let _ = watchdog.wait();

@@ -63,20 +63,28 @@ pub(crate) async fn resolve(ctx: &mut Context, sides: &Sides, direction: Directi
     )))
 }
 
-/// Closes the new side again, detaches the way back, re-attaches the link into the new side
-/// if it was detached (the old side is still fenced, so nothing is missed), opens the old
-/// side and resumes the fleet.
+/// Opens the old side again and resumes the fleet on it, after putting back what the flip
+/// changed: the new side is closed again, the way back detached, and the link into the new
+/// side given a slot again if it lost it (the old side is still fenced, so the new side
+/// misses nothing). Steps on the new side are best effort: it may be the side that failed.
 async fn back_out(ctx: &Context, sides: &Sides, direction: Direction) -> Result<(), CutoverError> {
     let (from, to) = direction.sides();
     let (into_new, back) = direction.links();
     let (old, new) = (sides.client(from), sides.client(to));
     let deadline = || Instant::now() + UNDO_DEADLINE;
     let result = async {
-        fence::fence(new, to, &sides.roles, deadline()).await?;
-        links::detach(new, old, back, deadline()).await?;
-        if !links::is_attached(old, new, into_new).await? {
-            let old_url = if from == "blue" { &ctx.plan.blue.url } else { &ctx.plan.green.url };
-            links::attach(old, new, into_new, old_url, deadline()).await?;
+        if let Err(e) = fence::fence(new, to, &sides.roles, deadline()).await {
+            warn!(side = to, error = %e, "closing the new side again failed");
+        }
+        if let Err(e) = links::detach(new, old, back, deadline()).await {
+            warn!(link = back.name, error = %e, "detaching the way back failed");
+        }
+        if !links::has_slot(old, into_new).await? {
+            links::create_slot(old, into_new, deadline()).await?;
+        }
+        let old_url = if from == "blue" { &ctx.plan.blue.url } else { &ctx.plan.green.url };
+        if let Err(e) = links::subscribe(new, into_new, old_url).await {
+            warn!(link = into_new.name, error = %e, "re-enabling replication into {to} failed; the next run does it");
         }
         fence::unfence(old, from, &sides.roles).await
     }

@@ -1,0 +1,164 @@
+//! `pgflip cutover` flipping a fleet of three sidecars between two real clusters while a
+//! writer works through each sidecar: cutover, validation, rollback, a second cutover and
+//! promote with every acknowledged commit kept and no writer error; the aborts.
+
+mod flip_support;
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use flip_support::{controller, pace, text, wait_for_progress, write_pauses, writers, Fleet, APP, APP_PASSWORD, DB};
+
+/// Every (writer, seq) on `cluster`.
+fn rows(cluster: &support::Cluster) -> BTreeSet<(i32, i32)> {
+    cluster
+        .psql_db(DB, "SELECT writer || ',' || seq FROM entries WHERE writer < 100")
+        .lines()
+        .filter_map(|line| {
+            let (w, s) = line.split_once(',')?;
+            Some((w.parse().ok()?, s.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A fresh direct connection to `cluster` as the app role: Ok(()) when it can write.
+fn direct_write(cluster: &support::Cluster) -> Result<(), String> {
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={APP} password={APP_PASSWORD} dbname={DB} sslmode=disable",
+        cluster.port()
+    );
+    let out = support::psql(&conninfo, "UPDATE tallies SET n = n WHERE writer = 9");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(out.stderr)
+    }
+}
+
+#[test]
+fn cutover_rollback_cutover_promote_keeps_every_acknowledged_commit() {
+    let fleet = Fleet::start(3);
+    let plan = fleet.plan(&[], "");
+    let writers = writers(&fleet);
+    wait_for_progress(&writers, 3);
+
+    pace(&writers, 400);
+    let out = controller(&plan, &["run"]);
+    pace(&writers, 100);
+    assert!(out.status.success(), "first cutover failed:\n{}", text(&out));
+    assert_eq!(fleet.actives(), ["green", "green", "green"]);
+    wait_for_progress(&writers, 3);
+    // The fence holds on blue for anyone who bypasses the sidecars.
+    let refused = direct_write(&fleet.blue).expect_err("the app role must not log in to blue after the fence");
+    assert!(refused.contains("not permitted to log in"), "{refused}");
+    // Sequences went on without a collision: green's ids are beyond blue's.
+    let blue_max: i64 = fleet.blue.psql_db(DB, "SELECT max(id) FROM entries WHERE writer < 100").parse().unwrap_or(0);
+    let green_max: i64 = fleet.green.psql_db(DB, "SELECT max(id) FROM entries").parse().expect("max id");
+    assert!(green_max >= blue_max, "green {green_max} < blue {blue_max}");
+    let config = std::fs::read_to_string(fleet.dir.path().join("sidecar.toml")).expect("sidecar config");
+    assert!(config.contains("active = \"green\""), "{config}");
+
+    let out = controller(&plan, &["rollback"]);
+    assert!(out.status.success(), "rollback failed:\n{}", text(&out));
+    assert_eq!(fleet.actives(), ["blue", "blue", "blue"]);
+    wait_for_progress(&writers, 3);
+    direct_write(&fleet.blue).expect("blue is open again after the rollback");
+    let refused = direct_write(&fleet.green).expect_err("green is fenced after the rollback");
+    assert!(refused.contains("not permitted to log in"), "{refused}");
+
+    pace(&writers, 400);
+    let out = controller(&plan, &["run"]);
+    pace(&writers, 100);
+    assert!(out.status.success(), "second cutover failed:\n{}", text(&out));
+    assert_eq!(fleet.actives(), ["green", "green", "green"]);
+    wait_for_progress(&writers, 3);
+
+    let out = controller(&plan, &["promote"]);
+    assert!(out.status.success(), "promote failed:\n{}", text(&out));
+    for cluster in [&fleet.blue, &fleet.green] {
+        let left = cluster.psql_db(
+            DB,
+            "SELECT (SELECT count(*) FROM pg_subscription) + (SELECT count(*) FROM pg_replication_slots) \
+             + (SELECT count(*) FROM pg_publication)",
+        );
+        assert_eq!(left, "0", "replication objects left on port {}", cluster.port());
+    }
+    wait_for_progress(&writers, 2);
+
+    let stopped: Vec<(Vec<i32>, Vec<String>)> = writers.into_iter().map(|w| w.stop()).collect();
+    let on_green = rows(&fleet.green);
+    let mut acknowledged = 0;
+    for (i, (acked, errors)) in stopped.iter().enumerate() {
+        assert!(errors.is_empty(), "writer {i} saw errors: {errors:?}");
+        for seq in acked {
+            assert!(on_green.contains(&(i as i32, *seq)), "writer {i} seq {seq} was acknowledged but is not on green");
+        }
+        let tally = fleet.green.psql_db(DB, &format!("SELECT n FROM tallies WHERE writer = {i}"));
+        assert_eq!(tally, acked.last().expect("acks").to_string(), "writer {i}'s tally");
+        acknowledged += acked.len();
+    }
+    let log = std::fs::read_to_string(plan.with_file_name("cutover.log")).unwrap_or_default();
+    let pauses = write_pauses(&log);
+    assert_eq!(pauses.len(), 3, "three flips, each reporting its write pause:\n{log}");
+    eprintln!("acknowledged commits: {acknowledged}; write pauses (ms): {pauses:?}");
+}
+
+#[test]
+fn an_unreachable_sidecar_aborts_the_cutover_and_the_fleet_stays_on_blue() {
+    let fleet = Fleet::start(2);
+    let dead = format!("http://127.0.0.1:{}", support::free_port());
+    let plan = fleet.plan(&[dead.clone()], "");
+    let writers = writers(&fleet);
+    let out = controller(&plan, &["run"]);
+    assert!(!out.status.success(), "the cutover must fail");
+    let said = text(&out);
+    assert!(said.contains("aborted") && said.contains(&dead), "{said}");
+    assert_eq!(fleet.actives(), ["blue", "blue"]);
+    wait_for_progress(&writers, 3);
+    direct_write(&fleet.blue).expect("blue is not fenced");
+    for (i, writer) in writers.into_iter().enumerate() {
+        let (_, errors) = writer.stop();
+        assert!(errors.is_empty(), "writer {i} saw errors: {errors:?}");
+    }
+}
+
+#[test]
+fn green_killed_while_waiting_for_the_fence_lsn_aborts_back_to_blue() {
+    let fleet = Fleet::start(2);
+    let plan = fleet.plan(&[], "");
+    // Up to the catch-up, so that green is subscribed.
+    let out = controller(&plan, &["run", "--until", "catchup"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let writers = writers(&fleet);
+    wait_for_progress(&writers, 2);
+    // Green's apply waits behind this lock, so the fence LSN cannot arrive.
+    let green_conninfo = fleet.green.conninfo("postgres", DB);
+    let mut locker = std::process::Command::new(support::pg_bin().join("psql"))
+        .arg(&green_conninfo)
+        .args(["-c", "BEGIN; LOCK TABLE entries IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("locker");
+    let mut child = flip_support::spawn_controller(&plan, &["run"], "killed-green.log");
+    let log_path = plan.with_file_name("killed-green.log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log_path).unwrap_or_default().contains("waiting for the fence LSN") {
+        assert!(Instant::now() < deadline, "the cutover never waited for the fence LSN");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fleet.green.kill();
+    let _ = locker.kill();
+    let status = child.wait().expect("controller");
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(!status.success(), "the cutover must fail without green:\n{log}");
+    assert!(log.contains("aborted"), "{log}");
+    assert_eq!(fleet.actives(), ["blue", "blue"]);
+    direct_write(&fleet.blue).expect("blue is unfenced after the abort");
+    wait_for_progress(&writers, 3);
+    for (i, writer) in writers.into_iter().enumerate() {
+        let (_, errors) = writer.stop();
+        assert!(errors.is_empty(), "writer {i} saw errors: {errors:?}");
+    }
+}
