@@ -132,11 +132,11 @@ fn green_killed_while_waiting_for_the_fence_lsn_aborts_back_to_blue() {
     assert!(out.status.success(), "{}", text(&out));
     let writers = writers(&fleet);
     wait_for_progress(&writers, 2);
-    // Green's apply waits behind this lock, so the fence LSN cannot arrive.
+    // Green's apply waits behind these row locks, so the fence LSN cannot arrive.
     let green_conninfo = fleet.green.conninfo("postgres", DB);
     let mut locker = std::process::Command::new(support::pg_bin().join("psql"))
         .arg(&green_conninfo)
-        .args(["-c", "BEGIN; LOCK TABLE entries IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);"])
+        .args(["-c", "BEGIN; SELECT * FROM tallies FOR UPDATE; SELECT pg_sleep(60);"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
