@@ -8,7 +8,10 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use flip_support::{controller, pace, text, wait_for_progress, write_pauses, writers, Fleet, APP, APP_PASSWORD, DB};
+use flip_support::{
+    controller, controller_crashing_at, pace, text, wait_for_progress, write_pauses, writers, Fleet, APP, APP_PASSWORD,
+    DB,
+};
 
 /// Every (writer, seq) on `cluster`.
 fn rows(cluster: &support::Cluster) -> BTreeSet<(i32, i32)> {
@@ -161,4 +164,62 @@ fn green_killed_while_waiting_for_the_fence_lsn_aborts_back_to_blue() {
         let (_, errors) = writer.stop();
         assert!(errors.is_empty(), "writer {i} saw errors: {errors:?}");
     }
+}
+
+/// Stops the writers and checks none saw an error.
+fn stop_clean(writers: Vec<flip_support::Writer>) {
+    for (i, writer) in writers.into_iter().enumerate() {
+        let (_, errors) = writer.stop();
+        assert!(errors.is_empty(), "writer {i} saw errors: {errors:?}");
+    }
+}
+
+#[test]
+fn a_controller_dead_after_the_first_switch_is_finished_by_the_next_run() {
+    let fleet = Fleet::start(3);
+    let plan = fleet.plan(&[], "");
+    let out = controller(&plan, &["run", "--until", "catchup"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let writers = writers(&fleet);
+    wait_for_progress(&writers, 2);
+    let out = controller_crashing_at(&plan, &["run"], Some("after-first-switch"));
+    assert_eq!(out.status.code(), Some(86), "{}", text(&out));
+    let actives = fleet.actives();
+    assert_eq!(actives.iter().filter(|a| *a == "green").count(), 1, "{actives:?}");
+    pace(&writers, 400);
+    let out = controller(&plan, &["run"]);
+    pace(&writers, 100);
+    assert!(out.status.success(), "the re-run must finish the cutover:\n{}", text(&out));
+    assert_eq!(fleet.actives(), ["green", "green", "green"]);
+    wait_for_progress(&writers, 3);
+    stop_clean(writers);
+}
+
+#[test]
+fn a_controller_dead_before_any_switch_is_undone_by_the_next_run() {
+    let fleet = Fleet::start(2);
+    let plan = fleet.plan(&[], "");
+    let out = controller(&plan, &["run", "--until", "catchup"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let writers = writers(&fleet);
+    wait_for_progress(&writers, 2);
+    // Blue fenced, green opened and replicating back, no sidecar switched.
+    let out = controller_crashing_at(&plan, &["run"], Some("before-switch"));
+    assert_eq!(out.status.code(), Some(86), "{}", text(&out));
+    direct_write(&fleet.blue).expect_err("blue is fenced while the flip is half done");
+    let out = controller(&plan, &["run"]);
+    assert!(!out.status.success(), "the re-run undoes the flip and says so");
+    assert!(text(&out).contains("undone"), "{}", text(&out));
+    assert_eq!(fleet.actives(), ["blue", "blue"]);
+    direct_write(&fleet.blue).expect("blue is unfenced");
+    direct_write(&fleet.green).expect_err("green is fenced again");
+    wait_for_progress(&writers, 3);
+    // A later run cuts over cleanly.
+    pace(&writers, 400);
+    let out = controller(&plan, &["run"]);
+    pace(&writers, 100);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fleet.actives(), ["green", "green"]);
+    wait_for_progress(&writers, 2);
+    stop_clean(writers);
 }

@@ -192,9 +192,7 @@ async fn nudge(publisher: &Client, subscriber: &Client) -> Result<(), CutoverErr
         .await
         .map_err(CutoverError::sql("flushing the subscriber's WAL"))?;
     publisher
-        .batch_execute(
-            "SET synchronous_commit = on; UPDATE pgflip.heartbeat SET beat = pg_catalog.now() WHERE id = 1",
-        )
+        .batch_execute("SET synchronous_commit = on; UPDATE pgflip.heartbeat SET beat = pg_catalog.now() WHERE id = 1")
         .await
         .map_err(CutoverError::sql("writing a heartbeat on the publisher"))?;
     Ok(())

@@ -25,7 +25,6 @@ use tracing::{info, warn};
 
 use crate::api::{OnTimeout, PauseRequest};
 
-use super::durable;
 use super::error::CutoverError;
 use super::fence::{self, FencePoint};
 use super::fleet::Fleet;
@@ -34,6 +33,7 @@ use super::pg;
 use super::phase::Phase;
 use super::runner::Context;
 use super::sequences;
+use super::{durable, failpoint};
 
 /// Deadline of one sidecar call that does not wait for sessions.
 const CALL_DEADLINE: Duration = Duration::from_secs(10);
@@ -211,6 +211,7 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
     };
 
     record(ctx, phase, Step::Switching)?;
+    failpoint::hit("before-switch");
     let generation = switch_all(ctx, &sides.fleet, &target_upstream).await?;
     let resumed = sides.fleet.resume(CALL_DEADLINE).await;
     renewal.abort();
@@ -268,6 +269,11 @@ async fn prepare(
 pub(super) async fn switch_all(ctx: &mut Context, fleet: &Fleet, upstream: &str) -> Result<u64, CutoverError> {
     let mut generation = 0;
     let mut pending: Vec<_> = fleet.sidecars.clone();
+    if failpoint::armed("after-first-switch") {
+        let first = fleet.only(pending[..1].to_vec());
+        let _ = first.switch(upstream, CALL_DEADLINE).await;
+        failpoint::hit("after-first-switch");
+    }
     for attempt in 1..=3 {
         let mut failed = Vec::new();
         let answers = fleet.only(pending.clone()).switch(upstream, CALL_DEADLINE + Duration::from_secs(20)).await;

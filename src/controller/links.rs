@@ -151,15 +151,20 @@ pub async fn has_slot(publisher: &Client, link: Link) -> Result<bool, CutoverErr
 pub async fn subscribe(subscriber: &Client, link: Link, publisher_url: &str) -> Result<(), CutoverError> {
     let name = link.name;
     let exists = subscriber
-        .query_opt("SELECT subenabled, subslotname IS NOT NULL FROM pg_catalog.pg_subscription WHERE subname = $1", &[&name])
+        .query_opt(
+            "SELECT subenabled, subslotname IS NOT NULL FROM pg_catalog.pg_subscription WHERE subname = $1",
+            &[&name],
+        )
         .await
         .map_err(CutoverError::sql(format!("looking for subscription {name} on {}", link.to)))?;
     let n = ident(name);
     let (url, slot) = (literal(publisher_url), literal(name));
     let sql = match exists.map(|r| (r.get::<_, bool>(0), r.get::<_, bool>(1))) {
         Some((true, true)) => return Ok(()),
-        Some((true, false)) => format!("ALTER SUBSCRIPTION {n} DISABLE; ALTER SUBSCRIPTION {n} CONNECTION {url}; \
-             ALTER SUBSCRIPTION {n} SET (slot_name = {slot}); ALTER SUBSCRIPTION {n} ENABLE"),
+        Some((true, false)) => format!(
+            "ALTER SUBSCRIPTION {n} DISABLE; ALTER SUBSCRIPTION {n} CONNECTION {url}; \
+             ALTER SUBSCRIPTION {n} SET (slot_name = {slot}); ALTER SUBSCRIPTION {n} ENABLE"
+        ),
         Some((false, _)) => format!(
             "ALTER SUBSCRIPTION {n} CONNECTION {url}; ALTER SUBSCRIPTION {n} SET (slot_name = {slot}); \
              ALTER SUBSCRIPTION {n} ENABLE"
@@ -169,7 +174,10 @@ pub async fn subscribe(subscriber: &Client, link: Link, publisher_url: &str) -> 
              slot_name = {slot}, copy_data = false, disable_on_error = true)"
         ),
     };
-    subscriber.batch_execute(&sql).await.map_err(CutoverError::sql(format!("subscribing {} to {}", link.to, link.from)))?;
+    subscriber
+        .batch_execute(&sql)
+        .await
+        .map_err(CutoverError::sql(format!("subscribing {} to {}", link.to, link.from)))?;
     info!(link = name, from = link.from, to = link.to, "replication attached");
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod catchup;
 pub mod commands;
 pub mod durable;
 pub mod error;
+pub mod failpoint;
 pub mod fence;
 pub mod fleet;
 pub mod flip;

@@ -40,13 +40,19 @@ pub struct Fleet {
 impl Fleet {
     pub fn start(sidecars: usize) -> Fleet {
         let (blue, green) = (Cluster::start(), Cluster::start());
-        blue.psql(&format!("SET password_encryption = 'scram-sha-256'; CREATE ROLE {APP} LOGIN PASSWORD '{APP_PASSWORD}'"));
+        blue.psql(&format!(
+            "SET password_encryption = 'scram-sha-256'; CREATE ROLE {APP} LOGIN PASSWORD '{APP_PASSWORD}'"
+        ));
         blue.create_database(DB);
         blue.psql_db(DB, SCHEMA);
         let url = |c: &Cluster| format!("postgres://{APP}:{APP_PASSWORD}@127.0.0.1:{}/{DB}", c.port());
         let sidecars = (0..sidecars)
             .map(|_| {
-                ProxyBuilder::default().upstream("blue", &url(&blue)).upstream("green", &url(&green)).active("blue").spawn()
+                ProxyBuilder::default()
+                    .upstream("blue", &url(&blue))
+                    .upstream("green", &url(&green))
+                    .active("blue")
+                    .spawn()
             })
             .collect();
         let dir = tempfile::tempdir().expect("temp dir");
@@ -120,7 +126,16 @@ mode = "empty"
 
 /// Runs `pgflip cutover --plan PLAN ARGS` to its end; its output is appended to cutover.log.
 pub fn controller(plan: &Path, args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_pgflip"))
+    controller_crashing_at(plan, args, None)
+}
+
+/// As [`controller`], with `PGFLIP_FAILPOINT` set to `failpoint` when given.
+pub fn controller_crashing_at(plan: &Path, args: &[&str], failpoint: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pgflip"));
+    if let Some(point) = failpoint {
+        command.env("PGFLIP_FAILPOINT", point);
+    }
+    let output = command
         .args(["cutover", "--plan"])
         .arg(plan)
         .args(args)
@@ -155,9 +170,7 @@ pub fn text(output: &Output) -> String {
 
 /// The write pauses the controller printed, in ms, in order.
 pub fn write_pauses(log: &str) -> Vec<f64> {
-    log.lines()
-        .filter_map(|line| line.split("write pause ").nth(1)?.split(" ms").next()?.trim().parse().ok())
-        .collect()
+    log.lines().filter_map(|line| line.split("write pause ").nth(1)?.split(" ms").next()?.trim().parse().ok()).collect()
 }
 
 /// One writer: one connection through its sidecar, never retried; each round inserts
