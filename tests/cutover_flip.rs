@@ -111,7 +111,7 @@ fn cutover_rollback_cutover_promote_keeps_every_acknowledged_commit() {
 fn an_unreachable_sidecar_aborts_the_cutover_and_the_fleet_stays_on_blue() {
     let fleet = Fleet::start(2);
     let dead = format!("http://127.0.0.1:{}", support::free_port());
-    let plan = fleet.plan(&[dead.clone()], "");
+    let plan = fleet.plan(std::slice::from_ref(&dead), "");
     let writers = writers(&fleet);
     let out = controller(&plan, &["run"]);
     assert!(!out.status.success(), "the cutover must fail");
@@ -153,6 +153,7 @@ fn green_killed_while_waiting_for_the_fence_lsn_aborts_back_to_blue() {
     }
     fleet.green.kill();
     let _ = locker.kill();
+    let _ = locker.wait();
     let status = child.wait().expect("controller");
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(!status.success(), "the cutover must fail without green:\n{log}");
@@ -221,5 +222,29 @@ fn a_controller_dead_before_any_switch_is_undone_by_the_next_run() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(fleet.actives(), ["green", "green"]);
     wait_for_progress(&writers, 2);
+    stop_clean(writers);
+}
+
+#[test]
+fn a_failed_validation_rolls_back_by_itself() {
+    let fleet = Fleet::start(2);
+    let extra = r#"[[validate.check]]
+name = "never empty"
+sql = "SELECT 1"
+mode = "empty""#;
+    let plan = fleet.plan(&[], extra);
+    let plan_text = std::fs::read_to_string(&plan).expect("plan");
+    std::fs::write(&plan, plan_text.replace("auto_rollback = false", "auto_rollback = true")).expect("plan");
+    let writers = writers(&fleet);
+    wait_for_progress(&writers, 2);
+    pace(&writers, 400);
+    let out = controller(&plan, &["run"]);
+    pace(&writers, 100);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("never empty") && said.contains("Rolled back"), "{said}");
+    assert_eq!(fleet.actives(), ["blue", "blue"]);
+    direct_write(&fleet.blue).expect("blue is open after the automatic rollback");
+    wait_for_progress(&writers, 3);
     stop_clean(writers);
 }

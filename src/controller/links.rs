@@ -54,24 +54,6 @@ pub async fn detach(
     drop_slot(publisher, link, deadline).await
 }
 
-/// True when the link's slot exists on the publisher and its subscription is enabled on
-/// the subscriber, pointed at that slot.
-pub async fn is_attached(publisher: &Client, subscriber: &Client, link: Link) -> Result<bool, CutoverError> {
-    let name = link.name;
-    let slot = publisher
-        .query_opt("SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", &[&name])
-        .await
-        .map_err(CutoverError::sql(format!("looking for slot {name} on {}", link.from)))?;
-    let subscription = subscriber
-        .query_opt(
-            "SELECT subenabled AND subslotname IS NOT NULL FROM pg_catalog.pg_subscription WHERE subname = $1",
-            &[&name],
-        )
-        .await
-        .map_err(CutoverError::sql(format!("looking for subscription {name} on {}", link.to)))?;
-    Ok(slot.is_some() && subscription.is_some_and(|r| r.get::<_, bool>(0)))
-}
-
 /// Drops the link's slot on its publisher once no walsender holds it.
 pub async fn drop_slot(publisher: &Client, link: Link, deadline: Instant) -> Result<(), CutoverError> {
     let name = link.name;
