@@ -209,3 +209,35 @@ fn tls_the_controller_cannot_speak_is_refused_by_name() {
     let err = Plan::parse(text, std::path::Path::new("/tmp")).expect_err("require").to_string();
     assert!(err.contains("[blue] url") && err.contains("sslmode=require"), "{err}");
 }
+
+#[test]
+fn flip_sections_take_their_defaults_and_resolve_paths() {
+    let plan = parse(MINIMAL).unwrap();
+    assert!(plan.cutover.sidecars.is_empty());
+    assert_eq!(plan.cutover.drain_timeout, std::time::Duration::from_secs(5));
+    assert_eq!((plan.cutover.green_upstream.as_str(), plan.cutover.blue_upstream.as_str()), ("green", "blue"));
+    assert_eq!(plan.validate.window, std::time::Duration::from_secs(60));
+    assert!(plan.validate.auto_rollback && plan.validate.table_checksums);
+    let text = format!(
+        "{MINIMAL}\n[cutover]\nsidecars = [\"http://10.0.0.1:9187/\"]\nsidecar_config = \"proxy.toml\"\n\
+         [[validate.check]]\nname = \"balances\"\nsql = \"SELECT 1\"\nmode = \"compare\"\n[retire]\narchive_dir = \"old\"\n"
+    );
+    let plan = parse(&text).unwrap();
+    assert_eq!(plan.cutover.sidecars, ["http://10.0.0.1:9187"]);
+    assert_eq!(plan.cutover.sidecar_config.as_deref(), Some(Path::new("/plans/proxy.toml")));
+    assert_eq!(plan.validate.checks[0].mode, CheckMode::Compare);
+    assert_eq!(plan.retire.archive_dir.as_deref(), Some(Path::new("/plans/old")));
+}
+
+#[test]
+fn flip_section_errors_name_their_keys() {
+    let bad = |extra: &str| error(&format!("{MINIMAL}\n{extra}\n"));
+    assert!(bad("[cutover]\nsidecars = [\"10.0.0.1:9187\"]").contains("[cutover] sidecars"));
+    assert!(bad("[cutover]\nsidecars_dns = \"sidecars\"").contains("[cutover] sidecars_dns"));
+    assert!(bad("[cutover]\ndrain_timeout = 0").contains("[cutover] drain_timeout"));
+    assert!(bad("[cutover]\ngreen_upstream = \"blue\"").contains("[cutover] green_upstream"));
+    assert!(bad("[validate]\nmax_error_rate = 2").contains("[validate] max_error_rate"));
+    assert!(bad("[[validate.check]]\nname = \"x\"\nsql = \" \"\nmode = \"empty\"").contains("[[validate.check]] sql"));
+    assert!(bad("[[validate.check]]\nname = \"x\"\nsql = \"SELECT 1\"\nmode = \"same\"").contains("mode"));
+    assert!(bad("[retire]\ncommand = \"\"").contains("[retire] command"));
+}
