@@ -207,7 +207,7 @@ fn green_becomes_a_migrated_copy_that_keeps_up() {
     let plan = write_plan(dir.path(), &blue, &green, "");
     let (stop, writer) = start_writer(&blue);
     thread::sleep(Duration::from_millis(300));
-    wait_ok(cutover(&plan, &["run"]), &plan, Duration::from_secs(300));
+    wait_ok(cutover(&plan, &["run", "--until", "catchup"]), &plan, Duration::from_secs(300));
     let journal = journal(dir.path()).expect("journal");
     for phase in ["preflight", "snapshot", "restore", "migrate", "smoke", "catchup"] {
         assert!(!journal["phases"][phase]["ended_at"].is_null(), "{phase} not done: {journal}");
@@ -223,14 +223,15 @@ fn green_becomes_a_migrated_copy_that_keeps_up() {
     assert_eq!(green.psql_db(DB, "SELECT count(*) FROM audit"), "0");
     assert_eq!(green.psql_db(DB, "SELECT count(region) FROM orders"), "0");
     // Running again has nothing left to do.
-    wait_ok(cutover(&plan, &["run"]), &plan, Duration::from_secs(60));
+    wait_ok(cutover(&plan, &["run", "--until", "catchup"]), &plan, Duration::from_secs(60));
     let status = Command::new(env!("CARGO_BIN_EXE_pgflip"))
         .args(["cutover", "--plan"])
         .arg(&plan)
         .arg("status")
         .output()
         .expect("status");
-    assert!(String::from_utf8_lossy(&status.stdout).contains("next phase: none"), "{status:?}");
+    // Next is the cutover, which needs sidecars.
+    assert!(String::from_utf8_lossy(&status.stdout).contains("next phase: cutover"), "{status:?}");
 }
 
 #[test]
@@ -240,25 +241,25 @@ fn a_run_killed_in_dump_restore_and_catchup_resumes_to_the_same_end() {
     let plan = write_plan(dir.path(), &blue, &green, "");
     let (stop, writer) = start_writer(&blue);
 
-    let mut child = cutover(&plan, &["run"]);
+    let mut child = cutover(&plan, &["run", "--until", "catchup"]);
     let dump = dir.path().join("pgflip-dump");
     wait_for(dir.path(), "the dump to start", |j| running(j, "snapshot") && dump.exists());
     thread::sleep(Duration::from_millis(200));
     kill_group(&mut child);
 
-    let mut child = cutover(&plan, &["run"]);
+    let mut child = cutover(&plan, &["run", "--until", "catchup"]);
     wait_for(dir.path(), "the restore to start", |j| {
         running(j, "restore") && !j["phases"]["restore"]["facts"]["roles_created"].is_null()
     });
     thread::sleep(Duration::from_millis(500));
     kill_group(&mut child);
 
-    let mut child = cutover(&plan, &["run"]);
+    let mut child = cutover(&plan, &["run", "--until", "catchup"]);
     wait_for(dir.path(), "the catch-up to start", |j| running(j, "catchup"));
     thread::sleep(Duration::from_millis(800));
     kill_group(&mut child);
 
-    wait_ok(cutover(&plan, &["run"]), &plan, Duration::from_secs(300));
+    wait_ok(cutover(&plan, &["run", "--until", "catchup"]), &plan, Duration::from_secs(300));
     let journal = journal(dir.path()).expect("journal");
     assert!(journal["phases"]["snapshot"]["attempts"].as_u64() >= Some(2), "{journal}");
     assert!(journal["phases"]["restore"]["attempts"].as_u64() >= Some(2), "{journal}");
@@ -281,7 +282,7 @@ fn lag_metrics_rise_with_a_write_burst_and_fall_back() {
     // Long enough a wait for the burst to happen inside the catch-up phase.
     let text = std::fs::read_to_string(&plan).unwrap().replace("stable_seconds = 2", "stable_seconds = 6");
     std::fs::write(&plan, text).unwrap();
-    let child = cutover(&plan, &["run"]);
+    let child = cutover(&plan, &["run", "--until", "catchup"]);
     wait_for(dir.path(), "the catch-up to start", |j| running(j, "catchup"));
     let burst = thread::spawn({
         let conninfo = blue.conninfo("postgres", DB);
