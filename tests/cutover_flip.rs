@@ -39,6 +39,24 @@ fn direct_write(cluster: &support::Cluster) -> Result<(), String> {
     }
 }
 
+/// Stops the writers and checks none saw an error.
+fn stop_clean(writers: Vec<flip_support::Writer>) {
+    for (i, writer) in writers.into_iter().enumerate() {
+        let (_, errors) = writer.stop();
+        assert!(errors.is_empty(), "writer {i} saw errors: {errors:?}");
+    }
+}
+
+/// The plan, run up to the catch-up (green subscribed), and the writers going.
+fn caught_up(fleet: &Fleet) -> (std::path::PathBuf, Vec<flip_support::Writer>) {
+    let plan = fleet.plan(&[], "");
+    let out = controller(&plan, &["run", "--until", "catchup"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let writers = writers(fleet);
+    wait_for_progress(&writers, 2);
+    (plan, writers)
+}
+
 #[test]
 fn cutover_rollback_cutover_promote_keeps_every_acknowledged_commit() {
     let fleet = Fleet::start(3);
@@ -120,21 +138,13 @@ fn an_unreachable_sidecar_aborts_the_cutover_and_the_fleet_stays_on_blue() {
     assert_eq!(fleet.actives(), ["blue", "blue"]);
     wait_for_progress(&writers, 3);
     direct_write(&fleet.blue).expect("blue is not fenced");
-    for (i, writer) in writers.into_iter().enumerate() {
-        let (_, errors) = writer.stop();
-        assert!(errors.is_empty(), "writer {i} saw errors: {errors:?}");
-    }
+    stop_clean(writers);
 }
 
 #[test]
 fn green_killed_while_waiting_for_the_fence_lsn_aborts_back_to_blue() {
     let fleet = Fleet::start(2);
-    let plan = fleet.plan(&[], "");
-    // Up to the catch-up, so that green is subscribed.
-    let out = controller(&plan, &["run", "--until", "catchup"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let writers = writers(&fleet);
-    wait_for_progress(&writers, 2);
+    let (plan, writers) = caught_up(&fleet);
     // Green's apply waits behind these row locks, so the fence LSN cannot arrive.
     let green_conninfo = fleet.green.conninfo("postgres", DB);
     let mut locker = std::process::Command::new(support::pg_bin().join("psql"))
@@ -161,28 +171,13 @@ fn green_killed_while_waiting_for_the_fence_lsn_aborts_back_to_blue() {
     assert_eq!(fleet.actives(), ["blue", "blue"]);
     direct_write(&fleet.blue).expect("blue is unfenced after the abort");
     wait_for_progress(&writers, 3);
-    for (i, writer) in writers.into_iter().enumerate() {
-        let (_, errors) = writer.stop();
-        assert!(errors.is_empty(), "writer {i} saw errors: {errors:?}");
-    }
-}
-
-/// Stops the writers and checks none saw an error.
-fn stop_clean(writers: Vec<flip_support::Writer>) {
-    for (i, writer) in writers.into_iter().enumerate() {
-        let (_, errors) = writer.stop();
-        assert!(errors.is_empty(), "writer {i} saw errors: {errors:?}");
-    }
+    stop_clean(writers);
 }
 
 #[test]
 fn a_controller_dead_after_the_first_switch_is_finished_by_the_next_run() {
     let fleet = Fleet::start(3);
-    let plan = fleet.plan(&[], "");
-    let out = controller(&plan, &["run", "--until", "catchup"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let writers = writers(&fleet);
-    wait_for_progress(&writers, 2);
+    let (plan, writers) = caught_up(&fleet);
     let out = controller_crashing_at(&plan, &["run"], Some("after-first-switch"));
     assert_eq!(out.status.code(), Some(86), "{}", text(&out));
     let actives = fleet.actives();
@@ -199,11 +194,7 @@ fn a_controller_dead_after_the_first_switch_is_finished_by_the_next_run() {
 #[test]
 fn a_controller_dead_before_any_switch_is_undone_by_the_next_run() {
     let fleet = Fleet::start(2);
-    let plan = fleet.plan(&[], "");
-    let out = controller(&plan, &["run", "--until", "catchup"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let writers = writers(&fleet);
-    wait_for_progress(&writers, 2);
+    let (plan, writers) = caught_up(&fleet);
     // Blue fenced, green opened and replicating back, no sidecar switched.
     let out = controller_crashing_at(&plan, &["run"], Some("before-switch"));
     assert_eq!(out.status.code(), Some(86), "{}", text(&out));

@@ -111,7 +111,7 @@ impl Journal {
 
     /// The first phase, in run order, that has not finished; `None` when all have.
     pub fn next_phase(&self) -> Option<Phase> {
-        Phase::RUN.into_iter().find(|&phase| !self.completed(phase))
+        Phase::RUN.iter().copied().find(|&phase| !self.completed(phase))
     }
 
     /// Records a new attempt at `phase` and saves. Facts of earlier attempts are kept.

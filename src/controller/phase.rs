@@ -54,16 +54,7 @@ impl Phase {
 
     /// The phases `run` goes through, in order: up to the validation window. Rollback and
     /// promote (with retire) are commands of their own.
-    pub const RUN: [Phase; 8] = [
-        Phase::Preflight,
-        Phase::Snapshot,
-        Phase::Restore,
-        Phase::Migrate,
-        Phase::Smoke,
-        Phase::Catchup,
-        Phase::Cutover,
-        Phase::Validate,
-    ];
+    pub const RUN: &'static [Phase] = Phase::ALL.split_at(8).0;
 
     /// The lowercase name used in the journal, on the command line and in logs.
     pub fn name(self) -> &'static str {

@@ -39,7 +39,7 @@ pub async fn run(plan_path: &Path, until: Option<Phase>) -> Result<(), CutoverEr
     if ctx.journal.completed(Phase::Promote) {
         return Err(CutoverError::Refused("this plan's cutover was promoted: there is nothing left to run".into()));
     }
-    for phase in Phase::RUN {
+    for &phase in Phase::RUN {
         if until.is_some_and(|last| phase > last) {
             break;
         }
