@@ -105,6 +105,11 @@ fn cutover_rollback_cutover_promote_keeps_every_acknowledged_commit() {
         );
         assert_eq!(left, "0", "replication objects left on port {}", cluster.port());
     }
+    // The final archive of blue, and the retire command, run against blue.
+    let archive = std::fs::read_dir(fleet.dir.path().join("archive")).expect("archive dir").next().expect("a dump");
+    assert!(archive.expect("entry").path().join("toc.dat").exists(), "a directory-format dump");
+    let retired = std::fs::read_to_string(fleet.dir.path().join("retired")).expect("the retire command ran");
+    assert_eq!(retired.trim(), "1");
     wait_for_progress(&writers, 2);
 
     let stopped: Vec<(Vec<i32>, Vec<String>)> = writers.into_iter().map(|w| w.stop()).collect();

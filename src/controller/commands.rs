@@ -24,6 +24,7 @@ pub async fn run(ctx: &mut Context, phase: Phase) -> Result<(), CutoverError> {
     let mut command = Command::new("sh");
     command.arg("-c").arg(&line);
     point_at(&mut command, &ctx.plan.green, ctx.plan.database());
+    command.current_dir(plan_dir(&ctx.plan));
     info!(phase = %phase, command = %line, "running on green");
     run_logged(command, phase.name(), every_line).await?;
     ctx.journal.set_fact(phase, "command", json!(line))?;
@@ -45,5 +46,15 @@ pub fn point_at(command: &mut Command, endpoint: &super::plan::Endpoint, databas
     }
     if let Some(password) = config.get_password() {
         command.env("PGPASSWORD", String::from_utf8_lossy(password).into_owned());
+    }
+}
+
+/// Where the plan's commands run: the plan file's directory (the current one when the
+/// plan path has none).
+pub fn plan_dir(plan: &super::plan::Plan) -> &std::path::Path {
+    if plan.base_dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        &plan.base_dir
     }
 }

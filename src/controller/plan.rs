@@ -65,6 +65,9 @@ pub struct Plan {
     pub cutover: CutoverSection,
     pub validate: ValidateSection,
     pub retire: RetireSection,
+    /// The plan file's directory: relative paths resolve against it, and the plan's
+    /// commands run in it.
+    pub base_dir: PathBuf,
 }
 
 /// A superuser connection to blue or green. `Debug` shows the URL with the password as `***`.
@@ -250,6 +253,7 @@ impl Checker<'_> {
             cutover,
             validate,
             retire,
+            base_dir: self.base_dir.to_owned(),
         })
     }
 

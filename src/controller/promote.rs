@@ -66,6 +66,7 @@ pub async fn retire(ctx: &mut Context) -> Result<(), CutoverError> {
     let mut command = Command::new("sh");
     command.arg("-c").arg(&command_line);
     super::commands::point_at(&mut command, &ctx.plan.blue, ctx.plan.database());
+    command.current_dir(super::commands::plan_dir(&ctx.plan));
     run_logged(command, "[retire] command", |_| true).await?;
     Ok(())
 }

@@ -91,6 +91,9 @@ sidecar_config = "sidecar.toml"
 window = 4
 max_error_rate = 0.0
 auto_rollback = false
+[retire]
+archive_dir = "archive"
+command = "{bin}/psql -Atc 'SELECT 1' > retired"
 [[validate.check]]
 name = "writers seen"
 sql = "SELECT writer FROM tallies ORDER BY writer"
