@@ -18,6 +18,8 @@ use crate::support::{Cluster, Proxy, ProxyBuilder};
 pub const DB: &str = "ledger";
 pub const APP: &str = "app";
 pub const APP_PASSWORD: &str = "app-secret";
+/// The sidecars' admin token; the plan names a file holding it.
+pub const ADMIN_TOKEN: &str = "flip-admin-token";
 
 /// Blue's schema: a table with a sequence, and a REPLICA IDENTITY FULL table every writer
 /// updates (one row per writer, no primary key).
@@ -64,6 +66,7 @@ impl Fleet {
         let mut sidecars: Vec<String> =
             self.sidecars.iter().map(|p| format!("\"http://127.0.0.1:{}\"", p.admin_port())).collect();
         sidecars.extend(extra_sidecars.iter().map(|s| format!("\"{s}\"")));
+        std::fs::write(self.dir.path().join("admin-token"), format!("{ADMIN_TOKEN}\n")).expect("token file");
         let config = self.dir.path().join("sidecar.toml");
         std::fs::write(&config, "listen = \"127.0.0.1:6432\"\nactive = \"blue\"\n\n[upstream]\nblue = \"postgres://b\"\ngreen = \"postgres://g\"\n")
             .expect("sidecar config");
@@ -83,6 +86,7 @@ allow_replica_identity_full = ["public.tallies"]
 bin_dir = "{bin}"
 [cutover]
 sidecars = [{sidecars}]
+admin_token_file = "admin-token"
 drain_timeout = 5
 catchup_timeout = 20
 max_write_pause = 30
@@ -119,7 +123,15 @@ mode = "empty"
         self.sidecars
             .iter()
             .map(|p| {
-                let (_, body) = p.admin_get("/v1/status").expect("status");
+                let auth = format!("Bearer {ADMIN_TOKEN}");
+                let (_, body) = crate::support::http::request(
+                    p.admin_port(),
+                    "GET",
+                    "/v1/status",
+                    &[("Authorization", auth.as_str())],
+                    "",
+                )
+                .expect("status");
                 let status: Value = serde_json::from_str(&body).expect("status JSON");
                 status["active"].as_str().unwrap_or_default().to_owned()
             })
