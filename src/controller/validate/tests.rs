@@ -1,0 +1,192 @@
+//! Unit tests of the validation checks: the checksum SQL, how differences read, the report.
+
+use super::*;
+use crate::controller::plan::Check;
+
+fn table(schema: &str, name: &str, columns: &[&str], order_by: &[&str]) -> TableToCompare {
+    TableToCompare {
+        schema: schema.into(),
+        name: name.into(),
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        order_by: order_by.iter().map(|c| c.to_string()).collect(),
+    }
+}
+
+fn catalog(schema: &str, name: &str, columns: &[&str], primary_key: &[&str]) -> CatalogTable {
+    CatalogTable {
+        schema: schema.into(),
+        name: name.into(),
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        primary_key: primary_key.iter().map(|c| c.to_string()).collect(),
+    }
+}
+
+fn rows(rows: &[&[Option<&str>]]) -> Vec<TextRow> {
+    rows.iter().map(|row| row.iter().map(|v| v.map(str::to_owned)).collect()).collect()
+}
+
+fn outcome(name: &str, passed: bool, attempts: u32, detail: Option<&str>) -> CheckOutcome {
+    CheckOutcome { name: name.into(), passed, attempts, detail: detail.map(str::to_owned) }
+}
+
+#[test]
+fn checksum_sql_quotes_every_name() {
+    let t = table("My Schema", "t", &["id", "we\"ird"], &["id"]);
+    assert_eq!(
+        t.checksum_sql(),
+        "SELECT pg_catalog.count(*), pg_catalog.md5(COALESCE(pg_catalog.string_agg(\
+         pg_catalog.md5(ROW(\"id\", \"we\"\"ird\")::pg_catalog.text), '' \
+         ORDER BY (\"id\"::pg_catalog.text COLLATE pg_catalog.\"C\")), '')) FROM \"My Schema\".\"t\""
+    );
+    assert_eq!(t.check_name(), "table My Schema.t");
+}
+
+#[test]
+fn checksum_sql_of_one_column_and_of_none() {
+    let one = table("public", "tags", &["tag"], &["tag"]);
+    assert!(one.checksum_sql().contains("pg_catalog.md5(ROW(\"tag\")::pg_catalog.text), '' ORDER BY (\"tag\""));
+    let two_keys = table("public", "pairs", &["a", "b"], &["b", "a"]);
+    assert!(two_keys.checksum_sql().contains(
+        "ORDER BY (\"b\"::pg_catalog.text COLLATE pg_catalog.\"C\"), (\"a\"::pg_catalog.text COLLATE pg_catalog.\"C\")"
+    ));
+    let none = table("public", "empty", &[], &[]);
+    assert!(none.checksum_sql().contains("pg_catalog.md5(ROW()::pg_catalog.text), '')"));
+    assert!(!none.checksum_sql().contains("ORDER BY"));
+}
+
+#[test]
+fn catalog_sql_skips_generated_columns_from_12() {
+    assert!(catalog_sql(120000).contains("a.attgenerated = ''"));
+    assert!(!catalog_sql(110005).contains("attgenerated"));
+}
+
+#[test]
+fn tables_match_by_schema_and_name_with_common_columns() {
+    let blue = vec![
+        catalog("public", "accounts", &["id", "name", "old"], &["id"]),
+        catalog("public", "events", &["at", "what"], &[]),
+        catalog("public", "gone", &["id"], &["id"]),
+        catalog("public", "rekeyed", &["k", "v"], &["k"]),
+    ];
+    let green = vec![
+        catalog("public", "accounts", &["name", "id", "new"], &["id"]),
+        catalog("public", "events", &["what", "at"], &[]),
+        catalog("other", "gone", &["id"], &["id"]),
+        catalog("public", "rekeyed", &["v", "k2"], &["k2"]),
+    ];
+    assert_eq!(
+        match_tables(blue, &green),
+        vec![
+            table("public", "accounts", &["id", "name"], &["id"]),
+            table("public", "events", &["at", "what"], &["at", "what"]),
+            table("public", "rekeyed", &["v"], &["v"]),
+        ]
+    );
+}
+
+#[test]
+fn same_rows_do_not_differ() {
+    let a = rows(&[&[Some("1"), None], &[Some("2"), Some("x")]]);
+    assert_eq!(describe_difference(&a, &a.clone()), None);
+    assert_eq!(describe_difference(&[], &[]), None);
+}
+
+#[test]
+fn the_first_differing_row_is_described() {
+    let blue = rows(&[&[Some("1"), Some("10")], &[Some("2"), Some("20")], &[Some("1"), Some("500")]]);
+    let green = rows(&[&[Some("1"), Some("10")], &[Some("2"), Some("20")], &[Some("1"), Some("499")]]);
+    assert_eq!(describe_difference(&blue, &green).as_deref(), Some("row 3 differs: blue (1, 500) green (1, 499)"));
+    let green = rows(&[&[Some("1"), Some("10")], &[Some("2"), None]]);
+    assert_eq!(
+        describe_difference(&blue, &green).as_deref(),
+        Some("row 2 differs: blue (2, 20) green (2, NULL); blue returned 3 rows, green 2")
+    );
+}
+
+#[test]
+fn a_missing_row_is_described() {
+    let blue = rows(&[&[Some("1")]]);
+    let green = rows(&[&[Some("1")], &[Some("2")]]);
+    assert_eq!(
+        describe_difference(&blue, &green).as_deref(),
+        Some("row 2 is only on green: (2); blue returned 1 row, green 2")
+    );
+    assert_eq!(
+        describe_difference(&green, &[]).as_deref(),
+        Some("row 1 is only on blue: (1); blue returned 2 rows, green 0")
+    );
+}
+
+#[test]
+fn long_values_are_cut() {
+    let long = "é".repeat(100);
+    let shown = show_row(&vec![Some(long), None]);
+    assert_eq!(shown, format!("({}…, NULL)", "é".repeat(MAX_VALUE_CHARS)));
+}
+
+#[test]
+fn empty_checks_show_the_first_row() {
+    assert_eq!(describe_not_empty(&[]), None);
+    let green = rows(&[&[Some("7"), Some("negative balance")], &[Some("9"), None]]);
+    assert_eq!(describe_not_empty(&green).as_deref(), Some("green returned 2 rows, first: (7, negative balance)"));
+}
+
+#[test]
+fn checksums_tell_counts_from_contents() {
+    let blue = rows(&[&[Some("10"), Some("aaa")]]);
+    assert_eq!(describe_checksums(&blue, &blue.clone()), None);
+    let green = rows(&[&[Some("11"), Some("bbb")]]);
+    assert_eq!(describe_checksums(&blue, &green).as_deref(), Some("row counts differ: blue 10, green 11"));
+    let green = rows(&[&[Some("10"), Some("bbb")]]);
+    assert_eq!(
+        describe_checksums(&blue, &green).as_deref(),
+        Some("same row count (10), different checksums: blue aaa, green bbb")
+    );
+}
+
+#[test]
+fn probes_follow_the_plan_then_the_tables() {
+    let mut section = ValidateSection {
+        window: Duration::from_secs(60),
+        max_error_rate: 0.01,
+        auto_rollback: true,
+        table_checksums: true,
+        checks: vec![
+            Check { name: "balances".into(), sql: "SELECT 1".into(), mode: CheckMode::Compare },
+            Check { name: "orphans".into(), sql: "SELECT 2".into(), mode: CheckMode::Empty },
+        ],
+    };
+    let tables = [table("public", "t", &["id"], &["id"])];
+    let kinds: Vec<(String, Kind)> = probes(&section, &tables).into_iter().map(|p| (p.outcome.name, p.kind)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("balances".to_owned(), Kind::Compare),
+            ("orphans".to_owned(), Kind::Empty),
+            ("table public.t".to_owned(), Kind::Table)
+        ]
+    );
+    section.table_checksums = false;
+    assert_eq!(probes(&section, &tables).len(), 2);
+}
+
+#[test]
+fn report_lists_every_check() {
+    let report = ChecksReport {
+        outcomes: vec![
+            outcome("ledger balances", true, 2, None),
+            outcome("no orphans", true, 1, None),
+            outcome("table public.orders", false, 5, Some("row counts differ: blue 10, green 11")),
+        ],
+    };
+    assert_eq!(
+        report.to_string(),
+        "ok   ledger balances (2 attempts)\n\
+         ok   no orphans (1 attempt)\n\
+         FAIL table public.orders (5 attempts): row counts differ: blue 10, green 11"
+    );
+    assert!(!report.passed());
+    assert_eq!(report.failed().map(|o| o.name.as_str()).collect::<Vec<_>>(), vec!["table public.orders"]);
+    assert!(ChecksReport::default().passed());
+    assert_eq!(ChecksReport::default().to_string(), "");
+}
