@@ -201,6 +201,10 @@ fn the_example_plan_in_deploy_is_valid() {
     assert_eq!(plan.app.roles, ["ledger_app"]);
     assert_eq!(plan.snapshot.jobs, 4);
     assert!(plan.journal.path.ends_with("deploy/examples/pgflip-journal.json"), "{:?}", plan.journal.path);
+    let bas = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples/plan.toml");
+    let plan = Plan::load(&bas).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.app.roles, ["ledger_app"]);
+    assert_eq!(plan.validate.checks.len(), 4, "{:?}", plan.validate.checks);
 }
 
 #[test]
