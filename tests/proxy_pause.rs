@@ -173,3 +173,30 @@ fn pgbench_runs_clean_through_repeated_pauses() {
     assert_eq!(summary.failed, 0, "{}", out.stdout);
     assert!(summary.processed > 0);
 }
+
+#[test]
+fn a_session_that_ran_nothing_since_its_last_capture_is_not_captured_again() {
+    let cluster = support::Cluster::start_with(support::ClusterOptions::default().conf("log_statement = 'all'"));
+    let proxy = Proxy::start(&cluster);
+    let mut a = connect(&proxy);
+    assert_eq!(a.query_value("SET search_path = public").unwrap(), None);
+    // Each capture is one logged Query that starts so (a DETAIL repeats its text as
+    // "prepare:" when it prepares, so count the statement lines only).
+    let captures =
+        || cluster.log_tail(100_000).matches("statement: SET TRANSACTION ISOLATION LEVEL READ COMMITTED").count();
+    let pause = || {
+        let (code, answer) = post(&proxy, "/v1/pause", r#"{"lease_ms": 20000}"#);
+        assert_eq!(code, 200, "{answer}");
+        assert_eq!(post(&proxy, "/v1/resume", "").0, 200);
+    };
+    // One when the connection was set up (it plans the statement), one at the first pause.
+    let at_setup = captures();
+    pause();
+    assert_eq!(captures(), at_setup + 1, "the first pause reads the state");
+    pause();
+    pause();
+    assert_eq!(captures(), at_setup + 1, "the session ran nothing since: its capture stands");
+    assert_eq!(a.query_value("SHOW search_path").unwrap().as_deref(), Some("public"));
+    pause();
+    assert_eq!(captures(), at_setup + 2, "it ran a query: the next pause reads the state again");
+}

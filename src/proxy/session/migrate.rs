@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::proxy::cancel::CancelTarget;
 use crate::proxy::capture::{self, Baseline, SessionSnapshot};
@@ -27,6 +27,13 @@ pub(super) fn can_reconnect(s: &Established) -> bool {
 /// Reads the parked session's state from its server, in one round trip the client never
 /// sees. Notifications that arrive meanwhile are passed on to the client.
 pub(super) async fn capture(s: &mut Established, ctx: &ProxyContext) -> Result<(), SessionError> {
+    // Nothing reached the server since the last capture on this connection: its session
+    // state cannot have changed (only the client changes it).
+    let mark = (s.pump.info().server_pid(), s.pump.forwarded());
+    if s.snapshot.is_some() && s.captured_at == Some(mark) {
+        debug!(server.pid = mark.0, "session ran nothing since its last capture: the capture stands");
+        return Ok(());
+    }
     let (baseline, mut prepared) = match &s.capture_setup {
         CaptureSetup::Ready { baseline, prepared } => (baseline.clone(), *prepared),
         CaptureSetup::Failed(reason) => {
@@ -55,6 +62,7 @@ pub(super) async fn capture(s: &mut Established, ctx: &ProxyContext) -> Result<(
     let columns: Vec<Option<&str>> = answer.rows.iter().flatten().map(|c| c.as_deref()).collect();
     let snapshot = capture::parse_capture_row(&columns).map_err(|e| SessionError::State(e.to_string()))?;
     s.snapshot = Some(snapshot);
+    s.captured_at = Some(mark);
     Ok(())
 }
 

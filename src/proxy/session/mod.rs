@@ -77,6 +77,9 @@ struct Established {
     warm: Option<(Arc<Upstream>, setup::Opened)>,
     /// State captured at the last park, replayed on the next server.
     snapshot: Option<crate::proxy::capture::SessionSnapshot>,
+    /// The server pid and the client bytes forwarded to it when `snapshot` was read: while
+    /// both are the same, the session has run nothing since and the snapshot still holds.
+    captured_at: Option<(i32, u64)>,
     pump: Pump,
     cancel: CancelHandle,
     server_gauge: ServerGauge,
@@ -140,6 +143,7 @@ async fn establish(
         startup,
         user,
         snapshot: None,
+        captured_at: None,
         capture_setup,
         warm: None,
         pump,

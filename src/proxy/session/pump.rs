@@ -69,6 +69,8 @@ pub struct Pump {
     custom_settings: Vec<String>,
     statements: StatementLog,
     client_terminated: bool,
+    /// Client bytes written to the server so far (held bytes count once forwarded).
+    forwarded: u64,
 }
 
 impl Pump {
@@ -94,6 +96,7 @@ impl Pump {
             custom_settings: Vec::new(),
             statements: StatementLog::default(),
             client_terminated: false,
+            forwarded: 0,
         }
     }
 
@@ -114,6 +117,11 @@ impl Pump {
     /// The session's record in the session table.
     pub fn info(&self) -> &SessionInfo {
         self.gauge.info()
+    }
+
+    /// How many client bytes have been written to the server.
+    pub fn forwarded(&self) -> u64 {
+        self.forwarded
     }
 
     /// True while holding the client's requests behind the closed gate.
@@ -188,8 +196,12 @@ impl Pump {
                 }
             }
             let mut progress = false;
+            let ready = self.c2s.ready;
             match self.c2s.poll_write(cx, server) {
-                Poll::Ready(Ok(wrote)) => progress |= wrote,
+                Poll::Ready(Ok(wrote)) => {
+                    self.forwarded += (ready - self.c2s.ready) as u64;
+                    progress |= wrote
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(PumpEnd::ServerIo(e)),
                 Poll::Pending => {}
             }
