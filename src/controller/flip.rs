@@ -103,8 +103,6 @@ impl Step {
 pub struct Flipped {
     pub write_pause: Duration,
     pub fence_wait: Duration,
-    pub sidecars: usize,
-    pub not_reversible: Vec<links::NotReversible>,
 }
 
 /// Both databases, the fleet and the app roles a flip works on.
@@ -152,7 +150,7 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
     if let Some(step) = recorded_step(ctx, phase) {
         warn!(step = step.name(), "an earlier run stopped in the middle of this flip: resolving it");
         if undo::resolve(ctx, &sides, direction).await? {
-            return finished(ctx, &sides, direction, Duration::ZERO, Duration::ZERO, Vec::new()).await;
+            return finished(ctx, &sides, direction, Duration::ZERO, Duration::ZERO).await;
         }
     }
     ctx.journal.set_fact(phase, "step", json!(null))?;
@@ -162,7 +160,7 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
     // An earlier abort may have left the link into the new side with its slot but not its
     // subscription (the new side was down then).
     let (into_new, _) = direction.links();
-    let old_url = if from == "blue" { ctx.plan.blue.url.clone() } else { ctx.plan.green.url.clone() };
+    let old_url = side_url(ctx, from).to_owned();
     if !links::has_slot(sides.client(from), into_new).await? {
         return Err(CutoverError::Refused(format!(
             "replication from {from} to {to} has no slot on {from}: {to} cannot be proven current"
@@ -220,7 +218,7 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
         warn!(error = %failed, "resuming a sidecar failed; its pause lease resumes it");
     }
     ctx.journal.set_fact(phase, "sidecar_generation", json!(generation))?;
-    finished(ctx, &sides, direction, write_pause, fence_wait, not_reversible).await
+    finished(ctx, &sides, direction, write_pause, fence_wait).await
 }
 
 /// Steps 2 to 7, each recorded; returns how long the fence LSN took to arrive.
@@ -250,7 +248,7 @@ async fn prepare(
     links::detach(old, new, into_new, step_deadline(cutover.drain_timeout)).await?;
     record(ctx, phase, Step::Detached)?;
     sequences::copy(old, from, new, to).await?;
-    let new_url = if to == "blue" { ctx.plan.blue.url.clone() } else { ctx.plan.green.url.clone() };
+    let new_url = side_url(ctx, to).to_owned();
     links::attach(new, old, back, &new_url, step_deadline(cutover.drain_timeout)).await?;
     record(ctx, phase, Step::Attached)?;
     fence::unfence(new, to, &sides.roles).await?;
@@ -316,7 +314,6 @@ async fn finished(
     direction: Direction,
     write_pause: Duration,
     fence_wait: Duration,
-    not_reversible: Vec<links::NotReversible>,
 ) -> Result<Flipped, CutoverError> {
     let phase = direction.phase();
     let flips = ctx.journal.fact(phase, "flips").and_then(|v| v.as_u64()).unwrap_or(0) + 1;
@@ -333,7 +330,7 @@ async fn finished(
         write_pause.as_secs_f64() * 1e3,
         fence_wait.as_secs_f64() * 1e3
     );
-    Ok(Flipped { write_pause, fence_wait, sidecars: sides.fleet.sidecars.len(), not_reversible })
+    Ok(Flipped { write_pause, fence_wait })
 }
 
 /// Registers the plan's upstream URLs with every sidecar (before any pause).
@@ -348,6 +345,15 @@ async fn register_upstreams(ctx: &Context, fleet: &Fleet) -> Result<(), CutoverE
         }
     }
     Ok(())
+}
+
+/// The plan's (superuser) address of `side`, as the other side's server reaches it.
+pub(super) fn side_url<'a>(ctx: &'a Context, side: &str) -> &'a str {
+    if side == "blue" {
+        &ctx.plan.blue.url
+    } else {
+        &ctx.plan.green.url
+    }
 }
 
 /// The name the sidecars know `side` by.

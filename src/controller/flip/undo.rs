@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::{switch_all, upstream_name, Direction, Sides, CALL_DEADLINE};
+use super::{side_url, switch_all, upstream_name, Direction, Sides, CALL_DEADLINE};
 use crate::controller::error::CutoverError;
 use crate::controller::fence;
 use crate::controller::links;
@@ -82,8 +82,7 @@ async fn back_out(ctx: &Context, sides: &Sides, direction: Direction) -> Result<
         if !links::has_slot(old, into_new).await? {
             links::create_slot(old, into_new, deadline()).await?;
         }
-        let old_url = if from == "blue" { &ctx.plan.blue.url } else { &ctx.plan.green.url };
-        if let Err(e) = links::subscribe(new, into_new, old_url).await {
+        if let Err(e) = links::subscribe(new, into_new, side_url(ctx, from)).await {
             warn!(link = into_new.name, error = %e, "re-enabling replication into {to} failed; the next run does it");
         }
         fence::unfence(old, from, &sides.roles).await
