@@ -6,7 +6,7 @@ mod support;
 
 use capture_support::*;
 use pgflip::proxy::capture::{
-    capture_query, parse_capture_row, replay_statements, ADVISORY_HOLDERS_QUERY, SHOWN_VALUES,
+    capture_query, parse_capture_row, replay_statements, ADVISORY_HOLDERS_QUERY, OVERRIDE_COLUMNS,
 };
 use std::time::{Duration, Instant};
 use support::RawConn;
@@ -217,7 +217,7 @@ fn capture_survives_a_one_millisecond_statement_timeout() {
         assert_eq!(error, None, "round {round}");
         assert_eq!(status, b'I', "the capture leaves the session idle");
         let columns: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
-        let snap = parse_capture_row(&columns).expect("parse");
+        let snap = parse_capture_row(&columns, &baseline).expect("parse");
         assert_eq!(snap.setting("statement_timeout"), Some("1ms"));
         assert_eq!(snap.unmovable.temp_objects, 1);
     }
@@ -240,7 +240,7 @@ fn a_failed_capture_leaves_the_session_idle() {
     let (values, error, status) = raw_query(&mut conn, &broken);
     assert!(error.is_some_and(|e| e.contains("42883")), "the broken capture must fail");
     assert_eq!(status, b'I', "an implicit transaction rolls back on its own");
-    assert_eq!(values.len(), SHOWN_VALUES, "only the SHOW rows came back");
+    assert_eq!(values.len(), OVERRIDE_COLUMNS, "only the first row came back");
     assert_eq!(raw_query(&mut conn, "SELECT 1").0, [Some("1".to_string())]);
     conn.terminate();
 }
@@ -271,7 +271,7 @@ async fn settings_changed_out_of_sight_are_captured() {
     let names = vec!["work_mem".to_string(), "no_such_setting".to_string()];
     let values = all_values(&a, &capture_query(&names, &a.baseline, false)).await;
     let columns: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
-    let snap = parse_capture_row(&columns).expect("parse");
+    let snap = parse_capture_row(&columns, &a.baseline).expect("parse");
     assert_eq!(snap.setting("work_mem"), Some(work_mem.as_str()));
 
     // Replaying onto a connection whose baseline already has a value leaves it out.
@@ -291,5 +291,5 @@ async fn a_dropped_capture_statement_is_prepared_again() {
     assert_eq!(err.code().map(|c| c.code()), Some("26000"));
     let values = all_values(&a, &capture_query(&[], &a.baseline, true)).await;
     let columns: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
-    parse_capture_row(&columns).expect("captured after preparing again");
+    parse_capture_row(&columns, &a.baseline).expect("captured after preparing again");
 }

@@ -95,7 +95,7 @@ pub async fn capture(conn: &Conn) -> SessionSnapshot {
     let custom: Vec<String> = CUSTOM.iter().map(|s| s.to_string()).collect();
     let values = all_values(conn, &capture_query(&custom, &conn.baseline, !conn.prepared.replace(true))).await;
     let columns: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
-    parse_capture_row(&columns).expect("parse the capture")
+    parse_capture_row(&columns, &conn.baseline).expect("parse the capture")
 }
 
 /// Reads one backend message body per call from a raw connection: (tag, body).

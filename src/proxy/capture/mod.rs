@@ -26,7 +26,7 @@ pub use error::CaptureError;
 pub use prepare_text::{prepare_body, rebuild_prepare, PrepareTextError};
 pub use query::{
     baseline_query, capture_query, ADVISORY_HOLDERS_QUERY, CAPTURE_COLUMNS, CAPTURE_STATEMENT, EXCLUDED_SETTINGS,
-    OVERRIDDEN_SETTINGS, SETTABLE_CONTEXTS, SHOWN_VALUES, STATE_COLUMNS,
+    OVERRIDDEN_SETTINGS, OVERRIDE_COLUMNS, SETTABLE_CONTEXTS, SHOWN_VALUES, STATE_COLUMNS,
 };
 pub use quote::{is_custom_setting_name, quote_ident, quote_literal};
 pub use replay::{replay_statements, NotReplayable, ReplayPlan};

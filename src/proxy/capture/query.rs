@@ -7,9 +7,12 @@ use super::quote::{is_custom_setting_name, quote_literal};
 /// `statement_timeout` so that a tiny client timeout cannot cancel it, `jit` because
 /// the planner's estimates for these catalog functions cross `jit_above_cost` and JIT
 /// compiling would cost 50 to 100 ms, `plan_cache_mode` so that the statement is
-/// planned once per connection, not on every capture. `SHOW` reads the client's values
-/// before the override (one DataRow each); a move replays them where the new
-/// connection's differ.
+/// planned once per connection, not on every capture. `jit` comes first: it is read
+/// with `SHOW` and set with `SET LOCAL`, utility statements that are never planned, so
+/// that a client's `jit_above_cost = 0` cannot JIT-compile the statement reading the
+/// others, which reads the client's values before it overrides them (`current_setting`
+/// is evaluated before `set_config`: a target list is computed left to right). A move
+/// replays the client's values where the new connection's differ.
 pub const OVERRIDDEN_SETTINGS: &[(&str, &str)] =
     &[("jit", "off"), ("plan_cache_mode", "force_generic_plan"), ("statement_timeout", "0")];
 
@@ -17,8 +20,8 @@ pub const OVERRIDDEN_SETTINGS: &[(&str, &str)] =
 /// belong to one transaction; identity travels as `SET SESSION AUTHORIZATION`/`SET ROLE`;
 /// `lc_messages` fails on replay; the last three only a superuser (or
 /// `pg_read_all_settings`) may read, and a session that did `SET ROLE` could not. The
-/// [`OVERRIDDEN_SETTINGS`] are in the baseline but not in the diff (their `SHOW` rows
-/// have the client's values).
+/// [`OVERRIDDEN_SETTINGS`] are in the baseline but not compared (the capture's first row
+/// has the client's values).
 pub const EXCLUDED_SETTINGS: &[&str] = &[
     "transaction_isolation",
     "transaction_read_only",
@@ -40,9 +43,12 @@ pub const SETTABLE_CONTEXTS: &[&str] = &["user", "superuser"];
 /// connection (see [`super::Baseline::prepare_statement`]) and left out of every capture.
 pub const CAPTURE_STATEMENT: &str = "pgflip_capture";
 
-/// Values of the capture's `SHOW` DataRows (one column each): the client's values
-/// of the [`OVERRIDDEN_SETTINGS`], in that order.
+/// The client's values of the [`OVERRIDDEN_SETTINGS`], in that order: the first values of
+/// the capture's answer.
 pub const SHOWN_VALUES: usize = OVERRIDDEN_SETTINGS.len();
+/// Values of the capture's answer before the state row: the [`SHOWN_VALUES`], then the
+/// values that the overrides after `jit` set (of no use: `set_config` returns them).
+pub const OVERRIDE_COLUMNS: usize = 2 * OVERRIDDEN_SETTINGS.len() - 1;
 /// Columns of the capture's last DataRow, the state: pid, session_authorization,
 /// role, settings, custom_settings, prepared, listen, temp_objects, holdable_cursors,
 /// holds_xid. Session advisory locks are not among them: reading `pg_locks` scans the
@@ -56,8 +62,8 @@ pub const STATE_COLUMNS: usize = 10;
 /// cannot change).
 pub const ADVISORY_HOLDERS_QUERY: &str = "SELECT k.pid, pg_catalog.count(*) FROM pg_catalog.pg_locks AS k \
 WHERE k.locktype OPERATOR(pg_catalog.=) 'advisory' AND k.pid IS NOT NULL GROUP BY k.pid";
-/// All values [`super::parse_capture_row`] takes: those of every DataRow, in order.
-pub const CAPTURE_COLUMNS: usize = SHOWN_VALUES + STATE_COLUMNS;
+/// All values [`super::parse_capture_row`] takes: those of both DataRows, in order.
+pub const CAPTURE_COLUMNS: usize = OVERRIDE_COLUMNS + STATE_COLUMNS;
 
 /// The query that reads a fresh connection's settings, before its client runs
 /// anything: one row, one column, a JSON array of `[name, value]` pairs sorted by
@@ -78,14 +84,9 @@ const STATE_HEAD: &str = "SELECT
   pg_catalog.pg_backend_pid() AS pid,
   pg_catalog.current_setting('session_authorization') AS session_authorization,
   pg_catalog.current_setting('role') AS role,
-  (SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_array(b.name, pg_catalog.current_setting(b.name)) \
-ORDER BY b.name), '[]')
-     FROM ROWS FROM (pg_catalog.unnest(";
+  pg_catalog.array_to_json(ARRAY[";
 
-const STATE_BASELINE_VALUES: &str = "), pg_catalog.unnest(";
-
-const STATE_CUSTOM: &str = ")) AS b(name, value)
-    WHERE NOT pg_catalog.current_setting(b.name) OPERATOR(pg_catalog.=) b.value) AS settings,
+const STATE_CUSTOM: &str = "]::pg_catalog.text[]) AS settings,
   (SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_array(c.name, pg_catalog.current_setting(c.name, true)) \
 ORDER BY c.ord), '[]')
      FROM pg_catalog.unnest($1) WITH ORDINALITY AS c(name, ord)) AS custom_settings,
@@ -129,17 +130,16 @@ const STATE_TAIL: &str = "  (SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json
   pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL AS holds_xid";
 
 /// The text of the prepared statement that reads the state (after `PREPARE name(text[]) AS`):
-/// settings are compared with `baseline` (`[name, value]` pairs, the connection's values
-/// before its client ran anything); `$1` names further settings to read whatever
-/// their value.
-pub(super) fn state_select(baseline: &[(String, String)]) -> String {
-    let mut sql = String::with_capacity(4096 + 40 * baseline.len());
+/// `settings` is the current value of every [`super::Baseline::compared`] setting, in
+/// that order, as a JSON array, one function call each in a single array expression
+/// (cheaper than comparing row by row on the server: the proxy compares);
+/// `$1` names further settings to read whatever their value.
+pub(super) fn state_select(compared: &[(String, String)]) -> String {
+    let mut sql = String::with_capacity(4096 + 40 * compared.len());
     sql.push_str(STATE_HEAD);
-    let diffed = baseline.iter().filter(|(name, _)| !OVERRIDDEN_SETTINGS.iter().any(|(o, _)| o == name));
-    let (names, values): (Vec<&str>, Vec<&str>) = diffed.map(|(n, v)| (n.as_str(), v.as_str())).unzip();
-    sql.push_str(&text_array(names.into_iter()));
-    sql.push_str(STATE_BASELINE_VALUES);
-    sql.push_str(&text_array(values.into_iter()));
+    let calls: Vec<String> =
+        compared.iter().map(|(name, _)| format!("pg_catalog.current_setting({})", quote_literal(name))).collect();
+    sql.push_str(&calls.join(", "));
     sql.push_str(STATE_CUSTOM);
     sql.push_str(STATE_TAIL);
     sql
@@ -148,17 +148,19 @@ pub(super) fn state_select(baseline: &[(String, String)]) -> String {
 /// The SQL text to send, as one simple Query, to a session's server while its
 /// client is parked at a transaction boundary (ReadyForQuery said `I`).
 ///
-/// It is eight statements in the implicit transaction of one Query message (nine
+/// It is five statements in the implicit transaction of one Query message (six
 /// when `prepare` is given: the `PREPARE` of the [`CAPTURE_STATEMENT`] goes just
 /// before its `EXECUTE`, for a connection whose statement is missing):
 ///
 /// 1. `SET TRANSACTION ISOLATION LEVEL READ COMMITTED`: no wait for a safe snapshot
 ///    under a client's serializable, read-only, deferrable defaults.
-/// 2. to 4. `SHOW jit`, `SHOW plan_cache_mode`, `SHOW statement_timeout`: **one
-///    DataRow each**, one column.
-/// 5. to 7. `SET LOCAL jit = off`, `SET LOCAL plan_cache_mode = force_generic_plan`,
-///    `SET LOCAL statement_timeout = 0` (see [`OVERRIDDEN_SETTINGS`]).
-/// 8. `EXECUTE pgflip_capture(names)`: **the last DataRow**, [`STATE_COLUMNS`] text
+/// 2. `SHOW jit`: **one DataRow**, one column, the client's value.
+/// 3. `SET LOCAL jit = off`.
+/// 4. `SELECT current_setting('plan_cache_mode'), current_setting('statement_timeout'),
+///    set_config('plan_cache_mode', 'force_generic_plan', true), set_config(...)`:
+///    **one DataRow**, the client's values of the other [`OVERRIDDEN_SETTINGS`], then
+///    the overrides (`set_config(..., true)` is `SET LOCAL`).
+/// 5. `EXECUTE pgflip_capture(names)`: **the last DataRow**, [`STATE_COLUMNS`] text
 ///    columns (pid, session_authorization, role, settings JSON, custom_settings JSON,
 ///    prepared JSON, listen JSON, temp_objects, holdable_cursors, holds_xid).
 ///
@@ -171,15 +173,17 @@ pub(super) fn state_select(baseline: &[(String, String)]) -> String {
 /// sent by mistake inside a client's transaction cannot commit it (it would run
 /// inside it, and `holds_xid` says so when that transaction wrote). `SET LOCAL` and
 /// `SET TRANSACTION` do hold for the rest of an implicit transaction (PostgreSQL 15,
-/// verified).
+/// verified). Few statements, since each costs the server a parse and a snapshot: a
+/// switch captures every session at once.
 ///
-/// Statements 1 to 7 run under the client's `statement_timeout` and `jit`; they are
-/// utility commands (never planned, never JIT-compiled) and take microseconds.
+/// Statements 1 to 4 run under the client's `statement_timeout`; they take
+/// microseconds (a timeout of a millisecond can still cancel one: capture again).
 /// Every name in the statement is qualified with `pg_catalog` (functions, tables,
 /// types and operators), since the client's `search_path` is in force.
 ///
-/// `settings` (`[name, value]` pairs) are the settings whose value differs from the
-/// connection's baseline. `custom_settings` (`[name, value or null]`) are read for
+/// `settings` holds the current values of the baseline's settings;
+/// [`super::parse_capture_row`] keeps those that differ from the connection's
+/// baseline. `custom_settings` (`[name, value or null]`) are read for
 /// `names`: custom settings (`myapp.tenant`) the proxy has seen the client set, which
 /// PostgreSQL may not list, and settings the client named in a `SET`, which a move
 /// carries even when the value equals this server's default. Names that are neither
@@ -194,12 +198,12 @@ pub(super) fn state_select(baseline: &[(String, String)]) -> String {
 pub fn capture_query(names: &[String], baseline: &super::Baseline, prepare: bool) -> String {
     let mut sql = String::with_capacity(512);
     sql.push_str("SET TRANSACTION ISOLATION LEVEL READ COMMITTED;\n");
-    for (name, _) in OVERRIDDEN_SETTINGS {
-        sql.push_str(&format!("SHOW {name};\n"));
-    }
-    for (name, value) in OVERRIDDEN_SETTINGS {
-        sql.push_str(&format!("SET LOCAL {name} = {value};\n"));
-    }
+    let ((jit, jit_value), others) = OVERRIDDEN_SETTINGS.split_first().expect("jit is overridden");
+    sql.push_str(&format!("SHOW {jit};\nSET LOCAL {jit} = {jit_value};\nSELECT "));
+    let shown = others.iter().map(|(name, _)| format!("pg_catalog.current_setting('{name}')"));
+    let set = others.iter().map(|(name, value)| format!("pg_catalog.set_config('{name}', '{value}', true)"));
+    sql.push_str(&shown.chain(set).collect::<Vec<_>>().join(", "));
+    sql.push_str(";\n");
     if prepare {
         sql.push_str(baseline.prepare_statement());
         sql.push_str(";\n");

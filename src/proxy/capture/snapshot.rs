@@ -1,7 +1,8 @@
 //! A session's state as captured from its server, and parsing the capture's row.
 
+use super::baseline::Baseline;
 use super::error::CaptureError;
-use super::query::{CAPTURE_COLUMNS, OVERRIDDEN_SETTINGS, SHOWN_VALUES};
+use super::query::{CAPTURE_COLUMNS, OVERRIDDEN_SETTINGS, OVERRIDE_COLUMNS};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -138,10 +139,11 @@ impl SessionSnapshot {
 }
 
 /// Parses the values of every DataRow the capture query returned, concatenated in
-/// the order they arrived ([`CAPTURE_COLUMNS`] values in all).
-pub fn parse_capture_row(columns: &[Option<&str>]) -> Result<SessionSnapshot, CaptureError> {
+/// the order they arrived ([`CAPTURE_COLUMNS`] values in all), from a connection whose
+/// settings before its client ran anything were `baseline`.
+pub fn parse_capture_row(columns: &[Option<&str>], baseline: &Baseline) -> Result<SessionSnapshot, CaptureError> {
     let count_error = || CaptureError::ColumnCount { expected: CAPTURE_COLUMNS, found: columns.len() };
-    let (shown, state) = columns.split_at_checked(SHOWN_VALUES).ok_or_else(count_error)?;
+    let (shown, state) = columns.split_at_checked(OVERRIDE_COLUMNS).ok_or_else(count_error)?;
     let [pid, session_authorization, role, settings, custom, prepared, listen, temp, cursors, xid] = state else {
         return Err(count_error());
     };
@@ -150,8 +152,7 @@ pub fn parse_capture_row(columns: &[Option<&str>]) -> Result<SessionSnapshot, Ca
         .zip(shown)
         .map(|((name, _), value)| Ok(Setting { name: name.to_string(), value: text(*value, name)?.to_string() }))
         .collect::<Result<Vec<_>, CaptureError>>()?;
-    let settings: Vec<(String, String)> = json(*settings, "settings")?;
-    let settings = settings.into_iter().map(|(name, value)| Setting { name, value }).collect();
+    let settings = changed_settings(json(*settings, "settings")?, baseline)?;
     let custom: Vec<(String, Option<String>)> = json(*custom, "custom_settings")?;
     let role = text(*role, "role")?;
     Ok(SessionSnapshot {
@@ -173,6 +174,25 @@ pub fn parse_capture_row(columns: &[Option<&str>]) -> Result<SessionSnapshot, Ca
             holds_xid: boolean(*xid, "holds_xid")?,
         },
     })
+}
+
+/// The settings whose current value differs from the baseline, given the current values
+/// of [`Baseline::compared`] in order.
+fn changed_settings(current: Vec<String>, baseline: &Baseline) -> Result<Vec<Setting>, CaptureError> {
+    let compared = baseline.compared();
+    if current.len() != compared.len() {
+        return Err(CaptureError::Invalid {
+            column: "settings",
+            value: format!("{} values", current.len()),
+            expected: "one value per compared setting of the baseline",
+        });
+    }
+    Ok(compared
+        .iter()
+        .zip(current)
+        .filter(|((_, before), now)| before != now)
+        .map(|((name, _), value)| Setting { name: name.clone(), value })
+        .collect())
 }
 
 fn text<'a>(value: Option<&'a str>, column: &'static str) -> Result<&'a str, CaptureError> {

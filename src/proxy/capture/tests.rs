@@ -51,8 +51,10 @@ fn capture_query_reads_each_name_once_as_a_literal() {
         "{sql}"
     );
     assert!(sql.starts_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED;\n"));
-    let head = "SHOW jit;\nSHOW plan_cache_mode;\nSHOW statement_timeout;\nSET LOCAL jit = off;\n\
-                SET LOCAL plan_cache_mode = force_generic_plan;\nSET LOCAL statement_timeout = 0;\nEXECUTE ";
+    let head = "SHOW jit;\nSET LOCAL jit = off;\nSELECT pg_catalog.current_setting('plan_cache_mode'), \
+                pg_catalog.current_setting('statement_timeout'), \
+                pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true), \
+                pg_catalog.set_config('statement_timeout', '0', true);\nEXECUTE ";
     assert!(sql.contains(head), "{sql}");
     assert!(!sql.contains("PREPARE"));
     let with_prepare = capture_query(&[], &b, true);
@@ -66,8 +68,11 @@ fn the_prepared_capture_compares_with_the_baseline_except_overridden_settings() 
     assert_eq!(b.len(), 4);
     assert_eq!(b.value("datestyle"), Some("ISO, MDY"));
     let prepare = b.prepare_statement();
-    assert!(prepare.contains("ARRAY['DateStyle', 'work_mem']::pg_catalog.text[]"), "{prepare}");
-    assert!(prepare.contains("ARRAY['ISO, MDY', '4MB']::pg_catalog.text[]"), "{prepare}");
+    let read = "pg_catalog.array_to_json(ARRAY[pg_catalog.current_setting('DateStyle'), \
+                pg_catalog.current_setting('work_mem')]::pg_catalog.text[]) AS settings";
+    assert!(prepare.contains(read), "{prepare}");
+    let compared: Vec<&str> = b.compared().iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(compared, ["DateStyle", "work_mem"]);
     assert!(Baseline::parse(None).is_err());
     assert!(Baseline::parse(Some("{")).unwrap_err().to_string().contains("`baseline`"));
     let query = baseline_query();
@@ -84,10 +89,12 @@ fn row<'a>(role: &'a str, custom: &'a str, xid: &'a str) -> Vec<Option<&'a str>>
         Some("on"),
         Some("auto"),
         Some("1500ms"),
+        Some("force_generic_plan"),
+        Some("0"),
         Some("4242"),
         Some("postgres"),
         Some(role),
-        Some(r#"[["search_path", "\"we\"\"ird, sch\", public"], ["work_mem", "8MB"]]"#),
+        Some(r#"["ISO, MDY", "8MB"]"#),
         Some(custom),
         Some(PREPARED),
         Some(r#"["Chan One"]"#),
@@ -100,13 +107,14 @@ fn row<'a>(role: &'a str, custom: &'a str, xid: &'a str) -> Vec<Option<&'a str>>
 #[test]
 fn parses_a_full_capture() {
     let snapshot =
-        parse_capture_row(&row("app_role", r#"[["myapp.tenant", "t1"], ["myapp.none", null]]"#, "f")).expect("parse");
+        parse_capture_row(&row("app_role", r#"[["myapp.tenant", "t1"], ["myapp.none", null]]"#, "f"), &baseline())
+            .expect("parse");
     assert_eq!(snapshot.pid, 4242);
     assert_eq!(snapshot.session_authorization, "postgres");
     assert_eq!(snapshot.role.as_deref(), Some("app_role"));
     assert_eq!(snapshot.setting("statement_timeout"), Some("1500ms"));
     assert_eq!(snapshot.setting("JIT"), Some("on"));
-    assert_eq!(snapshot.setting("search_path"), Some("\"we\"\"ird, sch\", public"));
+    assert_eq!(snapshot.settings, vec![Setting { name: "work_mem".into(), value: "8MB".into() }], "only what changed");
     assert_eq!(snapshot.setting("myapp.tenant"), Some("t1"));
     assert_eq!(snapshot.custom_settings, vec![Setting { name: "myapp.tenant".into(), value: "t1".into() }]);
     assert_eq!(snapshot.prepared[0].param_types, vec!["\"My Schema\".mood"]);
@@ -116,26 +124,28 @@ fn parses_a_full_capture() {
     assert_eq!((unmovable.temp_objects, unmovable.advisory_locks, unmovable.holdable_cursors), (2, 0, 0));
     assert!(!unmovable.is_empty());
     assert_eq!(unmovable.describe(), "2 temp objects");
-    let none = parse_capture_row(&row("none", "[]", "t")).expect("parse");
+    let none = parse_capture_row(&row("none", "[]", "t"), &baseline()).expect("parse");
     assert_eq!(none.role, None);
     assert!(none.unmovable.holds_xid);
 }
 
 #[test]
 fn malformed_captures_name_the_column() {
-    let err = |columns: Vec<Option<&str>>| parse_capture_row(&columns).expect_err("must fail").to_string();
-    assert!(err(row("none", "[]", "f")[1..].to_vec()).contains("12 values, expected 13"));
+    let err = |columns: Vec<Option<&str>>| parse_capture_row(&columns, &baseline()).expect_err("must fail").to_string();
+    assert!(err(row("none", "[]", "f")[1..].to_vec()).contains("14 values, expected 15"));
     let mut null = row("none", "[]", "f");
-    null[5] = None;
+    null[7] = None;
     assert!(err(null).contains("`role` is NULL"));
     assert!(err(row("none", "{", "f")).contains("`custom_settings` is not the expected JSON"));
     assert!(err(row("none", "[]", "yes")).contains("`holds_xid` holds \"yes\""));
     let mut pid = row("none", "[]", "f");
-    pid[3] = Some("abc");
+    pid[5] = Some("abc");
     assert!(err(pid).contains("`pid`"));
     let mut settings = row("none", "[]", "f");
-    settings[6] = Some(r#"[["work_mem", "8MB", "session"]]"#);
-    assert!(err(settings).contains("`settings` is not the expected JSON"));
+    settings[8] = Some(r#"[["work_mem", "8MB"]]"#);
+    assert!(err(settings.clone()).contains("`settings` is not the expected JSON"));
+    settings[8] = Some(r#"["8MB"]"#);
+    assert!(err(settings).contains("one value per compared setting"));
 }
 
 #[test]

@@ -55,12 +55,12 @@ pub(super) async fn capture(s: &mut Established, ctx: &ProxyContext) -> Result<(
             other => break other?,
         }
     };
-    s.capture_setup = CaptureSetup::Ready { baseline, prepared: true };
+    s.capture_setup = CaptureSetup::Ready { baseline: baseline.clone(), prepared: true };
     if !answer.notifications.is_empty() {
         write_all(&mut s.client, &answer.notifications).await.map_err(SessionError::ClientIo)?;
     }
     let columns: Vec<Option<&str>> = answer.rows.iter().flatten().map(|c| c.as_deref()).collect();
-    let snapshot = capture::parse_capture_row(&columns).map_err(|e| SessionError::State(e.to_string()))?;
+    let snapshot = capture::parse_capture_row(&columns, &baseline).map_err(|e| SessionError::State(e.to_string()))?;
     s.snapshot = Some(snapshot);
     s.captured_at = Some(mark);
     Ok(())

@@ -106,7 +106,7 @@ async fn set_up(stream: &mut ServerStream, upstream: &str) -> Result<CaptureSetu
     };
     let answer = query::simple_query(stream, upstream, &capture::capture_query(&[], &baseline, true)).await?;
     let columns: Vec<Option<&str>> = answer.rows.iter().flatten().map(|c| c.as_deref()).collect();
-    if let Err(e) = capture::parse_capture_row(&columns) {
+    if let Err(e) = capture::parse_capture_row(&columns, &baseline) {
         return Ok(CaptureSetup::Failed(format!("the capture statement answered unexpectedly: {e}")));
     }
     Ok(CaptureSetup::Ready { baseline, prepared: true })
