@@ -5,6 +5,8 @@
 //! - [`proxy`]: the sidecar, `pgflip proxy`.
 //! - [`config`]: the sidecar's configuration, from flags or a TOML file.
 //! - [`ctl`]: `pgflip ctl`, the operators' client of the admin API.
+//! - [`controller`]: `pgflip cutover`, the runbook from snapshot to promote.
+//! - [`demo`]: `pgflip demo`, the runbook on throwaway local clusters.
 //! - [`api`]: JSON types of the admin API.
 //! - [`telemetry`]: tracing setup.
 #![forbid(unsafe_code)]
@@ -13,6 +15,7 @@ pub mod api;
 pub mod config;
 pub mod controller;
 pub mod ctl;
+pub mod demo;
 pub mod proxy;
 pub mod telemetry;
 pub mod wire;

@@ -35,6 +35,11 @@ enum Command {
     /// restore, migrate, smoke, catch-up, cutover and validation (`run`), then `rollback`
     /// or `promote`, recorded in a journal so a run resumes.
     Cutover(CutoverArgs),
+    /// The whole runbook on throwaway local clusters with an application running through
+    /// sidecars: seed blue, cut over to a migrated green (and back and forth with
+    /// --rollback), promote, and report what the application saw. Exits 1 when a write
+    /// was lost, a client saw an error or a step failed.
+    Demo(pgflip::demo::DemoArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -111,6 +116,32 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         // The client reports its own errors: its exit code tells 2xx, refusals and no answer apart.
         Command::Ctl(args) => Ok(ExitCode::from(pgflip::ctl::run(args))),
+        Command::Demo(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?;
+            let report = runtime.block_on(async {
+                tokio::select! {
+                    report = pgflip::demo::run(args) => Some(report),
+                    // Dropping the demo stops its clusters and sidecars and deletes its directory.
+                    _ = shutdown_signal() => None,
+                }
+            });
+            match report {
+                None => {
+                    eprintln!(
+                        "pgflip demo: interrupted; its clusters and sidecars are stopped and its directory deleted"
+                    );
+                    Ok(ExitCode::from(130))
+                }
+                Some(report) => {
+                    let report = report?;
+                    println!("{}", report.summary());
+                    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+                }
+            }
+        }
         Command::Cutover(args) => match args.action {
             CutoverAction::Status => {
                 println!("{}", pgflip::controller::status(&args.plan)?);

@@ -1,0 +1,180 @@
+//! Throwaway local PostgreSQL clusters: found binaries, `initdb` into the demo's directory,
+//! a free loopback port, `wal_level = logical`; stopped at once when dropped. As root,
+//! PostgreSQL refuses to run, so its programs run as the `postgres` user.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::error::DemoError;
+
+/// The programs the demo runs.
+const SERVER_PROGRAMS: [&str; 4] = ["initdb", "pg_ctl", "postgres", "psql"];
+
+/// Where PostgreSQL's programs are: `--pg-bin`, else the directory on PATH that has
+/// them all, else the newest `/usr/lib/postgresql/*/bin`.
+pub fn find_bin_dir(given: Option<&Path>) -> Result<PathBuf, DemoError> {
+    if let Some(dir) = given {
+        for what in SERVER_PROGRAMS {
+            if !dir.join(what).is_file() {
+                return Err(DemoError::MissingProgram { dir: dir.to_owned(), what });
+            }
+        }
+        return Ok(dir.to_owned());
+    }
+    let has_all = |dir: &Path| SERVER_PROGRAMS.iter().all(|p| dir.join(p).is_file());
+    if let Some(path) = std::env::var_os("PATH") {
+        if let Some(dir) = std::env::split_paths(&path).find(|dir| has_all(dir)) {
+            return Ok(dir);
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            has_all(&bin).then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, dir)| dir).ok_or(DemoError::NoPostgres)
+}
+
+/// The user PostgreSQL's programs run as: `None` to run them as ourselves, `Some((uid,
+/// gid))` of `postgres` when we are root.
+#[derive(Debug, Clone, Copy)]
+pub struct RunAs(Option<(u32, u32)>);
+
+impl RunAs {
+    pub fn detect() -> Result<RunAs, DemoError> {
+        let uid = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap_or(1);
+        if uid != 0 {
+            return Ok(RunAs(None));
+        }
+        let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| DemoError::NoPostgresUser(e.to_string()))?;
+        let entry = passwd
+            .lines()
+            .find(|line| line.starts_with("postgres:"))
+            .ok_or_else(|| DemoError::NoPostgresUser("/etc/passwd has no postgres entry".into()))?;
+        let fields: Vec<&str> = entry.split(':').collect();
+        match (fields.get(2).and_then(|u| u.parse().ok()), fields.get(3).and_then(|g| g.parse().ok())) {
+            (Some(uid), Some(gid)) => Ok(RunAs(Some((uid, gid)))),
+            _ => Err(DemoError::NoPostgresUser(format!("unreadable /etc/passwd entry {entry:?}"))),
+        }
+    }
+
+    /// Makes `path` belong to the user PostgreSQL runs as.
+    pub fn give(&self, path: &Path) -> Result<(), DemoError> {
+        if let Some((uid, gid)) = self.0 {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .map_err(DemoError::io(format!("giving {} to postgres", path.display())))?;
+        }
+        Ok(())
+    }
+
+    fn apply(&self, command: &mut Command) {
+        if let Some((uid, gid)) = self.0 {
+            command.uid(uid).gid(gid);
+        }
+    }
+}
+
+/// A running cluster in its own directory; stopped (immediate mode) when dropped.
+pub struct LocalCluster {
+    pub name: &'static str,
+    pub port: u16,
+    data: PathBuf,
+    bin: PathBuf,
+    run_as: RunAs,
+}
+
+impl LocalCluster {
+    /// `initdb` into `dir/data` and start it on a free port. Loopback TCP only; the
+    /// `postgres` superuser is trusted, every other role logs in with its password.
+    pub fn start(name: &'static str, dir: &Path, bin: &Path, run_as: RunAs) -> Result<LocalCluster, DemoError> {
+        std::fs::create_dir_all(dir).map_err(DemoError::io(format!("creating {}", dir.display())))?;
+        run_as.give(dir)?;
+        let data = dir.join("data");
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb.arg("-D").arg(&data).args(["-U", "postgres", "-E", "UTF8", "--locale=C", "-A", "trust"]);
+        run_as.apply(&mut initdb);
+        run(initdb, &format!("initdb of {name}"))?;
+        let port = free_port()?;
+        let conf = format!(
+            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
+             wal_level = logical\nmax_wal_senders = 10\nmax_replication_slots = 10\nmax_connections = 200\n\
+             fsync = off\nlogging_collector = off\n",
+            dir.display()
+        );
+        append(&data.join("postgresql.conf"), &conf)?;
+        let hba = "local all all trust\nhost all postgres 127.0.0.1/32 trust\n\
+                   host all all 127.0.0.1/32 scram-sha-256\n";
+        std::fs::write(data.join("pg_hba.conf"), hba).map_err(DemoError::io("writing pg_hba.conf"))?;
+        let cluster = LocalCluster { name, port, data, bin: bin.to_owned(), run_as };
+        let mut start = cluster.pg_ctl();
+        start.arg("start").arg("-w").args(["-t", "60"]).arg("-l").arg(dir.join("server.log"));
+        run(start, &format!("starting {name}"))?;
+        Ok(cluster)
+    }
+
+    /// A superuser connection string for tokio-postgres.
+    pub fn conninfo(&self, database: &str) -> String {
+        format!("host=127.0.0.1 port={} user=postgres dbname={database}", self.port)
+    }
+
+    /// Runs psql on `database` as the superuser with `args` (e.g. `-f file`), stopping at
+    /// the first error.
+    pub fn psql(&self, database: &str, args: &[&str]) -> Result<String, DemoError> {
+        let mut psql = Command::new(self.bin.join("psql"));
+        psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-d")
+            .arg(database)
+            .args(args);
+        run(psql, &format!("psql on {}", self.name))
+    }
+
+    fn pg_ctl(&self) -> Command {
+        let mut command = Command::new(self.bin.join("pg_ctl"));
+        command.arg("-D").arg(&self.data);
+        self.run_as.apply(&mut command);
+        command
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        let mut stop = self.pg_ctl();
+        stop.args(["stop", "-m", "immediate", "-w"]).stdout(Stdio::null()).stderr(Stdio::null());
+        let _ = stop.status();
+    }
+}
+
+/// Runs `command` to the end; its output, or an error with that output.
+fn run(mut command: Command, what: &str) -> Result<String, DemoError> {
+    let output = command.stdin(Stdio::null()).output().map_err(DemoError::io(what.to_string()))?;
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    if !output.status.success() {
+        return Err(DemoError::Command { what: what.to_string(), status: output.status.to_string(), output: text });
+    }
+    Ok(text)
+}
+
+fn append(path: &Path, text: &str) -> Result<(), DemoError> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(DemoError::io(format!("opening {}", path.display())))?;
+    file.write_all(text.as_bytes()).map_err(DemoError::io(format!("writing {}", path.display())))
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> Result<u16, DemoError> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(DemoError::io("finding a free port"))?;
+    listener.local_addr().map(|a| a.port()).map_err(DemoError::io("finding a free port"))
+}

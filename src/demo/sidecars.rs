@@ -1,0 +1,85 @@
+//! The demo's sidecars: `pgflip proxy` processes of this very binary, as an application's
+//! pods would run them, each with its own listener and admin API; killed when dropped.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+use super::error::DemoError;
+use super::postgres::free_port;
+use crate::ctl::{send, AdminUrl, Call};
+
+/// The application's role and password (seeds/schema.sql creates it).
+pub const APP_USER: &str = "ledger_app";
+pub const APP_PASSWORD: &str = "ledger-app";
+
+pub struct Sidecar {
+    pub port: u16,
+    pub admin_url: String,
+    _child: Child,
+}
+
+/// Starts `count` sidecars serving blue, logging into `dir/sidecar-N.log`, and waits until
+/// each is ready.
+pub async fn start(count: usize, blue_port: u16, green_port: u16, dir: &Path) -> Result<Vec<Sidecar>, DemoError> {
+    let exe = std::env::current_exe().map_err(DemoError::io("finding the pgflip binary"))?;
+    let upstream =
+        |name: &str, port: u16| format!("{name}=postgres://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{port}/ledger");
+    let mut sidecars = Vec::with_capacity(count);
+    for index in 0..count {
+        let (port, admin_port) = (free_port()?, free_port()?);
+        let log_path = dir.join(format!("sidecar-{index}.log"));
+        let log =
+            std::fs::File::create(&log_path).map_err(DemoError::io(format!("creating {}", log_path.display())))?;
+        let err = log.try_clone().map_err(DemoError::io("duplicating the sidecar log"))?;
+        let child = Command::new(&exe)
+            .args(["--log-format", "json", "proxy", "--active", "blue", "--shutdown-grace", "1"])
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{admin_port}"))
+            .arg("--upstream")
+            .arg(upstream("blue", blue_port))
+            .arg("--upstream")
+            .arg(upstream("green", green_port))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(DemoError::io("starting a sidecar"))?;
+        let admin_url = format!("http://127.0.0.1:{admin_port}");
+        let sidecar = Sidecar { port, admin_url, _child: child };
+        wait_ready(&sidecar, index).await?;
+        sidecars.push(sidecar);
+    }
+    Ok(sidecars)
+}
+
+async fn wait_ready(sidecar: &Sidecar, index: usize) -> Result<(), DemoError> {
+    let url: AdminUrl = sidecar.admin_url.parse().map_err(|e| DemoError::Sidecar { index, message: format!("{e}") })?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let call = Call { method: "GET", path: "/readyz".into(), body: None, deadline: Duration::from_secs(2) };
+        if let Ok(response) = send(&url, None, &call).await {
+            if response.status == 200 {
+                return Ok(());
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(DemoError::Sidecar { index, message: "not ready within 30 s (see its log)".into() });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The upstream a sidecar serves, from `GET /v1/status`.
+pub async fn active(sidecar: &Sidecar) -> Option<String> {
+    let url: AdminUrl = sidecar.admin_url.parse().ok()?;
+    let call = Call { method: "GET", path: "/v1/status".into(), body: None, deadline: Duration::from_secs(5) };
+    let response = send(&url, None, &call).await.ok()?;
+    let status: serde_json::Value = serde_json::from_slice(&response.body).ok()?;
+    status["active"].as_str().map(str::to_owned)
+}

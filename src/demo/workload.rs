@@ -1,0 +1,229 @@
+//! The application the demo runs through the sidecars while the cutover goes on: writers
+//! posting balanced sale journals (one connection each, never retried: any error, a
+//! reconnect included, counts), and readers reading an organisation's account balances.
+//! Every operation's start and latency is kept, and every journal whose COMMIT was
+//! acknowledged, to be looked up key by key at the end.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls};
+
+use super::error::DemoError;
+use super::sidecars::{Sidecar, APP_PASSWORD, APP_USER};
+
+/// Where a writer posts: an open BAS period and the accounts of a GST sale.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub organisation: i64,
+    pub period: i64,
+    pub date: String,
+    /// Trade debtors, sales, GST collected.
+    pub accounts: [i64; 3],
+}
+
+/// The open periods of every organisation, read from blue before the load starts.
+pub async fn targets(blue: &Client) -> Result<Vec<Target>, DemoError> {
+    let sql = "SELECT p.organisation_id, p.id, p.period_start::text, d.id, s.id, g.id
+                 FROM public.bas_periods p
+                 JOIN public.bas_gate_states st ON st.period_id = p.id AND st.state = 'open'
+                 JOIN public.accounts d ON d.organisation_id = p.organisation_id AND d.code = '1-1200'
+                 JOIN public.accounts s ON s.organisation_id = p.organisation_id AND s.code = '4-1000'
+                 JOIN public.accounts g ON g.organisation_id = p.organisation_id AND g.code = '2-1310'
+                ORDER BY p.id";
+    let rows = blue.query(sql, &[]).await.map_err(DemoError::sql("reading the open BAS periods"))?;
+    Ok(rows
+        .iter()
+        .map(|r| Target {
+            organisation: r.get(0),
+            period: r.get(1),
+            date: r.get(2),
+            accounts: [r.get(3), r.get(4), r.get(5)],
+        })
+        .collect())
+}
+
+/// One answered operation: when it started (since the load's epoch) and how long it took.
+#[derive(Debug, Clone, Copy)]
+pub struct Op {
+    pub started: Duration,
+    pub latency: Duration,
+}
+
+/// What one client did.
+#[derive(Debug, Default)]
+pub struct ClientLog {
+    pub ops: Vec<Op>,
+    /// Journal ids whose COMMIT was acknowledged (writers only).
+    pub acked: Vec<i64>,
+    /// The error that ended the client, if one did.
+    pub error: Option<String>,
+}
+
+pub struct Workload {
+    stop: Arc<AtomicBool>,
+    clients: Vec<JoinHandle<ClientLog>>,
+    pub epoch: Instant,
+}
+
+/// How hard the load pushes: pauses between one client's operations.
+const WRITER_PACE: Duration = Duration::from_millis(10);
+const READER_PACE: Duration = Duration::from_millis(40);
+
+/// Connects `writers` and `readers` clients, spread over the sidecars, and starts them.
+pub async fn start(
+    sidecars: &[Sidecar],
+    targets: Vec<Target>,
+    writers: usize,
+    readers: usize,
+) -> Result<Workload, DemoError> {
+    let targets = Arc::new(targets);
+    let stop = Arc::new(AtomicBool::new(false));
+    let epoch = Instant::now();
+    let mut clients = Vec::new();
+    for index in 0..writers + readers {
+        let sidecar = &sidecars[index % sidecars.len()];
+        let conninfo =
+            format!("host=127.0.0.1 port={} user={APP_USER} password={APP_PASSWORD} dbname=ledger", sidecar.port);
+        let (client, connection) = tokio_postgres::connect(&conninfo, NoTls)
+            .await
+            .map_err(DemoError::sql(format!("connecting client {index} through sidecar {}", index % sidecars.len())))?;
+        tokio::spawn(connection);
+        let (stop, targets) = (stop.clone(), targets.clone());
+        clients.push(if index < writers {
+            tokio::spawn(write_loop(client, index, targets, stop, epoch))
+        } else {
+            tokio::spawn(read_loop(client, index, targets, stop, epoch))
+        });
+    }
+    Ok(Workload { stop, clients, epoch })
+}
+
+impl Workload {
+    /// Stops every client after its current operation and collects the logs.
+    pub async fn finish(self) -> Vec<ClientLog> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut logs = Vec::new();
+        for client in self.clients {
+            logs.push(client.await.unwrap_or_else(|e| ClientLog {
+                error: Some(format!("client task ended abnormally: {e}")),
+                ..ClientLog::default()
+            }));
+        }
+        logs
+    }
+}
+
+async fn write_loop(
+    mut client: Client,
+    writer: usize,
+    targets: Arc<Vec<Target>>,
+    stop: Arc<AtomicBool>,
+    epoch: Instant,
+) -> ClientLog {
+    let mut log = ClientLog::default();
+    let prepared = async {
+        let journal = client
+            .prepare(
+                "INSERT INTO public.journals (organisation_id, period_id, journal_date, description) \
+                 VALUES ($1, $2, $3::text::date, $4) RETURNING id",
+            )
+            .await?;
+        let lines = client
+            .prepare(
+                "INSERT INTO public.ledger_lines (journal_id, account_id, tax_code, amount_cents) \
+                 VALUES ($1, $2, 'N-T', $3), ($1, $4, 'GST', $5), ($1, $6, 'N-T', $7)",
+            )
+            .await?;
+        Ok::<_, tokio_postgres::Error>((journal, lines))
+    };
+    let (journal, lines) = match prepared.await {
+        Ok(statements) => statements,
+        Err(e) => {
+            log.error = Some(format!("writer {writer}: preparing: {e}"));
+            return log;
+        }
+    };
+    let mut seq: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        seq += 1;
+        let target = &targets[(writer + seq as usize) % targets.len()];
+        let net = 1_000 * (1 + (seq as i64 * 7 + writer as i64) % 500);
+        let gst = net / 10;
+        let description = format!("pgflip demo: writer {writer} sale {seq}");
+        let started = Instant::now();
+        let result = async {
+            let tx = client.transaction().await?;
+            let row =
+                tx.query_one(&journal, &[&target.organisation, &target.period, &target.date, &description]).await?;
+            let id: i64 = row.get(0);
+            let [debtors, sales, gst_account] = target.accounts;
+            tx.execute(&lines, &[&id, &debtors, &(net + gst), &sales, &-net, &gst_account, &-gst]).await?;
+            tx.commit().await?;
+            Ok::<i64, tokio_postgres::Error>(id)
+        }
+        .await;
+        match result {
+            Ok(id) => {
+                log.acked.push(id);
+                log.ops.push(Op { started: started - epoch, latency: started.elapsed() });
+            }
+            Err(e) => {
+                log.error = Some(format!("writer {writer}, sale {seq}: {e}"));
+                return log;
+            }
+        }
+        tokio::time::sleep(WRITER_PACE).await;
+    }
+    log
+}
+
+async fn read_loop(
+    client: Client,
+    reader: usize,
+    targets: Arc<Vec<Target>>,
+    stop: Arc<AtomicBool>,
+    epoch: Instant,
+) -> ClientLog {
+    let mut log = ClientLog::default();
+    let balances = match client
+        .prepare(
+            "SELECT a.code, sum(l.amount_cents)::bigint FROM public.accounts a \
+             JOIN public.ledger_lines l ON l.account_id = a.id WHERE a.organisation_id = $1 GROUP BY a.code",
+        )
+        .await
+    {
+        Ok(statement) => statement,
+        Err(e) => {
+            log.error = Some(format!("reader {reader}: preparing: {e}"));
+            return log;
+        }
+    };
+    let mut round = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        round += 1;
+        let organisation = targets[(reader + round) % targets.len()].organisation;
+        let started = Instant::now();
+        match client.query(&balances, &[&organisation]).await {
+            Ok(_) => log.ops.push(Op { started: started - epoch, latency: started.elapsed() }),
+            Err(e) => {
+                log.error = Some(format!("reader {reader}, read {round}: {e}"));
+                return log;
+            }
+        }
+        tokio::time::sleep(READER_PACE).await;
+    }
+    log
+}
+
+/// The acknowledged journals missing from `database`, or without their three lines.
+pub async fn lost_journals(database: &Client, acked: &[i64]) -> Result<Vec<i64>, DemoError> {
+    let sql = "SELECT k.id FROM pg_catalog.unnest($1::int8[]) AS k(id)
+                WHERE NOT EXISTS (SELECT 1 FROM public.journals j WHERE j.id = k.id)
+                   OR (SELECT count(*) FROM public.ledger_lines l WHERE l.journal_id = k.id) <> 3
+                ORDER BY k.id";
+    let rows = database.query(sql, &[&acked]).await.map_err(DemoError::sql("looking up the acknowledged journals"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
