@@ -1,0 +1,109 @@
+//! `pgflip demo` end to end: real clusters, sidecars and clients, and a report that is
+//! measured, not asserted: a journal deleted on green after the flip is reported lost, a
+//! corrupted BAS total fails the validation.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+/// One demo at a time: each runs two clusters, two sidecars and a load on its own.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Runs the demo with a short window and a small load; returns its output and report.
+fn demo(dir: &Path, extra: &[&str]) -> (Output, Value) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let report = dir.join("report.json");
+    let path = format!("{}:{}", support::pg_bin().display(), std::env::var("PATH").unwrap_or_default());
+    let output = Command::new(env!("CARGO_BIN_EXE_pgflip"))
+        .args(["demo", "--window", "3", "--writers", "3", "--readers", "1", "--pg-bin"])
+        .arg(support::pg_bin())
+        .arg("--report")
+        .arg(&report)
+        .args(extra)
+        .env("PATH", path)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run pgflip demo");
+    let text = std::fs::read_to_string(&report).unwrap_or_else(|e| {
+        panic!(
+            "no report ({e}); stdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output, serde_json::from_str(&text).expect("the report is JSON"))
+}
+
+fn describe(output: &Output, report: &Value) -> String {
+    format!(
+        "exit {:?}\nreport {report:#}\nstdout:\n{}\nstderr (tail):\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr).lines().rev().take(30).collect::<Vec<_>>().join("\n")
+    )
+}
+
+#[test]
+fn the_demo_flips_back_and_forth_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (output, report) = demo(dir.path(), &["--rollback"]);
+    let why = describe(&output, &report);
+    assert!(output.status.success(), "{why}");
+    assert_eq!(report["ok"], true, "{why}");
+    assert!(report["committed_writes"].as_u64().unwrap() > 100, "{why}");
+    assert_eq!(report["lost_writes"], 0, "{why}");
+    assert_eq!(report["client_errors"], 0, "{why}");
+    assert_eq!(report["final_active"], "green", "{why}");
+    let flips: Vec<&str> = report["flips"].as_array().unwrap().iter().map(|f| f["to"].as_str().unwrap()).collect();
+    assert_eq!(flips, ["green", "blue", "green"], "{why}");
+    assert!(report["flips"].as_array().unwrap().iter().all(|f| f["write_pause_ms"].as_u64().unwrap() > 0), "{why}");
+    let phases: Vec<&str> = report["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    for phase in ["seed", "snapshot", "restore", "migrate", "smoke", "catchup", "cutover", "validate", "rollback"] {
+        assert!(phases.contains(&phase), "{phase} in {phases:?}");
+    }
+    assert_eq!(phases.last(), Some(&"promote"));
+    let out = String::from_utf8_lossy(&output.stdout);
+    let workdir =
+        out.split("working in ").nth(1).and_then(|rest| rest.lines().next()).expect("the demo names its directory");
+    assert!(!Path::new(workdir).exists(), "{workdir} is deleted at the end");
+}
+
+#[test]
+fn a_journal_deleted_on_green_after_the_flip_is_reported_lost() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let delete = "psql -X -v ON_ERROR_STOP=1 -q -c \"BEGIN; \
+        CREATE TEMP TABLE gone AS SELECT id FROM public.journals WHERE description LIKE 'pgflip demo:%' ORDER BY id DESC LIMIT 1; \
+        DELETE FROM public.ledger_lines WHERE journal_id IN (SELECT id FROM gone); \
+        DELETE FROM public.journals WHERE id IN (SELECT id FROM gone); COMMIT\"";
+    let (output, report) = demo(dir.path(), &["--before-validate", delete]);
+    let why = describe(&output, &report);
+    assert_eq!(output.status.code(), Some(1), "{why}");
+    assert_eq!(report["ok"], false, "{why}");
+    assert_eq!(report["lost_writes"], 1, "{why}");
+    assert_eq!(report["lost_keys"].as_array().map(Vec::len), Some(1), "{why}");
+    assert_eq!(report["client_errors"], 0, "{why}");
+    assert_eq!(report["failure"], Value::Null, "the validation itself passes: {why}");
+}
+
+#[test]
+fn a_corrupted_bas_total_on_green_fails_the_validation() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corrupt = "psql -X -v ON_ERROR_STOP=1 -q -c \"UPDATE public.periods_sync_totals \
+        SET g1_total_sales_cents = g1_total_sales_cents + 1 \
+        WHERE period_id = (SELECT id FROM public.bas_periods ORDER BY period_start DESC, id LIMIT 1)\"";
+    let (output, report) = demo(dir.path(), &["--before-validate", corrupt]);
+    let why = describe(&output, &report);
+    assert_eq!(output.status.code(), Some(1), "{why}");
+    assert_eq!(report["ok"], false, "{why}");
+    let failure = report["failure"].as_str().unwrap_or_default();
+    assert!(failure.contains("validate"), "{why}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("recent periods_sync_totals"), "the failed check is named: {why}");
+    assert_eq!(report["final_active"], "blue", "the validation rolled back: {why}");
+    assert_eq!(report["lost_writes"], 0, "{why}");
+    assert_eq!(report["client_errors"], 0, "{why}");
+}
