@@ -61,6 +61,8 @@ fn the_demo_flips_back_and_forth_and_loses_nothing() {
     let flips: Vec<&str> = report["flips"].as_array().unwrap().iter().map(|f| f["to"].as_str().unwrap()).collect();
     assert_eq!(flips, ["green", "blue", "green"], "{why}");
     assert!(report["flips"].as_array().unwrap().iter().all(|f| f["write_pause_ms"].as_u64().unwrap() > 0), "{why}");
+    let points = report["validation_pauses_ms"].as_array().expect("validation pauses");
+    assert_eq!(points.len(), 2, "one consistent point per validation: {why}");
     let phases: Vec<&str> = report["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     for phase in ["seed", "snapshot", "restore", "migrate", "smoke", "catchup", "cutover", "validate", "rollback"] {
         assert!(phases.contains(&phase), "{phase} in {phases:?}");

@@ -243,6 +243,7 @@ pub async fn run_checks(
     section: &ValidateSection,
     tables: &[TableToCompare],
     deadline: Instant,
+    snapshots: Option<&point::MatchedSnapshots>,
 ) -> Result<ChecksReport, CutoverError> {
     let mut probes = probes(section, tables);
     let mut round: u32 = 0;
@@ -252,7 +253,7 @@ pub async fn run_checks(
             if round > 1 && Instant::now() >= deadline {
                 break;
             }
-            let detail = attempt(blue, green, probe.kind, &probe.sql).await?;
+            let detail = attempt(blue, green, probe.kind, &probe.sql, snapshots).await?;
             probe.outcome.attempts += 1;
             probe.outcome.passed = detail.is_none();
             probe.outcome.detail = detail;
@@ -272,15 +273,24 @@ pub async fn run_checks(
     Ok(report)
 }
 
-/// Runs a check once: `None` when it passes, else why it failed.
-async fn attempt(blue: &Client, green: &Client, kind: Kind, sql: &str) -> Result<Option<String>, CutoverError> {
+/// Runs a check once (on the snapshots, when given): `None` when it passes, else why it
+/// failed.
+async fn attempt(
+    blue: &Client,
+    green: &Client,
+    kind: Kind,
+    sql: &str,
+    snapshots: Option<&point::MatchedSnapshots>,
+) -> Result<Option<String>, CutoverError> {
+    let green_snapshot = snapshots.map(|s| s.green.as_str());
     if kind == Kind::Empty {
-        return Ok(match text_rows(green, sql).await {
+        return Ok(match rows_on(green, sql, green_snapshot).await {
             Ok(rows) => describe_not_empty(&rows),
             Err(error) => Some(sql_failure("green", error)?),
         });
     }
-    let (blue_rows, green_rows) = tokio::join!(text_rows(blue, sql), text_rows(green, sql));
+    let blue_snapshot = snapshots.map(|s| s.blue.as_str());
+    let (blue_rows, green_rows) = tokio::join!(rows_on(blue, sql, blue_snapshot), rows_on(green, sql, green_snapshot));
     Ok(match (blue_rows, green_rows) {
         (Ok(b), Ok(g)) if kind == Kind::Table => describe_checksums(&b, &g),
         (Ok(b), Ok(g)) => describe_difference(&b, &g),
@@ -288,6 +298,17 @@ async fn attempt(blue: &Client, green: &Client, kind: Kind, sql: &str) -> Result
         (Ok(_), Err(e)) => Some(sql_failure("green", e)?),
         (Err(b), Err(g)) => Some(format!("{}; {}", sql_failure("blue", b)?, sql_failure("green", g)?)),
     })
+}
+
+/// The rows of `sql`, in a transaction of its own on `snapshot` when given.
+async fn rows_on(client: &Client, sql: &str, snapshot: Option<&str>) -> Result<Vec<TextRow>, tokio_postgres::Error> {
+    let Some(snapshot) = snapshot else { return text_rows(client, sql).await };
+    let rows = text_rows(client, &point::on_snapshot(snapshot, sql)).await;
+    if rows.is_err() {
+        // A failed statement leaves the transaction aborted; a lost connection shows here too.
+        let _ = client.simple_query("ROLLBACK").await;
+    }
+    rows
 }
 
 /// A row as text, `None` for NULL.
@@ -384,6 +405,8 @@ fn show_row(row: &TextRow) -> String {
     });
     format!("({})", values.collect::<Vec<_>>().join(", "))
 }
+
+pub mod point;
 
 #[cfg(test)]
 mod tests;

@@ -32,7 +32,27 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
     let before = counts(&fleet).await;
     let tables = if section.table_checksums { validate::common_tables(&blue, &green).await? } else { Vec::new() };
     info!(checks = section.checks.len(), tables = tables.len(), window_s = section.window.as_secs_f64(), "validating");
-    let report = validate::run_checks(&blue, &green, &section, &tables, end).await?;
+    let mut point_problem = None;
+    let snapshots = if section.consistent_point {
+        match validate::point::take(ctx, &fleet).await {
+            Ok(snapshots) => {
+                ctx.journal.set_fact(Phase::Validate, "point_pause_ms", json!(snapshots.pause.as_millis() as u64))?;
+                Some(snapshots)
+            }
+            Err(e) => {
+                // The checks still run, live, to show what they can; the validation fails.
+                warn!(error = %e, "no consistent point for the validation");
+                point_problem = Some(format!("no consistent point for the checks ({e})"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // On matching snapshots a check gives the same answer every time: one round.
+    let deadline = if snapshots.is_some() { Instant::now() } else { end };
+    let report = validate::run_checks(&blue, &green, &section, &tables, deadline, snapshots.as_ref()).await?;
+    drop(snapshots);
     tokio::time::sleep_until(end.into()).await;
     let after = counts(&fleet).await;
     let transactions = (after.transactions - before.transactions).max(0.0);
@@ -49,7 +69,8 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
         "failed_checks",
         json!(report.failed().map(|c| c.name.clone()).collect::<Vec<_>>()),
     )?;
-    let mut problems: Vec<String> = report.failed().map(|c| format!("check {:?} failed", c.name)).collect();
+    let mut problems: Vec<String> = point_problem.into_iter().collect();
+    problems.extend(report.failed().map(|c| format!("check {:?} failed", c.name)));
     if rate > section.max_error_rate {
         problems
             .push(format!("client error rate {rate:.4} is above [validate] max_error_rate {}", section.max_error_rate));

@@ -134,8 +134,15 @@ pub async fn run(args: DemoArgs) -> Result<Report, DemoError> {
         plan_path.display()
     );
 
-    let mut runbook =
-        Runbook { plan: &plan_path, phases, flips: Vec::new(), epoch: load.epoch, args: &args, green: &green };
+    let mut runbook = Runbook {
+        plan: &plan_path,
+        phases,
+        flips: Vec::new(),
+        validation_pauses_ms: Vec::new(),
+        epoch: load.epoch,
+        args: &args,
+        green: &green,
+    };
     let outcome = runbook.run_all().await;
     // Let the last flip's held operations finish inside the load.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -164,6 +171,8 @@ struct Runbook<'a> {
     plan: &'a Path,
     phases: Vec<PhaseTime>,
     flips: Vec<Flip>,
+    /// The fleet pauses of the validations' consistent points, in ms.
+    validation_pauses_ms: Vec<u64>,
     epoch: Instant,
     args: &'a DemoArgs,
     green: &'a LocalCluster,
@@ -186,7 +195,11 @@ impl Runbook<'_> {
                 Phase::Cutover => self.flip("cutover", "green").await?,
                 Phase::Validate => {
                     self.before_validate().await?;
-                    self.step("validate", Phase::Validate).await?;
+                    let validated = self.step("validate", Phase::Validate).await;
+                    if let Some(pause) = self.journal_fact(Phase::Validate, "point_pause_ms") {
+                        self.validation_pauses_ms.push(pause);
+                    }
+                    validated?;
                 }
                 _ if self.flips.is_empty() => self.step(phase.name(), phase).await?,
                 _ => {}
@@ -215,10 +228,7 @@ impl Runbook<'_> {
         let phase = if to == "green" { Phase::Cutover } else { Phase::Rollback };
         let result = if to == "green" { self.step(name, phase).await } else { self.rollback(name).await };
         let window = (from, self.epoch.elapsed());
-        let write_pause_ms = controller::journal::Journal::open(&self.journal_path())
-            .ok()
-            .and_then(|journal| journal.fact(phase, "write_pause_ms").and_then(|v| v.as_u64()))
-            .unwrap_or(0);
+        let write_pause_ms = self.journal_fact(phase, "write_pause_ms").unwrap_or(0);
         if result.is_ok() {
             println!("[{name}] write pause {write_pause_ms} ms; the application now talks to {to}");
             self.flips.push(Flip { to: to.to_string(), write_pause_ms, max_stall_ms: 0.0, window });
@@ -234,10 +244,11 @@ impl Runbook<'_> {
         result.map_err(|source| DemoError::Cutover { phase: name.to_string(), source })
     }
 
-    fn journal_path(&self) -> PathBuf {
-        crate::controller::plan::Plan::load(self.plan)
-            .map(|plan| plan.journal.path)
-            .unwrap_or_else(|_| self.plan.with_file_name("pgflip-journal.json"))
+    /// A number the controller recorded in its journal for `phase`.
+    fn journal_fact(&self, phase: Phase, key: &str) -> Option<u64> {
+        let plan = controller::plan::Plan::load(self.plan).ok()?;
+        let journal = controller::journal::Journal::open(&plan.journal.path).ok()?;
+        journal.fact(phase, key).and_then(|value| value.as_u64())
     }
 
     async fn before_validate(&mut self) -> Result<(), DemoError> {
@@ -296,6 +307,7 @@ fn build_report(
         max_stall_ms: flips.iter().map(|f| f.max_stall_ms).fold(0.0, f64::max),
         write_pause_ms: flips.iter().map(|f| f.write_pause_ms).max().unwrap_or(0),
         flips,
+        validation_pauses_ms: runbook.validation_pauses_ms,
         phases: runbook.phases,
         final_active,
         seconds: begun.elapsed().as_secs_f64(),

@@ -29,6 +29,8 @@ pub struct Report {
     /// The longest write pause of any flip, in ms.
     pub write_pause_ms: u64,
     pub flips: Vec<Flip>,
+    /// How long each validation held the application to take its consistent point, in ms.
+    pub validation_pauses_ms: Vec<u64>,
     pub phases: Vec<PhaseTime>,
     /// The upstream every sidecar served at the end ("mixed" when they disagree).
     pub final_active: String,
@@ -82,6 +84,9 @@ impl Report {
                 "flip to {:<6}    write pause {} ms, longest client wait {:.1} ms\n",
                 flip.to, flip.write_pause_ms, flip.max_stall_ms
             ));
+        }
+        for pause in &self.validation_pauses_ms {
+            out.push_str(&format!("validation point  fleet paused {pause} ms\n"));
         }
         out.push_str(&format!("final active:     {}\n", self.final_active));
         out.push_str("phases:          ");

@@ -83,6 +83,10 @@ pub struct ValidateSection {
     pub auto_rollback: bool,
     /// Compare every replicated table's row count and checksum between blue and green.
     pub table_checksums: bool,
+    /// Run the checks once, on snapshots of blue and green that hold the same data: the
+    /// fleet pauses for a moment while blue applies everything green committed. Without
+    /// it, the checks read both sides live and are retried until they agree.
+    pub consistent_point: bool,
     pub checks: Vec<Check>,
 }
 
@@ -113,6 +117,7 @@ pub(super) struct ValidateFile {
     max_error_rate: f64,
     auto_rollback: bool,
     table_checksums: bool,
+    consistent_point: bool,
     check: Vec<Check>,
 }
 
@@ -123,6 +128,7 @@ impl Default for ValidateFile {
             max_error_rate: 0.01,
             auto_rollback: true,
             table_checksums: true,
+            consistent_point: true,
             check: Vec::new(),
         }
     }
@@ -201,6 +207,7 @@ pub(super) fn validate(file: ValidateFile) -> Result<ValidateSection, Problem> {
         max_error_rate: file.max_error_rate,
         auto_rollback: file.auto_rollback,
         table_checksums: file.table_checksums,
+        consistent_point: file.consistent_point,
         checks: file.check,
     })
 }

@@ -221,7 +221,9 @@ fn flip_sections_take_their_defaults_and_resolve_paths() {
     assert_eq!(plan.cutover.drain_timeout, std::time::Duration::from_secs(5));
     assert_eq!((plan.cutover.green_upstream.as_str(), plan.cutover.blue_upstream.as_str()), ("green", "blue"));
     assert_eq!(plan.validate.window, std::time::Duration::from_secs(60));
-    assert!(plan.validate.auto_rollback && plan.validate.table_checksums);
+    assert!(plan.validate.auto_rollback && plan.validate.table_checksums && plan.validate.consistent_point);
+    let live = parse(&format!("{MINIMAL}\n[validate]\nconsistent_point = false\n")).unwrap();
+    assert!(!live.validate.consistent_point);
     let text = format!(
         "{MINIMAL}\n[cutover]\nsidecars = [\"http://10.0.0.1:9187/\"]\nsidecar_config = \"proxy.toml\"\n\
          [[validate.check]]\nname = \"balances\"\nsql = \"SELECT 1\"\nmode = \"compare\"\n[retire]\narchive_dir = \"old\"\n"

@@ -151,6 +151,7 @@ fn probes_follow_the_plan_then_the_tables() {
         max_error_rate: 0.01,
         auto_rollback: true,
         table_checksums: true,
+        consistent_point: true,
         checks: vec![
             Check { name: "balances".into(), sql: "SELECT 1".into(), mode: CheckMode::Compare },
             Check { name: "orphans".into(), sql: "SELECT 2".into(), mode: CheckMode::Empty },
@@ -189,4 +190,14 @@ fn report_lists_every_check() {
     assert_eq!(report.failed().map(|o| o.name.as_str()).collect::<Vec<_>>(), vec!["table public.orders"]);
     assert!(ChecksReport::default().passed());
     assert_eq!(ChecksReport::default().to_string(), "");
+}
+
+#[test]
+fn a_check_on_a_snapshot_is_a_transaction_of_its_own_whatever_the_check_ends_with() {
+    let sql = super::point::on_snapshot("00000003-0000001B-1", "SELECT 1 -- the last line is a comment");
+    assert_eq!(
+        sql,
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '00000003-0000001B-1';\n\
+         SELECT 1 -- the last line is a comment\n;\nCOMMIT"
+    );
 }
