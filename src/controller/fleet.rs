@@ -53,12 +53,13 @@ impl Fleet {
                 .map_err(|e| CutoverError::Refused(format!("[cutover] sidecars: {text:?}: {e}")))?;
             urls.push(url);
         }
-        if let Some(name) = &section.sidecars_dns {
-            let addrs = tokio::net::lookup_host(name.as_str())
-                .await
-                .map_err(|e| CutoverError::Refused(format!("[cutover] sidecars_dns: resolving {name:?}: {e}")))?;
-            for addr in addrs {
-                urls.push(AdminUrl { host: addr.ip().to_string(), port: addr.port() });
+        if let Some(dns) = &section.sidecars_dns {
+            let (name, port) =
+                dns.rsplit_once(':').and_then(|(n, p)| Some((n, p.parse::<u16>().ok()?))).ok_or_else(|| {
+                    CutoverError::Refused(format!("[cutover] sidecars_dns: must be NAME:PORT, got {dns:?}"))
+                })?;
+            for ip in super::discovery::resolve(name, section.sidecars_dns_server).await? {
+                urls.push(AdminUrl { host: ip.to_string(), port });
             }
         }
         urls.sort_by_key(|u| u.to_string());

@@ -11,6 +11,7 @@
 
 pub mod catchup;
 pub mod commands;
+pub mod discovery;
 pub mod durable;
 pub mod error;
 pub mod failpoint;

@@ -63,6 +63,11 @@ impl Fleet {
 
     /// Writes the plan; `extra_sidecars` are added to the sidecar list (e.g. one that is down).
     pub fn plan(&self, extra_sidecars: &[String], extra: &str) -> PathBuf {
+        self.plan_with(extra_sidecars, "", extra)
+    }
+
+    /// [`Fleet::plan`] with `cutover_extra` lines in `[cutover]`.
+    pub fn plan_with(&self, extra_sidecars: &[String], cutover_extra: &str, extra: &str) -> PathBuf {
         let mut sidecars: Vec<String> =
             self.sidecars.iter().map(|p| format!("\"http://127.0.0.1:{}\"", p.admin_port())).collect();
         sidecars.extend(extra_sidecars.iter().map(|s| format!("\"{s}\"")));
@@ -91,6 +96,7 @@ drain_timeout = 5
 catchup_timeout = 20
 max_write_pause = 30
 sidecar_config = "sidecar.toml"
+{cutover_extra}
 [validate]
 window = 4
 max_error_rate = 0.0

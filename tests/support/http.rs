@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// Sends one request with `Connection: close` and returns (status, body).
+/// Sends one request to 127.0.0.1:`port` with `Connection: close` and returns (status, body).
 pub fn request(
     port: u16,
     method: &str,
@@ -13,13 +13,25 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> std::io::Result<(u16, String)> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    request_to(SocketAddr::from(([127, 0, 0, 1], port)), method, path, headers, body)
+}
+
+/// [`request`] to any address.
+pub fn request_to(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let port = addr.port();
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {}:{port}\r\nConnection: close\r\n\
          Content-Length: {}\r\n",
+        addr.ip(),
         body.len()
     );
     for (name, value) in headers {

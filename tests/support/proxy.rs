@@ -20,6 +20,7 @@ pub struct ProxyBuilder {
     client_tls: Option<(PathBuf, PathBuf)>,
     shutdown_grace: Option<u64>,
     admin_host: Option<String>,
+    admin_port: Option<u16>,
     config: Option<ConfigFn>,
     extra_args: Vec<String>,
 }
@@ -77,6 +78,12 @@ impl ProxyBuilder {
     }
 
     /// Host of `--admin-listen` (default 127.0.0.1).
+    /// The admin API's port (default: a free one).
+    pub fn admin_port(mut self, port: u16) -> Self {
+        self.admin_port = Some(port);
+        self
+    }
+
     pub fn admin_host(mut self, host: &str) -> Self {
         self.admin_host = Some(host.to_string());
         self
@@ -144,9 +151,11 @@ impl ProxyBuilder {
         let mut last_output = String::new();
         for _attempt in 0..3 {
             let dir = temp_dir("pgflip-proxy-");
-            let (port, admin_port) = (free_port(), free_port());
+            let (port, admin_port) = (free_port(), self.admin_port.unwrap_or_else(free_port));
             let child = self.command(dir.path(), port, admin_port).spawn().expect("spawn pgflip proxy");
-            let mut proxy = Proxy { child, dir, port, admin_port, status: None };
+            let admin_ip = self.admin_host.as_deref().and_then(|h| h.parse().ok()).unwrap_or([127, 0, 0, 1].into());
+            let admin_addr = std::net::SocketAddr::new(admin_ip, admin_port);
+            let mut proxy = Proxy { child, dir, port, admin_port, admin_addr, status: None };
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 if let Some(status) = proxy.child.try_wait().expect("try_wait") {
@@ -199,6 +208,8 @@ pub struct Proxy {
     dir: tempfile::TempDir,
     port: u16,
     admin_port: u16,
+    /// The admin API's address (its host is 127.0.0.1 unless the builder said otherwise).
+    admin_addr: std::net::SocketAddr,
     status: Option<ExitStatus>,
 }
 
@@ -240,18 +251,18 @@ impl Proxy {
 
     /// `GET path` on the admin listener: (status, body).
     pub fn admin_get(&self, path: &str) -> std::io::Result<(u16, String)> {
-        http::request(self.admin_port, "GET", path, &[], "")
+        http::request_to(self.admin_addr, "GET", path, &[], "")
     }
 
     /// `POST path` with a JSON body on the admin listener: (status, body).
     pub fn admin_post(&self, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-        http::request(self.admin_port, "POST", path, &[("Content-Type", "application/json")], body)
+        http::request_to(self.admin_addr, "POST", path, &[("Content-Type", "application/json")], body)
     }
 
     /// `POST path` with a bearer token: (status, body).
     pub fn admin_post_with_token(&self, path: &str, body: &str, token: &str) -> std::io::Result<(u16, String)> {
         let auth = format!("Bearer {token}");
-        http::request(self.admin_port, "POST", path, &[("Authorization", auth.as_str())], body)
+        http::request_to(self.admin_addr, "POST", path, &[("Authorization", auth.as_str())], body)
     }
 
     /// Everything the proxy wrote to stdout and stderr so far.

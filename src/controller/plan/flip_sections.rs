@@ -13,6 +13,8 @@ pub struct CutoverSection {
     pub sidecars: Vec<String>,
     /// `name:port`: every address the name resolves to is a sidecar, added to `sidecars`.
     pub sidecars_dns: Option<String>,
+    /// The nameserver (`IP:PORT`) asked for `sidecars_dns`; `None`: the system's resolver.
+    pub sidecars_dns_server: Option<std::net::SocketAddr>,
     /// A file holding the sidecars' admin bearer token.
     pub admin_token_file: Option<PathBuf>,
     /// How long each sidecar gets to park its sessions at a transaction boundary.
@@ -40,6 +42,7 @@ pub struct CutoverSection {
 pub(super) struct CutoverFile {
     sidecars: Vec<String>,
     sidecars_dns: Option<String>,
+    sidecars_dns_server: Option<String>,
     admin_token_file: Option<PathBuf>,
     drain_timeout: f64,
     catchup_timeout: f64,
@@ -57,6 +60,7 @@ impl Default for CutoverFile {
         CutoverFile {
             sidecars: Vec::new(),
             sidecars_dns: None,
+            sidecars_dns_server: None,
             admin_token_file: None,
             drain_timeout: 5.0,
             catchup_timeout: 30.0,
@@ -158,6 +162,15 @@ pub(super) fn cutover(file: CutoverFile, base_dir: &Path) -> Result<CutoverSecti
             return Err(("[cutover] sidecars_dns", format!("must be NAME:PORT, got {dns:?}")));
         }
     }
+    let sidecars_dns_server = match &file.sidecars_dns_server {
+        None => None,
+        Some(text) => Some(text.parse::<std::net::SocketAddr>().map_err(|_| {
+            ("[cutover] sidecars_dns_server", format!("must be IP:PORT (e.g. 10.96.0.10:53), got {text:?}"))
+        })?),
+    };
+    if sidecars_dns_server.is_some() && file.sidecars_dns.is_none() {
+        return Err(("[cutover] sidecars_dns_server", "needs sidecars_dns (the name to resolve)".into()));
+    }
     let drain_timeout = seconds("[cutover] drain_timeout", file.drain_timeout)?;
     let catchup_timeout = seconds("[cutover] catchup_timeout", file.catchup_timeout)?;
     let max_write_pause = seconds("[cutover] max_write_pause", file.max_write_pause)?;
@@ -173,6 +186,7 @@ pub(super) fn cutover(file: CutoverFile, base_dir: &Path) -> Result<CutoverSecti
     Ok(CutoverSection {
         sidecars: file.sidecars.iter().map(|s| s.trim_end_matches('/').to_owned()).collect(),
         sidecars_dns: file.sidecars_dns,
+        sidecars_dns_server,
         admin_token_file: file.admin_token_file.map(|p| base_dir.join(p)),
         drain_timeout,
         catchup_timeout,

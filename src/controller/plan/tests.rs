@@ -240,6 +240,11 @@ fn flip_section_errors_name_their_keys() {
     let bad = |extra: &str| error(&format!("{MINIMAL}\n{extra}\n"));
     assert!(bad("[cutover]\nsidecars = [\"10.0.0.1:9187\"]").contains("[cutover] sidecars"));
     assert!(bad("[cutover]\nsidecars_dns = \"sidecars\"").contains("[cutover] sidecars_dns"));
+    let dns = "[cutover]\nsidecars_dns = \"sidecars:9187\"\nsidecars_dns_server";
+    assert!(bad(&format!("{dns} = \"kube-dns\"")).contains("[cutover] sidecars_dns_server"));
+    assert!(bad("[cutover]\nsidecars_dns_server = \"10.96.0.10:53\"").contains("needs sidecars_dns"));
+    let plan = parse(&format!("{MINIMAL}\n{dns} = \"10.96.0.10:53\"\n")).unwrap();
+    assert_eq!(plan.cutover.sidecars_dns_server, Some("10.96.0.10:53".parse().unwrap()));
     assert!(bad("[cutover]\ndrain_timeout = 0").contains("[cutover] drain_timeout"));
     assert!(bad("[cutover]\ngreen_upstream = \"blue\"").contains("[cutover] green_upstream"));
     assert!(bad("[validate]\nmax_error_rate = 2").contains("[validate] max_error_rate"));
