@@ -296,6 +296,9 @@ pub(super) async fn switch_all(ctx: &mut Context, fleet: &Fleet, upstream: &str)
     if let Some(path) = &ctx.plan.cutover.sidecar_config {
         durable::write_target(path, upstream, generation.max(1))?;
     }
+    if let Some(section) = &ctx.plan.kubernetes {
+        super::kube::write_target(section, upstream, generation.max(1)).await?;
+    }
     if !pending.is_empty() {
         let list: Vec<String> = pending.iter().map(|s| s.to_string()).collect();
         return Err(CutoverError::Refused(format!(

@@ -19,6 +19,7 @@ pub mod fence;
 pub mod fleet;
 pub mod flip;
 pub mod journal;
+pub mod kube;
 pub mod links;
 pub mod metrics;
 pub mod pg;

@@ -13,9 +13,11 @@ use serde::Deserialize;
 use tokio_postgres::Config;
 
 mod flip_sections;
+mod kube_section;
 mod sections;
 mod url;
 pub use flip_sections::{Check, CheckMode, CutoverSection, RetireSection, ValidateSection};
+pub use kube_section::KubernetesSection;
 pub use sections::{
     AppSection, CatchupSection, CommandSection, JournalSection, MetricsSection, PreflightSection, RestoreSection,
     SnapshotSection, ToolsSection,
@@ -65,6 +67,8 @@ pub struct Plan {
     pub cutover: CutoverSection,
     pub validate: ValidateSection,
     pub retire: RetireSection,
+    /// The ConfigMap holding the sidecars' durable target, when the plan names one.
+    pub kubernetes: Option<KubernetesSection>,
     /// The plan file's directory: relative paths resolve against it, and the plan's
     /// commands run in it.
     pub base_dir: PathBuf,
@@ -179,6 +183,7 @@ struct PlanFile {
     cutover: flip_sections::CutoverFile,
     validate: flip_sections::ValidateFile,
     retire: RetireSection,
+    kubernetes: kube_section::KubernetesFile,
 }
 
 /// `[blue]` or `[green]` as written; the URL is required.
@@ -237,6 +242,7 @@ impl Checker<'_> {
         let cutover = flip_sections::cutover(file.cutover, self.base_dir).map_err(problem)?;
         let validate = flip_sections::validate(file.validate).map_err(problem)?;
         let retire = flip_sections::retire(file.retire, self.base_dir).map_err(problem)?;
+        let kubernetes = kube_section::kubernetes(file.kubernetes, self.base_dir).map_err(problem)?;
         Ok(Plan {
             blue,
             green,
@@ -253,6 +259,7 @@ impl Checker<'_> {
             cutover,
             validate,
             retire,
+            kubernetes,
             base_dir: self.base_dir.to_owned(),
         })
     }

@@ -27,6 +27,7 @@ use crate::api::{OnTimeout, PauseRequest, ResumeRequest, SwitchRequest};
 
 pub use error::{CtlError, ResponseError, UrlError};
 pub use http::{send, Call};
+pub use response::{read_response, Response};
 pub use url::AdminUrl;
 
 /// The sidecar answered 2xx.

@@ -243,6 +243,14 @@ fn flip_section_errors_name_their_keys() {
     let dns = "[cutover]\nsidecars_dns = \"sidecars:9187\"\nsidecars_dns_server";
     assert!(bad(&format!("{dns} = \"kube-dns\"")).contains("[cutover] sidecars_dns_server"));
     assert!(bad("[cutover]\nsidecars_dns_server = \"10.96.0.10:53\"").contains("needs sidecars_dns"));
+    assert!(bad("[kubernetes]\nconfigmap = \"pgflip-sidecar\"").contains("NAMESPACE/NAME"));
+    assert!(bad("[kubernetes]\nkey = \"proxy.toml\"").contains("[kubernetes] configmap"));
+    let kube = "[kubernetes]\nconfigmap = \"ledger/pgflip-sidecar\"\napi";
+    assert!(bad(&format!("{kube} = \"ftp://k8s\"")).contains("[kubernetes] api"));
+    let plan = parse(&format!("{MINIMAL}\n{kube} = \"https://10.96.0.1:443/\"\n")).unwrap();
+    let section = plan.kubernetes.expect("the section");
+    assert_eq!((section.namespace.as_str(), section.configmap.as_str()), ("ledger", "pgflip-sidecar"));
+    assert_eq!((section.key.as_str(), section.api.as_str()), ("proxy.toml", "https://10.96.0.1:443"));
     let plan = parse(&format!("{MINIMAL}\n{dns} = \"10.96.0.10:53\"\n")).unwrap();
     assert_eq!(plan.cutover.sidecars_dns_server, Some("10.96.0.10:53".parse().unwrap()));
     assert!(bad("[cutover]\ndrain_timeout = 0").contains("[cutover] drain_timeout"));
