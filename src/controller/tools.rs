@@ -41,7 +41,7 @@ impl Tools {
         if on_path {
             return Tools { bin_dir: None };
         }
-        Tools { bin_dir: newest_debian_bin_dir() }
+        Tools { bin_dir: newest_debian_bin_dir(&["pg_dump"]) }
     }
 
     /// The path to run program `name` by.
@@ -53,14 +53,15 @@ impl Tools {
     }
 }
 
-fn newest_debian_bin_dir() -> Option<PathBuf> {
+/// The newest `/usr/lib/postgresql/*/bin` (Debian's layout) that has all of `programs`.
+pub fn newest_debian_bin_dir(programs: &[&str]) -> Option<PathBuf> {
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
         .filter_map(Result::ok)
         .filter_map(|entry| {
             let version = entry.file_name().to_str()?.parse().ok()?;
             let bin = entry.path().join("bin");
-            bin.join("pg_dump").is_file().then_some((version, bin))
+            programs.iter().all(|program| bin.join(program).is_file()).then_some((version, bin))
         })
         .collect();
     versions.sort();

@@ -284,13 +284,14 @@ async fn attempt(
 ) -> Result<Option<String>, CutoverError> {
     let green_snapshot = snapshots.map(|s| s.green.as_str());
     if kind == Kind::Empty {
-        return Ok(match rows_on(green, sql, green_snapshot).await {
+        return Ok(match point::rows_on(green, sql, green_snapshot).await {
             Ok(rows) => describe_not_empty(&rows),
             Err(error) => Some(sql_failure("green", error)?),
         });
     }
     let blue_snapshot = snapshots.map(|s| s.blue.as_str());
-    let (blue_rows, green_rows) = tokio::join!(rows_on(blue, sql, blue_snapshot), rows_on(green, sql, green_snapshot));
+    let (blue_rows, green_rows) =
+        tokio::join!(point::rows_on(blue, sql, blue_snapshot), point::rows_on(green, sql, green_snapshot));
     Ok(match (blue_rows, green_rows) {
         (Ok(b), Ok(g)) if kind == Kind::Table => describe_checksums(&b, &g),
         (Ok(b), Ok(g)) => describe_difference(&b, &g),
@@ -300,22 +301,11 @@ async fn attempt(
     })
 }
 
-/// The rows of `sql`, in a transaction of its own on `snapshot` when given.
-async fn rows_on(client: &Client, sql: &str, snapshot: Option<&str>) -> Result<Vec<TextRow>, tokio_postgres::Error> {
-    let Some(snapshot) = snapshot else { return text_rows(client, sql).await };
-    let rows = text_rows(client, &point::on_snapshot(snapshot, sql)).await;
-    if rows.is_err() {
-        // A failed statement leaves the transaction aborted; a lost connection shows here too.
-        let _ = client.simple_query("ROLLBACK").await;
-    }
-    rows
-}
-
 /// A row as text, `None` for NULL.
-type TextRow = Vec<Option<String>>;
+pub(super) type TextRow = Vec<Option<String>>;
 
 /// Runs `sql` with the simple query protocol and returns every row of every statement.
-async fn text_rows(client: &Client, sql: &str) -> Result<Vec<TextRow>, tokio_postgres::Error> {
+pub(super) async fn text_rows(client: &Client, sql: &str) -> Result<Vec<TextRow>, tokio_postgres::Error> {
     let mut rows = Vec::new();
     for message in client.simple_query(sql).await? {
         if let SimpleQueryMessage::Row(row) = message {

@@ -29,18 +29,7 @@ pub fn find_bin_dir(given: Option<&Path>) -> Result<PathBuf, DemoError> {
             return Ok(dir);
         }
     }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
-            let bin = entry.path().join("bin");
-            has_all(&bin).then_some((version, bin))
-        })
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, dir)| dir).ok_or(DemoError::NoPostgres)
+    crate::controller::tools::newest_debian_bin_dir(&SERVER_PROGRAMS).ok_or(DemoError::NoPostgres)
 }
 
 /// The user PostgreSQL's programs run as: `None` to run them as ourselves, `Some((uid,

@@ -86,6 +86,21 @@ async fn export(client: &Client, side: &str) -> Result<String, CutoverError> {
         .ok_or_else(|| CutoverError::Refused(format!("exporting a snapshot on {side} returned nothing")))
 }
 
+/// The rows of `sql`, in a transaction of its own on `snapshot` when given.
+pub(super) async fn rows_on(
+    client: &Client,
+    sql: &str,
+    snapshot: Option<&str>,
+) -> Result<Vec<super::TextRow>, tokio_postgres::Error> {
+    let Some(snapshot) = snapshot else { return super::text_rows(client, sql).await };
+    let rows = super::text_rows(client, &on_snapshot(snapshot, sql)).await;
+    if rows.is_err() {
+        // A failed statement leaves the transaction aborted; a lost connection shows here too.
+        let _ = client.simple_query("ROLLBACK").await;
+    }
+    rows
+}
+
 /// `sql` wrapped to run in its own read-only transaction on `snapshot` (after an error,
 /// the session is in a failed transaction: send `ROLLBACK`).
 pub fn on_snapshot(snapshot: &str, sql: &str) -> String {
