@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `GET /v1/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     /// The upstream new sessions go to.
     pub active: String,
@@ -22,6 +22,9 @@ pub struct Status {
     pub last_switch: Option<SwitchReport>,
     pub shutting_down: bool,
     pub version: String,
+    /// The standby listener, when one is configured.
+    #[serde(default)]
+    pub standby: Option<StandbyStatus>,
 }
 
 /// One upstream in [`Status`]. Never carries a password.
@@ -216,4 +219,95 @@ pub struct SwitchReport {
     pub error: Option<String>,
     /// When it finished, in milliseconds since the Unix epoch.
     pub finished_at_unix_ms: u64,
+}
+
+/// What the controller knows of an upstream that is not active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StandbyState {
+    /// A replication link feeds it from the active upstream.
+    Replicating,
+    /// Not to be read from for now (being restored, migrated, or otherwise not current).
+    Fenced,
+    /// Gone for good (after promote).
+    Retired,
+}
+
+impl StandbyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StandbyState::Replicating => "replicating",
+            StandbyState::Fenced => "fenced",
+            StandbyState::Retired => "retired",
+        }
+    }
+}
+
+/// `PUT /v1/standby`: the controller's report on one upstream as a standby.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandbyReport {
+    /// The upstream the report is about.
+    pub upstream: String,
+    pub state: StandbyState,
+    /// How many seconds the upstream trails the active one by, when known.
+    #[serde(default)]
+    pub lag_seconds: Option<f64>,
+}
+
+/// What the standby listener does while the standby cannot serve.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StandbyFallback {
+    /// Serve its sessions from the active upstream.
+    #[default]
+    Active,
+    /// Refuse new sessions with an error.
+    Refuse,
+}
+
+impl StandbyFallback {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StandbyFallback::Active => "active",
+            StandbyFallback::Refuse => "refuse",
+        }
+    }
+}
+
+/// Where the standby listener's sessions go now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StandbyRoute {
+    /// To the standby.
+    Standby,
+    /// To the active upstream: the standby cannot serve, or lags too far.
+    Active,
+    /// Nowhere: new sessions are refused.
+    Refuse,
+}
+
+/// The standby listener in `GET /v1/status`, and the answer to `PUT /v1/standby`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StandbyStatus {
+    /// The standby listener's address.
+    pub listen: String,
+    pub fallback: StandbyFallback,
+    /// `max_standby_lag`, when set.
+    pub max_lag_seconds: Option<f64>,
+    /// The upstream that is not active, if there is one.
+    pub standby: Option<String>,
+    pub route: StandbyRoute,
+    /// The upstream the standby listener's new sessions go to (none while refusing).
+    pub serving_from: Option<String>,
+    /// Why the route is not `standby`.
+    pub reason: Option<String>,
+    /// The controller's last report on the standby.
+    pub reported_state: Option<StandbyState>,
+    /// Replication lag of the standby in seconds, as the controller last reported it.
+    pub lag_seconds: Option<f64>,
+    /// Seconds since that report.
+    pub report_age_seconds: Option<f64>,
+    /// Open sessions of the standby listener.
+    pub sessions: u64,
 }

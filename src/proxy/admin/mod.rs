@@ -153,6 +153,7 @@ pub fn status(ctx: &ProxyContext) -> Status {
         last_switch: ctx.last_switch.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         shutting_down: ctx.is_shutting_down(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        standby: None,
     }
 }
 
