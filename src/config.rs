@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::api::StandbyFallback;
 use crate::proxy::auth::AuthFile;
 use crate::proxy::upstream::{Secrets, UpstreamUrl};
 
@@ -62,6 +63,16 @@ pub struct ProxyArgs {
     /// it is seen to SET. Repeatable.
     #[arg(long = "track-setting", value_name = "NAME")]
     pub track_setting: Vec<String>,
+    /// Address of the standby listener: read-only sessions on the upstream that is not active.
+    #[arg(long, value_name = "ADDR")]
+    pub listen_standby: Option<String>,
+    /// While the standby cannot serve: "active" serves standby sessions from the active
+    /// upstream, "refuse" refuses new ones [default: active].
+    #[arg(long, value_name = "POLICY")]
+    pub standby_fallback: Option<String>,
+    /// Seconds of replication lag beyond which standby sessions are served from the active upstream.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_standby_lag: Option<f64>,
 }
 
 /// The file form of [`ProxyArgs`].
@@ -84,6 +95,9 @@ struct ProxyFile {
     worker_threads: Option<usize>,
     #[serde(default)]
     track_setting: Vec<String>,
+    listen_standby: Option<String>,
+    standby_fallback: Option<String>,
+    max_standby_lag: Option<f64>,
     /// Generation of `active`; a reload that carries a higher one switches to it.
     generation: Option<u64>,
 }
@@ -148,6 +162,17 @@ pub struct ProxyConfig {
     pub generation: u64,
     /// The config file, watched for a new durable target.
     pub config_path: Option<PathBuf>,
+    /// The standby listener, when configured.
+    pub standby: Option<StandbyConfig>,
+}
+
+/// The standby listener's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StandbyConfig {
+    pub listen: SocketAddr,
+    pub fallback: StandbyFallback,
+    /// Lag beyond which standby sessions are served from the active upstream.
+    pub max_lag: Option<Duration>,
 }
 
 impl ProxyConfig {
@@ -190,12 +215,16 @@ impl ProxyConfig {
             track_settings: file.track_setting.into_iter().chain(args.track_setting.iter().cloned()).collect(),
             generation: file.generation,
             config_path: args.config.clone(),
+            listen_standby: args.listen_standby.clone().or(file.listen_standby),
+            standby_fallback: args.standby_fallback.clone().or(file.standby_fallback),
+            max_standby_lag: args.max_standby_lag.or(file.max_standby_lag),
         })
     }
 
     fn validate(m: Merged) -> Result<ProxyConfig, ConfigError> {
         let listen = socket_addr("listen", m.listen.as_deref().unwrap_or("127.0.0.1:6432"))?;
         let admin_listen = socket_addr("admin_listen", m.admin_listen.as_deref().unwrap_or("127.0.0.1:9187"))?;
+        let standby = standby_config(&m, listen, admin_listen)?;
         if m.upstreams.is_empty() {
             return Err(err("upstream", "no upstream given; add --upstream NAME=postgres://USER@HOST:PORT/DB"));
         }
@@ -280,6 +309,7 @@ impl ProxyConfig {
             track_settings: m.track_settings,
             generation: m.generation.unwrap_or(1),
             config_path: m.config_path,
+            standby,
         })
     }
 }
@@ -302,6 +332,50 @@ struct Merged {
     track_settings: Vec<String>,
     generation: Option<u64>,
     config_path: Option<PathBuf>,
+    listen_standby: Option<String>,
+    standby_fallback: Option<String>,
+    max_standby_lag: Option<f64>,
+}
+
+/// The standby listener's settings; its other keys need `listen_standby`.
+fn standby_config(
+    m: &Merged,
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+) -> Result<Option<StandbyConfig>, ConfigError> {
+    let fallback = match m.standby_fallback.as_deref() {
+        None | Some("active") => StandbyFallback::Active,
+        Some("refuse") => StandbyFallback::Refuse,
+        Some(other) => return Err(err("standby_fallback", format!("{other:?} is neither \"active\" nor \"refuse\""))),
+    };
+    let max_lag = match m.max_standby_lag {
+        None => None,
+        Some(seconds) if seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0 => {
+            Some(Duration::from_secs_f64(seconds))
+        }
+        Some(seconds) => {
+            return Err(err(
+                "max_standby_lag",
+                format!("{seconds} is not a number of seconds above 0 and at most 86400"),
+            ))
+        }
+    };
+    let Some(text) = m.listen_standby.as_deref() else {
+        if m.standby_fallback.is_some() {
+            return Err(err("standby_fallback", "needs listen_standby"));
+        }
+        if max_lag.is_some() {
+            return Err(err("max_standby_lag", "needs listen_standby"));
+        }
+        return Ok(None);
+    };
+    let addr = socket_addr("listen_standby", text)?;
+    for (key, other) in [("listen", listen), ("admin_listen", admin_listen)] {
+        if addr == other {
+            return Err(err("listen_standby", format!("{addr} is also the {key} address")));
+        }
+    }
+    Ok(Some(StandbyConfig { listen: addr, fallback, max_lag }))
 }
 
 fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {

@@ -58,3 +58,38 @@ fn file_keys_match_flags_and_flags_win() {
     let e = ProxyConfig::load(&ProxyArgs { config: Some(path), ..ProxyArgs::default() }).unwrap_err();
     assert_eq!(e.key, "upstream.blue", "{e}");
 }
+
+#[test]
+fn standby_listener_keys() {
+    let two = ["blue=postgres://app@127.0.0.1:5432/db", "green=postgres://app@127.0.0.1:5433/db"];
+    let mut a = args(&two);
+    a.active = Some("blue".into());
+    assert_eq!(ProxyConfig::load(&a).unwrap().standby, None, "no standby listener unless asked");
+    a.listen_standby = Some("127.0.0.1:6433".into());
+    let standby = ProxyConfig::load(&a).unwrap().standby.expect("configured");
+    assert_eq!(standby.listen.to_string(), "127.0.0.1:6433");
+    assert_eq!(standby.fallback, StandbyFallback::Active);
+    assert_eq!(standby.max_lag, None);
+    a.standby_fallback = Some("refuse".into());
+    a.max_standby_lag = Some(2.5);
+    let standby = ProxyConfig::load(&a).unwrap().standby.expect("configured");
+    assert_eq!(standby.fallback, StandbyFallback::Refuse);
+    assert_eq!(standby.max_lag, Some(Duration::from_millis(2500)));
+    for (change, key) in [
+        (
+            &(|a: &mut ProxyArgs| a.standby_fallback = Some("primary".into())) as &dyn Fn(&mut ProxyArgs),
+            "standby_fallback",
+        ),
+        (&|a: &mut ProxyArgs| a.max_standby_lag = Some(-1.0), "max_standby_lag"),
+        (&|a: &mut ProxyArgs| a.listen_standby = Some("127.0.0.1:6432".into()), "listen_standby"),
+        (&|a: &mut ProxyArgs| a.listen_standby = Some("nowhere".into()), "listen_standby"),
+    ] {
+        let mut bad = a.clone();
+        change(&mut bad);
+        assert_eq!(ProxyConfig::load(&bad).unwrap_err().key, key);
+    }
+    let mut orphan = args(&two);
+    orphan.active = Some("blue".into());
+    orphan.max_standby_lag = Some(5.0);
+    assert_eq!(ProxyConfig::load(&orphan).unwrap_err().key, "max_standby_lag");
+}

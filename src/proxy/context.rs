@@ -48,6 +48,8 @@ pub struct ProxyContext {
     pub gate: Arc<Gate>,
     /// Every live session.
     pub sessions: Arc<SessionTable>,
+    /// The standby listener, when configured.
+    pub standby: Option<crate::proxy::standby::Standby>,
     /// Cancelled when the shutdown grace period is over: sessions close with 57P01.
     pub terminate: CancellationToken,
     shutting_down: AtomicBool,
@@ -81,6 +83,7 @@ impl ProxyContext {
             prewarm_slots: Arc::new(tokio::sync::Semaphore::new(PREWARM_SLOTS)),
             gate: Arc::default(),
             sessions: Arc::default(),
+            standby: None,
             terminate: CancellationToken::new(),
             shutting_down: AtomicBool::new(false),
         }

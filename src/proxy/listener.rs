@@ -18,6 +18,7 @@ use crate::proxy::context::{Limits, ProxyContext};
 use crate::proxy::metrics::Metrics;
 use crate::proxy::reload;
 use crate::proxy::session;
+use crate::proxy::standby::{self, Listener, Standby};
 use crate::proxy::tls::{self, TlsConfigError};
 use crate::proxy::upstream::{Registry, Upstream, UpstreamConfigError};
 use crate::proxy::workers::Workers;
@@ -64,6 +65,7 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
         limits,
     );
     ctx.track_settings = config.track_settings.clone();
+    ctx.standby = config.standby.clone().map(Standby::new);
     let ctx = Arc::new(ctx);
 
     let bind = |addr: SocketAddr, what| async move {
@@ -71,9 +73,14 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
     };
     let listener = bind(config.listen, "listen").await?;
     let admin_listener = bind(config.admin_listen, "admin_listen").await?;
+    let standby_listener = match &config.standby {
+        Some(standby) => Some(bind(standby.listen, "listen_standby").await?),
+        None => None,
+    };
     info!(
         listen = %config.listen,
         admin_listen = %config.admin_listen,
+        listen_standby = config.standby.as_ref().map(|s| s.listen.to_string()),
         active = %snapshot.active,
         tls = ctx.tls_acceptor.is_some(),
         "pgflip proxy serving"
@@ -89,35 +96,42 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
     if let Some(path) = &config.config_path {
         tokio::spawn(reload::watch(path.clone(), ctx.clone(), reload_stop.clone()));
     }
+    if ctx.standby.is_some() {
+        tokio::spawn(refresh_standby(ctx.clone(), reload_stop.clone()));
+    }
     let sessions = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => match tcp.into_std() {
-                    // The socket moves to the worker's own I/O driver.
-                    Ok(std_tcp) => {
-                        let ctx = ctx.clone();
-                        workers.spawn(sessions.track_future(async move {
-                            match TcpStream::from_std(std_tcp) {
-                                Ok(tcp) => session::serve(tcp, peer, ctx).await,
-                                Err(e) => warn!(client.addr = %peer, error = %e, "cannot register connection"),
-                            }
-                        }));
-                    }
-                    Err(e) => warn!(client.addr = %peer, error = %e, "cannot hand over connection"),
-                },
-                Err(e) => {
-                    // Out of file descriptors, usually: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+        let (accepted, kind) = tokio::select! {
+            accepted = listener.accept() => (accepted, Listener::Main),
+            accepted = async { standby_listener.as_ref().expect("guarded").accept().await },
+                if standby_listener.is_some() => (accepted, Listener::Standby),
             _ = &mut shutdown => break,
+        };
+        match accepted {
+            Ok((tcp, peer)) => match tcp.into_std() {
+                // The socket moves to the worker's own I/O driver.
+                Ok(std_tcp) => {
+                    let ctx = ctx.clone();
+                    workers.spawn(sessions.track_future(async move {
+                        match TcpStream::from_std(std_tcp) {
+                            Ok(tcp) => session::serve(tcp, peer, ctx, kind).await,
+                            Err(e) => warn!(client.addr = %peer, error = %e, "cannot register connection"),
+                        }
+                    }));
+                }
+                Err(e) => warn!(client.addr = %peer, error = %e, "cannot hand over connection"),
+            },
+            Err(e) => {
+                // Out of file descriptors, usually: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 
     drop(listener);
+    drop(standby_listener);
     ctx.begin_shutdown();
     sessions.close();
     info!(
@@ -136,4 +150,18 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
     tokio::task::spawn_blocking(move || workers.shutdown()).await.ok();
     info!("pgflip proxy stopped");
     Ok(())
+}
+
+/// Re-computes the standby listener's route every [`standby::REFRESH`] until `stop`.
+async fn refresh_standby(ctx: Arc<ProxyContext>, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(standby::REFRESH);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        if let Some(standby) = &ctx.standby {
+            standby.refresh(&ctx.registry, &ctx.metrics);
+        }
+    }
 }

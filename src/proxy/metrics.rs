@@ -3,7 +3,7 @@
 //! Families are registered on a registry passed in, never on a global one, and the label
 //! values used on the hot path are resolved once here.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::proxy::session::SessionState;
 
@@ -22,6 +22,10 @@ pub struct Metrics {
     pub bytes_client_to_server: IntCounter,
     pub bytes_server_to_client: IntCounter,
     pub transaction_seconds: Histogram,
+    /// Replication lag of the standby as the controller last reported it (NaN: unknown).
+    pub standby_lag_seconds: Gauge,
+    /// 1 for the upstream the standby listener's new sessions go to.
+    pub standby_upstream: IntGaugeVec,
 }
 
 impl Metrics {
@@ -66,7 +70,21 @@ impl Metrics {
             HistogramOpts::new("pgflip_transaction_seconds", "Time from a transaction's first request to its end")
                 .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]),
         )?;
+        let standby_lag_seconds = Gauge::new(
+            "pgflip_standby_lag_seconds",
+            "Replication lag of the standby in seconds, as the controller last reported it (NaN when unknown)",
+        )?;
+        standby_lag_seconds.set(f64::NAN);
+        let standby_upstream = IntGaugeVec::new(
+            Opts::new(
+                "pgflip_standby_upstream",
+                "1 for the upstream the standby listener's new sessions go to, 0 for the others",
+            ),
+            &["upstream"],
+        )?;
         registry.register(Box::new(sessions_vec))?;
+        registry.register(Box::new(standby_lag_seconds.clone()))?;
+        registry.register(Box::new(standby_upstream.clone()))?;
         registry.register(Box::new(server_connections.clone()))?;
         registry.register(Box::new(active_upstream.clone()))?;
         registry.register(Box::new(generation.clone()))?;
@@ -90,6 +108,8 @@ impl Metrics {
             bytes_client_to_server: bytes.with_label_values(&["client_to_server"]),
             bytes_server_to_client: bytes.with_label_values(&["server_to_client"]),
             transaction_seconds,
+            standby_lag_seconds,
+            standby_upstream,
         })
     }
 

@@ -6,6 +6,7 @@
 //! - [`upstream`]: upstream URLs, the registry of named upstreams, logging in upstream.
 //! - [`auth`]: checking clients against the auth file (SCRAM-SHA-256, md5).
 //! - [`admin`]: the admin HTTP server; [`metrics`]: the Prometheus families.
+//! - [`standby`]: the standby listener's route, from the controller's reports.
 
 pub mod admin;
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod listener;
 pub mod metrics;
 mod reload;
 mod session;
+pub mod standby;
 mod stream;
 pub mod switch;
 pub mod tls;

@@ -1,5 +1,5 @@
-//! The mutating admin routes: `POST /v1/pause`, `POST /v1/resume` and
-//! `PUT /v1/upstreams/{name}`, with their JSON bodies, the generation check, and one audit
+//! The mutating admin routes: `POST /v1/pause`, `POST /v1/resume`, `POST /v1/switch`,
+//! `PUT /v1/upstreams/{name}` and `PUT /v1/standby`, with their JSON bodies, the generation check, and one audit
 //! event per call.
 
 use std::net::SocketAddr;
@@ -40,6 +40,15 @@ pub async fn handle(state: &AdminState, peer: SocketAddr, path: &str, req: Reque
         },
         "/v1/resume" => match read_json::<ResumeRequest>(req).await {
             Ok(body) => resume(state, body),
+            Err(resp) => resp,
+        },
+        "/v1/standby" => match read_json::<Option<crate::api::StandbyReport>>(req).await {
+            Ok(Some(body)) => super::standby::put(state, body),
+            Ok(None) => error(
+                StatusCode::BAD_REQUEST,
+                r#"the body must be {"upstream": NAME, "state": "replicating"|"fenced"|"retired", "lag_seconds": N}"#
+                    .into(),
+            ),
             Err(resp) => resp,
         },
         _ => {

@@ -10,12 +10,14 @@
 //! - `POST /v1/resume`: open the gate ([`crate::api::ResumeRequest`]).
 //! - `POST /v1/switch`: move every session to another upstream ([`crate::api::SwitchRequest`]).
 //! - `PUT /v1/upstreams/{name}`: add or replace an upstream ([`crate::api::PutUpstreamRequest`]).
+//! - `PUT /v1/standby`: the controller's report on the standby ([`crate::api::StandbyReport`]).
 //!
 //! With an admin token configured, `/v1/*` needs `Authorization: Bearer <token>`. Errors are
 //! JSON `{"error": "..."}` with a fitting status code. Every mutating call is logged as one
 //! audit event (target `pgflip::audit`).
 
 mod control;
+mod standby;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -83,6 +85,7 @@ async fn route(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) -> 
     let method = req.method().clone();
     let mutating = match path.as_str() {
         "/v1/pause" | "/v1/resume" | "/v1/switch" => Some(Method::POST),
+        "/v1/standby" => Some(Method::PUT),
         p if p.starts_with("/v1/upstreams/") => Some(Method::PUT),
         _ => None,
     };
@@ -109,7 +112,7 @@ async fn route(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) -> 
         "/readyz" => readyz(state),
         "/metrics" => metrics(state),
         "/v1/status" => match refuse_unauthorized(state, &req) {
-            None => json(StatusCode::OK, &status(&state.ctx)),
+            None => json(StatusCode::OK, &status_of(state)),
             Some(refusal) => refusal,
         },
         _ => error(StatusCode::NOT_FOUND, format!("no route {path}")),
@@ -134,7 +137,15 @@ fn metrics(state: &AdminState) -> Response<Body> {
     resp
 }
 
-/// Builds the status report.
+/// The status report with the standby listener's part.
+fn status_of(state: &AdminState) -> Status {
+    let mut report = status(&state.ctx);
+    report.standby =
+        state.ctx.standby.as_ref().map(|s| s.status(&state.ctx.registry, standby::standby_sessions(state)));
+    report
+}
+
+/// Builds the status report (without the standby listener's part).
 pub fn status(ctx: &ProxyContext) -> Status {
     let snapshot = ctx.registry.snapshot();
     Status {

@@ -5,12 +5,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::proxy::context::ProxyContext;
 use crate::proxy::session::pump::{Pump, PumpEnd};
 use crate::proxy::session::setup::{self, Opened};
+use crate::proxy::session::target::{self, Want};
 use crate::proxy::session::{answer, migrate, send_error, Established, SessionError};
+use crate::proxy::standby::{Decision, Listener};
 use crate::proxy::stream::ClientStream;
 use crate::proxy::switch::Capture;
 use crate::proxy::upstream::{Upstream, UpstreamError};
@@ -24,6 +27,10 @@ use crate::wire::backend::Severity;
 /// was lost while parked reconnects before it goes on.
 pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<(), SessionError> {
     let mut gate = ctx.gate.subscribe();
+    let mut standby = match (&ctx.standby, s.listener) {
+        (Some(standby), Listener::Standby) => Some(standby.subscribe()),
+        _ => None,
+    };
     let kill = s.pump.info().kill.clone();
     // A connection to a coming switch's target, being opened or ready.
     let mut warming: Option<(Arc<Upstream>, u64, Connecting)> = None;
@@ -35,19 +42,22 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
             Some((target, round))
                 if s.pump.info().prewarmed() != round && warming.as_ref().is_none_or(|w| w.1 != round) =>
             {
-                if target.name == s.upstream.name {
-                    s.pump.info().set_prewarmed(round);
-                    ctx.sessions.notify_changed();
-                } else {
-                    let (startup, login) = (s.startup.clone(), ctx.login_for(&target, &s.user));
-                    let (upstream, timeout) = (target.clone(), ctx.limits.connect_timeout);
-                    let statements = s.pump.statements().to_vec();
-                    let slots = ctx.prewarm_slots.clone();
-                    let connecting: Connecting = Box::pin(async move {
-                        let _slot = slots.acquire_owned().await;
-                        setup::open(&upstream, &startup, &login, timeout, statements).await
-                    });
-                    warming = Some((target, round, connecting));
+                match target::after_switch(&s, ctx, &target).filter(|to| to.name != s.upstream.name) {
+                    None => {
+                        s.pump.info().set_prewarmed(round);
+                        ctx.sessions.notify_changed();
+                    }
+                    Some(to) => {
+                        let (startup, login) = (s.startup.clone(), ctx.login_for(&to, &s.user));
+                        let (upstream, timeout) = (to.clone(), ctx.limits.connect_timeout);
+                        let statements = s.pump.statements().to_vec();
+                        let slots = ctx.prewarm_slots.clone();
+                        let connecting: Connecting = Box::pin(async move {
+                            let _slot = slots.acquire_owned().await;
+                            setup::open(&upstream, &startup, &login, timeout, statements).await
+                        });
+                        warming = Some((to, round, connecting));
+                    }
                 }
             }
             None if s.warm.is_some() || warming.is_some() => {
@@ -58,29 +68,53 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
             _ => {}
         }
         if s.pump.is_parked() || !s.server_alive {
-            let (active, generation) = ctx.registry.active_with_generation();
-            let repointed = generation != s.generation && active.name != s.upstream.name;
+            let generation = ctx.registry.active_with_generation().1;
             let reconnect = !s.server_alive && (generation != s.generation || !ctx.gate.is_closed());
-            if repointed || reconnect {
-                warming = None;
-                if let Err(e) = migrate::migrate(&mut s, ctx, active, generation).await {
-                    ctx.metrics.session_migrations.with_label_values(&["failed"]).inc();
-                    let e = SessionError::MoveFailed(Box::new(e));
-                    return Err(answer(&mut s.client, ctx, e).await);
+            match target::now(&s, ctx) {
+                Want::Serve(to) => {
+                    // The main listener's sessions move on a repoint; the standby
+                    // listener's also when the standby's state changes.
+                    let elsewhere = to.name != s.upstream.name;
+                    let moves = elsewhere && (generation != s.generation || s.listener == Listener::Standby);
+                    if moves || reconnect {
+                        warming = None;
+                        if let Err(e) = target::move_to(&mut s, ctx, to, generation).await {
+                            ctx.metrics.session_migrations.with_label_values(&["failed"]).inc();
+                            let e = SessionError::MoveFailed(Box::new(e));
+                            return Err(answer(&mut s.client, ctx, e).await);
+                        }
+                        ctx.metrics.session_migrations.with_label_values(&["moved"]).inc();
+                        ctx.sessions.notify_changed();
+                    } else if generation != s.generation {
+                        s.generation = generation;
+                        s.pump.info().set_generation(generation);
+                    }
                 }
-                ctx.metrics.session_migrations.with_label_values(&["moved"]).inc();
-                ctx.sessions.notify_changed();
-            } else if generation != s.generation {
-                s.generation = generation;
-                s.pump.info().set_generation(generation);
+                Want::Refuse(reason) if reconnect => {
+                    let message = format!("pgflip: the standby listener has nowhere to serve this session: {reason}");
+                    return end_session(&mut s.client, ctx, "57P03", &message).await;
+                }
+                Want::Refuse(_) if generation != s.generation => {
+                    // Nowhere else to go: the session stays on its server.
+                    s.generation = generation;
+                    s.pump.info().set_generation(generation);
+                }
+                Want::Refuse(_) => {}
             }
+            s.pump.set_hold(false);
+        } else if s.listener == Listener::Standby {
+            // Park at the next boundary to move when the standby's state sends the session
+            // elsewhere.
+            let elsewhere = matches!(target::now(&s, ctx), Want::Serve(to) if to.name != s.upstream.name);
+            s.pump.set_hold(elsewhere);
         }
         if !s.server_alive {
             tokio::select! {
                 biased;
                 _ = gate.changed() => continue,
-                _ = kill.cancelled() => return end_session(&mut s.client, ctx, KILLED).await,
-                _ = ctx.terminate.cancelled() => return end_session(&mut s.client, ctx, SHUTTING_DOWN).await,
+                _ = kill.cancelled() => return end_session(&mut s.client, ctx, "57P01", KILLED).await,
+                _ = ctx.terminate.cancelled() => return end_session(&mut s.client, ctx, "57P01", SHUTTING_DOWN).await,
+                _ = standby_changed(&mut standby) => continue,
             }
         }
         let end = tokio::select! {
@@ -98,6 +132,7 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
             }
             // The pump reads the gate when it runs; a change only needs to wake it.
             _ = gate.changed() => continue,
+            _ = standby_changed(&mut standby) => continue,
             _ = kill.cancelled() => return end_session_if_clean(&mut s, ctx, KILLED).await,
             _ = ctx.terminate.cancelled() => return end_session_if_clean(&mut s, ctx, SHUTTING_DOWN).await,
         };
@@ -142,9 +177,25 @@ async fn end_session_if_clean(s: &mut Established, ctx: &ProxyContext, message: 
     Ok(())
 }
 
-async fn end_session(client: &mut ClientStream, ctx: &ProxyContext, message: &str) -> Result<(), SessionError> {
-    send_error(client, ctx, Severity::Fatal, "57P01", message).await;
+async fn end_session(
+    client: &mut ClientStream,
+    ctx: &ProxyContext,
+    code: &str,
+    message: &str,
+) -> Result<(), SessionError> {
+    send_error(client, ctx, Severity::Fatal, code, message).await;
     Ok(())
+}
+
+/// Resolves when the standby listener's route changes; never for a main-listener session.
+async fn standby_changed(standby: &mut Option<watch::Receiver<Option<Decision>>>) {
+    let gone = match standby {
+        Some(changes) => changes.changed().await.is_err(),
+        None => true,
+    };
+    if gone {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Handles the end of forwarding: tells the client what happened when the server vanished.

@@ -13,6 +13,7 @@ mod pump;
 mod setup;
 mod state;
 mod statements;
+mod target;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use prometheus::IntGauge;
 use crate::proxy::cancel::{CancelHandle, CancelTarget};
 use crate::proxy::context::ProxyContext;
 use crate::proxy::io::write_all;
+use crate::proxy::standby::Listener;
 use crate::proxy::stream::{ClientStream, ServerStream};
 use crate::proxy::upstream::{ServerConn, Upstream};
 use crate::wire::backend::{self, auth_code, Severity};
@@ -38,12 +40,15 @@ pub use state::{SessionState, Tracker, TxStatus};
 
 /// Serves one client connection to its end. Never panics on bad input; errors are
 /// answered to the client where the protocol allows, then logged.
-pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>) {
-    let span = info_span!("session", client.addr = %peer);
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, listener: Listener) {
+    let span = match listener {
+        Listener::Main => info_span!("session", client.addr = %peer),
+        Listener::Standby => info_span!("session", client.addr = %peer, listener = "standby"),
+    };
     let _ = tcp.set_nodelay(true);
-    let entry = ctx.sessions.insert(peer);
+    let entry = ctx.sessions.insert(peer, listener);
     let gauge = StateGauge::new(ctx.metrics.clone(), entry, SessionState::Startup);
-    let result = match establish(tcp, peer, &ctx, gauge).instrument(span.clone()).await {
+    let result = match establish(tcp, peer, &ctx, gauge, listener).instrument(span.clone()).await {
         // Forwarding runs outside the span: entering it on every wake-up costs more than
         // the forwarding itself. Its end is logged inside the span.
         Ok(Some(session)) => forward::forward(session, &ctx).await,
@@ -60,6 +65,10 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>) {
 
 /// A session whose client and server are both ready for queries.
 struct Established {
+    /// The listener the client came in by: it decides which upstream the session is on.
+    listener: Listener,
+    /// The standby refused this session's login lately: it stays on the fallback meanwhile.
+    standby_refused: target::Refusal,
     client: ClientStream,
     server: ServerStream,
     /// False once the server connection was lost while parked: the session reconnects
@@ -91,8 +100,9 @@ async fn establish(
     peer: SocketAddr,
     ctx: &ProxyContext,
     mut gauge: StateGauge,
+    listener: Listener,
 ) -> Result<Option<Established>, SessionError> {
-    let (mut client, startup, mut pending) = match handshake::accept(tcp, ctx).await {
+    let (mut client, mut startup, mut pending) = match handshake::accept(tcp, ctx).await {
         Ok(Accepted::Session { stream, startup, pending }) => (stream, startup, pending),
         Ok(Accepted::Cancelled) => return Ok(None),
         Err((e, mut stream)) => return Err(answer(&mut stream, ctx, e).await),
@@ -103,16 +113,16 @@ async fn establish(
         return Err(answer(&mut client, ctx, e).await);
     }
 
-    let (upstream, generation) = ctx.registry.active_with_generation();
+    if listener == Listener::Standby {
+        target::read_only(&mut startup);
+    }
+    let first = match target::open_first(ctx, listener, &startup, &user).await {
+        Ok(first) => first,
+        Err(e) => return Err(answer(&mut client, ctx, e).await),
+    };
+    let (upstream, generation, standby_refused) = (first.upstream, first.generation, first.refusal);
     let login = ctx.login_for(&upstream, &user);
-    let (server, capture_setup) =
-        match setup::open(&upstream, &startup, &login, ctx.limits.connect_timeout, Vec::new()).await {
-            Ok(opened) => (opened.conn, opened.setup),
-            Err(e) => {
-                ctx.metrics.upstream_error(&upstream.name, e.kind());
-                return Err(answer(&mut client, ctx, e.into()).await);
-            }
-        };
+    let (server, capture_setup) = (first.opened.conn, first.opened.setup);
     let ServerConn { stream: server_stream, params, backend_key, leftover } = server;
     let server_gauge = ServerGauge::new(ctx.metrics.server_connections(&upstream.name));
     gauge.info().set_server_pid(backend_key.0);
@@ -135,6 +145,8 @@ async fn establish(
     let pump = Pump::new(pending, leftover, ctx.limits.max_message, gauge, params);
     write_all(&mut client, &greeting).await.map_err(SessionError::ClientIo)?;
     Ok(Some(Established {
+        listener,
+        standby_refused,
         client,
         server: server_stream,
         server_alive: true,

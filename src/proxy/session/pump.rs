@@ -63,6 +63,8 @@ pub struct Pump {
     server_fatal: bool,
     /// Holding the client's requests behind the closed gate.
     parked: bool,
+    /// Park at the next boundary whatever the gate says (see [`Pump::set_hold`]).
+    hold: bool,
     /// ParameterStatus values the client was told, latest last.
     client_params: Vec<(String, String)>,
     /// Custom setting names (`myapp.tenant`) the client has set.
@@ -92,6 +94,7 @@ impl Pump {
             gauge,
             server_fatal: false,
             parked: false,
+            hold: false,
             client_params,
             custom_settings: Vec::new(),
             statements: StatementLog::default(),
@@ -107,7 +110,7 @@ impl Pump {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         // Bytes held back (from the handshake, or behind the gate) are scanned first.
-        let closed = ctx.gate.is_closed();
+        let closed = self.holding(ctx);
         if let Err(end) = self.scan_client(closed).and_then(|_| self.scan_server(&ctx.metrics)) {
             return end;
         }
@@ -127,6 +130,18 @@ impl Pump {
     /// True while holding the client's requests behind the closed gate.
     pub fn is_parked(&self) -> bool {
         self.parked
+    }
+
+    /// Asks the session to park at its next boundary even with the gate open (to move by
+    /// itself), or lets it go on.
+    pub fn set_hold(&mut self, hold: bool) {
+        self.hold = hold;
+    }
+
+    /// True when the session must park at its next boundary: the gate is closed, or it
+    /// is to move by itself.
+    fn holding(&self, ctx: &ProxyContext) -> bool {
+        self.hold || ctx.gate.is_closed()
     }
 
     /// The value of server parameter `name` the client was last told.
@@ -181,7 +196,7 @@ impl Pump {
     {
         let metrics = &ctx.metrics;
         loop {
-            let closed = ctx.gate.is_closed();
+            let closed = self.holding(ctx);
             if self.parked != closed {
                 if !closed {
                     self.parked = false;

@@ -109,6 +109,9 @@ pub async fn switch(ctx: &Arc<ProxyContext>, options: SwitchOptions) -> Result<S
     };
     let snapshot = ctx.registry.snapshot();
     ctx.metrics.set_active(snapshot.upstreams.iter().map(|u| &u.name), &snapshot.active, generation);
+    if let Some(standby) = &ctx.standby {
+        standby.refresh(&ctx.registry, &ctx.metrics);
+    }
     ctx.gate.touch();
 
     let repointed = Instant::now();

@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::proxy::session::SessionState;
+use crate::proxy::standby::Listener;
 
 /// How much of a query's text is kept for reports.
 const QUERY_PREFIX: usize = 256;
@@ -20,6 +21,8 @@ const QUERY_PREFIX: usize = 256;
 pub struct SessionInfo {
     pub id: u64,
     pub peer: SocketAddr,
+    /// The listener the client came in by.
+    pub listener: Listener,
     pub started: Instant,
     state: AtomicU8,
     server_pid: AtomicI32,
@@ -152,12 +155,13 @@ pub struct SessionTable {
 
 impl SessionTable {
     /// Adds a session; it leaves the table when the returned entry drops.
-    pub fn insert(self: &Arc<Self>, peer: SocketAddr) -> SessionEntry {
+    pub fn insert(self: &Arc<Self>, peer: SocketAddr, listener: Listener) -> SessionEntry {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let now = Instant::now();
         let info = Arc::new(SessionInfo {
             id,
             peer,
+            listener,
             started: now,
             state: AtomicU8::new(SessionState::Startup as u8),
             server_pid: AtomicI32::new(0),
