@@ -26,7 +26,8 @@ impl Probe {
     /// when no session has.
     pub fn start(ctx: &Arc<ProxyContext>) -> Option<Probe> {
         let sessions = ctx.sessions.all();
-        let (startup, user) = sessions.iter().find_map(|s| s.login())?.clone();
+        let main = sessions.iter().filter(|s| s.listener == crate::proxy::standby::Listener::Main);
+        let (startup, user) = main.filter_map(|s| s.login()).next()?.clone();
         let upstream = ctx.registry.active();
         let login = ctx.login_for(&upstream, &user);
         let timeout = ctx.limits.connect_timeout;

@@ -8,6 +8,7 @@ use tracing::info;
 
 use crate::api::{Blocker, OnTimeout, OnUnmovable};
 use crate::proxy::context::ProxyContext;
+use crate::proxy::standby::Listener;
 use crate::proxy::session::SessionState;
 use crate::proxy::switch::{Capture, GateState, SessionInfo};
 
@@ -124,8 +125,11 @@ async fn note_advisory_locks(
     probe: Option<super::advisory::Probe>,
     parked: &[Arc<SessionInfo>],
 ) -> Result<(), crate::proxy::upstream::UpstreamError> {
-    let holders = super::advisory::holders(ctx, probe, parked).await?;
-    for session in parked {
+    // The question goes to the active upstream, where the main listener's sessions are;
+    // the standby listener's may be on another server, where a pid means another backend.
+    let parked: Vec<Arc<SessionInfo>> = parked.iter().filter(|s| s.listener == Listener::Main).cloned().collect();
+    let holders = super::advisory::holders(ctx, probe, &parked).await?;
+    for session in &parked {
         if let (Some(count), Capture::Done { mut unmovable }) = (holders.get(&session.server_pid()), session.capture())
         {
             unmovable.advisory_locks = *count;
