@@ -67,6 +67,17 @@ enum CutoverAction {
     Promote,
     /// Print the journal and the next phase.
     Status,
+    /// Report the standby (the side writes do not go to) and its replication lag to every
+    /// sidecar, every interval, following the journal across flips; after promote, report
+    /// blue retired once and stop.
+    StandbyReport {
+        /// Seconds between reports.
+        #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = pgflip::controller::parse_interval)]
+        interval: std::time::Duration,
+        /// Report once and exit.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -159,6 +170,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                         CutoverAction::Run { until } => pgflip::controller::run(plan, until).await,
                         CutoverAction::Rollback => pgflip::controller::rollback(plan).await,
                         CutoverAction::Promote => pgflip::controller::promote(plan).await,
+                        CutoverAction::StandbyReport { interval, once } => {
+                            let every = (!once).then_some(interval);
+                            pgflip::controller::standby_report(plan, every, shutdown_signal()).await
+                        }
                         CutoverAction::Status => unreachable!("handled above"),
                     }
                 })?;

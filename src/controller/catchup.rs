@@ -1,6 +1,7 @@
 //! The catch-up phase: a subscription on green that streams from the slot the snapshot
 //! made, a heartbeat written on blue every second, and lag watched until it stays under
-//! the plan's thresholds. The subscription keeps running when the phase ends.
+//! the plan's thresholds. The subscription keeps running when the phase ends. Green, the
+//! standby meanwhile, is reported to the sidecars with its lag at most once a second.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -9,11 +10,14 @@ use serde_json::json;
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
+use crate::api::StandbyState;
+
 use super::error::CutoverError;
 use super::pg::{self, literal};
 use super::phase::Phase;
 use super::runner::Context;
 use super::snapshot::NAME;
+use super::standby::Reporter;
 
 /// How often lag is measured.
 const TICK: Duration = Duration::from_millis(500);
@@ -32,6 +36,7 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
     let green = pg::connect(&ctx.plan.green_config(), "green").await?;
     subscribe(ctx, &green).await?;
     let heartbeat = spawn_heartbeat(pg::connect(&ctx.plan.blue_config(), "blue").await?);
+    let mut standby = Reporter::start(&ctx.plan.cutover, ctx.plan.cutover.upstream_name("green")).await;
 
     let catchup = &ctx.plan.catchup;
     let (max_bytes, max_seconds) = (catchup.max_lag_bytes as i64, catchup.max_lag_seconds);
@@ -46,6 +51,8 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
         };
         ctx.metrics.lag_bytes.set(lag.bytes);
         ctx.metrics.lag_seconds.set(lag.seconds);
+        // f64::MAX stands for a heartbeat green does not have yet: unknown.
+        standby.offer(StandbyState::Replicating, Some(lag.seconds).filter(|s| *s < f64::MAX)).await;
         if let Some(safe) = safe_wal(&blue).await? {
             if safe < LOW_SAFE_WAL && !warned {
                 warn!(

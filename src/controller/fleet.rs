@@ -9,7 +9,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tracing::debug;
 
-use crate::api::{PauseRequest, PauseResponse, ResumeResponse, Status, SwitchRequest, SwitchResponse};
+use crate::api::{PauseRequest, PauseResponse, ResumeResponse, StandbyReport, Status, SwitchRequest, SwitchResponse};
 use crate::ctl::{self, AdminUrl, Call};
 
 use super::error::CutoverError;
@@ -110,6 +110,17 @@ impl Fleet {
             async move { call_json::<_, serde_json::Value>(s, "PUT", path, Some(body), deadline).await.map(|_| ()) }
         })
         .await
+    }
+
+    /// `PUT /v1/standby` on every sidecar: the controller's report on the upstream that is
+    /// not active. The answer is kept as plain JSON: a sidecar with a standby listener
+    /// answers its [`crate::api::StandbyStatus`], one without answers that it ignored the report.
+    pub async fn report_standby(
+        &self,
+        report: &StandbyReport,
+        deadline: Duration,
+    ) -> Vec<Result<serde_json::Value, SidecarError>> {
+        self.each(|s| call_json(s, "PUT", "/v1/standby".into(), Some(report), deadline)).await
     }
 
     /// The text of every sidecar's `/metrics`.

@@ -9,7 +9,8 @@
 //! 6. attach the link back (a new slot on the new side, taken before it takes any write);
 //! 7. open the new side to the app roles;
 //! 8. switch every sidecar (the point of no return is the first success), write the
-//!    sidecars' durable target, resume.
+//!    sidecars' durable target, resume; report the old side to the sidecars as the
+//!    standby, with the lag of the link that now feeds it.
 //!
 //! Any failure before step 8 undoes what was done ([`undo`]) and resumes the fleet on
 //! the old side. Each step is recorded in the journal, so that a run that died half way
@@ -33,6 +34,7 @@ use super::pg;
 use super::phase::Phase;
 use super::runner::Context;
 use super::sequences;
+use super::standby;
 use super::{durable, failpoint};
 
 /// Deadline of one sidecar call that does not wait for sessions.
@@ -325,7 +327,9 @@ async fn finished(
     ctx.journal.set_fact(phase, "write_pause_ms", json!(write_pause.as_millis() as u64))?;
     ctx.journal.set_fact(phase, "fence_wait_ms", json!(fence_wait.as_millis() as u64))?;
     ctx.metrics.write_pause_seconds.set(write_pause.as_secs_f64());
-    let (_, to) = direction.sides();
+    let (from, to) = direction.sides();
+    let (_, back) = direction.links();
+    standby::report_fed_by(&sides.fleet, &upstream_name(ctx, from), sides.client(to), back).await;
     eprintln!(
         "{}: the fleet ({} sidecars) serves {to}; write pause {:.0} ms (fence LSN wait {:.0} ms)",
         phase,
@@ -361,11 +365,7 @@ pub(super) fn side_url<'a>(ctx: &'a Context, side: &str) -> &'a str {
 
 /// The name the sidecars know `side` by.
 pub(super) fn upstream_name(ctx: &Context, side: &str) -> String {
-    if side == "blue" {
-        ctx.plan.cutover.blue_upstream.clone()
-    } else {
-        ctx.plan.cutover.green_upstream.clone()
-    }
+    ctx.plan.cutover.upstream_name(side).to_owned()
 }
 
 fn record(ctx: &mut Context, phase: Phase, step: Step) -> Result<(), CutoverError> {

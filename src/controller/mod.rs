@@ -7,6 +7,8 @@
 //!   [`snapshot`], [`restore`] with [`roles`], [`commands`] for migrate and smoke,
 //!   [`catchup`]).
 //! - [`replication`]: the `replication=database` connection, on the project's own wire code.
+//! - [`standby`]: the side writes do not go to, its lag reported to the sidecars
+//!   (`standby-report`).
 //! - [`pg`], [`tools`], [`metrics`], [`error`]: connections, client programs, `/metrics`.
 
 pub mod catchup;
@@ -33,6 +35,7 @@ pub mod roles;
 pub mod runner;
 pub mod sequences;
 pub mod snapshot;
+pub mod standby;
 pub mod tools;
 pub mod validate;
 pub mod window;
@@ -40,3 +43,4 @@ pub mod window;
 pub use error::CutoverError;
 pub use phase::Phase;
 pub use runner::{promote, rollback, run, status};
+pub use standby::command::{parse_interval, standby_report};

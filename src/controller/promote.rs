@@ -1,6 +1,7 @@
 //! Promote and retire: green stays for good. Replication goes both ways' (subscriptions,
 //! publications, slots), a final archive dump of blue is taken, the journal and the
 //! sidecars' durable target record green as the database, and the retire command runs.
+//! The sidecars are told blue is retired as a standby.
 
 use std::time::{Duration, Instant};
 
@@ -9,13 +10,15 @@ use tokio::process::Command;
 use tokio_postgres::Client;
 use tracing::info;
 
+use crate::api::StandbyState;
+
 use super::error::CutoverError;
 use super::links::{self, FORWARD, REVERSE};
 use super::pg::{self, ident};
 use super::phase::Phase;
 use super::runner::Context;
 use super::tools::{connect_to, data_progress, run_logged};
-use super::{durable, flip};
+use super::{durable, flip, standby};
 
 /// Drops every replication object pgflip made, on both sides.
 pub async fn promote(ctx: &mut Context) -> Result<(), CutoverError> {
@@ -33,6 +36,9 @@ pub async fn promote(ctx: &mut Context) -> Result<(), CutoverError> {
             .map_err(CutoverError::sql(format!("dropping publication {name}")))?;
     }
     info!("replication between blue and green removed");
+    if let Some(fleet) = standby::fleet(&ctx.plan.cutover).await {
+        standby::report(&fleet, &flip::upstream_name(ctx, "blue"), StandbyState::Retired, None).await;
+    }
     if let Some(dir) = ctx.plan.retire.archive_dir.clone() {
         let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let target = dir.join(format!("blue-{}-{stamp}", ctx.plan.database()));

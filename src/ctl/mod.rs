@@ -6,6 +6,8 @@
 //! - `pause`: `POST /v1/pause` ([`crate::api::PauseRequest`])
 //! - `resume`: `POST /v1/resume` ([`crate::api::ResumeRequest`])
 //! - `switch TO`: `POST /v1/switch` ([`crate::api::SwitchRequest`])
+//! - `standby UPSTREAM`: `PUT /v1/standby` ([`crate::api::StandbyReport`]), what
+//!   `pgflip cutover standby-report` sends, by hand
 //!
 //! Exit codes: 0 on a 2xx answer, 1 on any other status, 2 when the sidecar cannot be
 //! reached or does not answer JSON over HTTP/1.1.
@@ -23,7 +25,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::api::{OnTimeout, PauseRequest, ResumeRequest, SwitchRequest};
+use crate::api::{OnTimeout, PauseRequest, ResumeRequest, StandbyReport, StandbyState, SwitchRequest};
 
 pub use error::{CtlError, ResponseError, UrlError};
 pub use http::{send, Call};
@@ -84,6 +86,17 @@ pub enum Action {
         #[arg(long)]
         generation: Option<u64>,
     },
+    /// Report an upstream that is not active as the standby, with its replication lag.
+    Standby {
+        /// The upstream the report is about.
+        upstream: String,
+        /// What the upstream is as a standby.
+        #[arg(long, value_enum)]
+        state: StandbyStateArg,
+        /// How many seconds it trails the active upstream by (unknown when left out).
+        #[arg(long, value_name = "SECONDS", value_parser = parse_lag, allow_hyphen_values = true)]
+        lag: Option<f64>,
+    },
 }
 
 /// The options of the pause that `pause` and `switch` start with.
@@ -115,6 +128,35 @@ impl From<OnTimeoutArg> for OnTimeout {
             OnTimeoutArg::Abort => OnTimeout::Abort,
             OnTimeoutArg::Terminate => OnTimeout::Terminate,
         }
+    }
+}
+
+/// `--state`, as [`StandbyState`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StandbyStateArg {
+    /// A replication link feeds it from the active upstream.
+    Replicating,
+    /// Not to be read from for now.
+    Fenced,
+    /// Gone for good.
+    Retired,
+}
+
+impl From<StandbyStateArg> for StandbyState {
+    fn from(arg: StandbyStateArg) -> StandbyState {
+        match arg {
+            StandbyStateArg::Replicating => StandbyState::Replicating,
+            StandbyStateArg::Fenced => StandbyState::Fenced,
+            StandbyStateArg::Retired => StandbyState::Retired,
+        }
+    }
+}
+
+/// `--lag`: a number of seconds, zero or more.
+fn parse_lag(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(seconds),
+        _ => Err(format!("{text:?} is not a number of seconds (zero or more)")),
     }
 }
 
@@ -161,6 +203,15 @@ impl Action {
                     path: "/v1/switch".into(),
                     body: Some(serde_json::to_vec(&body)?),
                     deadline: drain.deadline(),
+                }
+            }
+            Action::Standby { upstream, state, lag } => {
+                let body = StandbyReport { upstream: upstream.clone(), state: (*state).into(), lag_seconds: *lag };
+                Call {
+                    method: "PUT",
+                    path: "/v1/standby".into(),
+                    body: Some(serde_json::to_vec(&body)?),
+                    deadline: DEFAULT_DEADLINE,
                 }
             }
         };

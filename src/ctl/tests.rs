@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::api::{StandbyReport, StandbyState};
+
 use super::error::{ResponseError, UrlError};
 use super::response::{read_response, Response, MAX_BODY};
 use super::url::AdminUrl;
@@ -134,6 +136,28 @@ fn flags_become_the_api_request_bodies() {
     assert!(Cli::try_parse_from(["ctl", "pause", "--on-timeout", "wait"]).is_err());
     let https = Cli::try_parse_from(["ctl", "--admin-url", "https://h:1", "status"]).unwrap_err();
     assert!(https.to_string().contains("https is not supported"), "{https}");
+}
+
+#[test]
+fn standby_reports_an_upstream_with_its_state_and_lag() {
+    let call = ctl(&["standby", "green", "--state", "replicating", "--lag", "0.5"]).action.call().unwrap();
+    assert_eq!((call.method, call.path.as_str()), ("PUT", "/v1/standby"));
+    let report: StandbyReport = serde_json::from_slice(call.body.as_deref().expect("a body")).unwrap();
+    assert_eq!(
+        report,
+        StandbyReport { upstream: "green".into(), state: StandbyState::Replicating, lag_seconds: Some(0.5) }
+    );
+    let retired = body(&["standby", "blue", "--state", "retired"]);
+    assert_eq!(retired, serde_json::json!({"upstream": "blue", "state": "retired", "lag_seconds": null}));
+    assert_eq!(body(&["standby", "blue", "--state", "fenced"])["state"], "fenced");
+
+    assert!(Cli::try_parse_from(["ctl", "standby", "green"]).is_err(), "standby needs --state");
+    assert!(Cli::try_parse_from(["ctl", "standby", "--state", "fenced"]).is_err(), "standby needs UPSTREAM");
+    assert!(Cli::try_parse_from(["ctl", "standby", "green", "--state", "lagging"]).is_err());
+    for lag in ["-1", "x", "inf"] {
+        let err = Cli::try_parse_from(["ctl", "standby", "green", "--state", "replicating", "--lag", lag]).unwrap_err();
+        assert!(err.to_string().contains("not a number of seconds"), "{lag}: {err}");
+    }
 }
 
 #[test]

@@ -36,6 +36,17 @@ pub struct CutoverSection {
     pub parallel: usize,
 }
 
+impl CutoverSection {
+    /// The name the sidecars know `side` (`blue` or `green`) by.
+    pub fn upstream_name(&self, side: &str) -> &str {
+        if side == "blue" {
+            &self.blue_upstream
+        } else {
+            &self.green_upstream
+        }
+    }
+}
+
 /// `[cutover]` as written; durations in seconds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
