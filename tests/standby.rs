@@ -69,11 +69,14 @@ fn report(proxy: &Proxy, upstream: &str, state: &str, lag: f64) -> Value {
     serde_json::from_str(&answer).expect("answer JSON")
 }
 
-/// A session on the standby listener querying in a loop: the server ports it saw, and
-/// every error.
+/// What a [`Reader`] saw: the server ports in order (each change once), every error, and
+/// how many queries were answered.
+type Seen = (Vec<u16>, Vec<String>, u64);
+
+/// A session on the standby listener querying in a loop.
 struct Reader {
     stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<(Vec<u16>, Vec<String>, u64)>>,
+    seen: Arc<Mutex<Seen>>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -106,8 +109,7 @@ impl Reader {
         Reader { stop, seen, thread }
     }
 
-    /// Ports seen in order (each change once), errors, queries answered.
-    fn stop(self) -> (Vec<u16>, Vec<String>, u64) {
+    fn stop(self) -> Seen {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().expect("reader thread");
         let seen = self.seen.lock().unwrap();

@@ -8,8 +8,8 @@ use tracing::info;
 
 use crate::api::{Blocker, OnTimeout, OnUnmovable};
 use crate::proxy::context::ProxyContext;
-use crate::proxy::standby::Listener;
 use crate::proxy::session::SessionState;
+use crate::proxy::standby::Listener;
 use crate::proxy::switch::{Capture, GateState, SessionInfo};
 
 /// How a pause is to be run.
