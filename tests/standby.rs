@@ -141,7 +141,7 @@ fn standby_reads_follow_replication_and_the_cutover() {
     init.assert_success("pgbench -i");
     fleet.blue.psql_db(
         DB,
-        &format!("DROP TABLE pgbench_history; GRANT SELECT ON entries, tallies, pgbench_accounts TO {READER}"),
+        &format!("DROP TABLE pgbench_history; GRANT SELECT ON entries, tallies, pgbench_accounts, pgbench_branches TO {READER}"),
     );
     let secrets = format!(
         "[blue]\n{APP} = \"{APP_PASSWORD}\"\n{READER} = \"{READER_PASSWORD}\"\n\
@@ -201,7 +201,7 @@ fn standby_reads_follow_replication_and_the_cutover() {
 
     // pgbench -S and a looping reader on the standby listener while the controller cuts over.
     let mut pgbench = Command::new(support::pg_bin().join("pgbench"))
-        .args(["-S", "-n", "-M", "prepared", "-c", "4", "-j", "2", "-T", "40", "-h", "127.0.0.1", "-U", READER])
+        .args(["-S", "-n", "-M", "prepared", "-c", "4", "-j", "2", "-T", "20", "-h", "127.0.0.1", "-U", READER])
         .args(["-p", &standby_port.to_string(), DB])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -209,10 +209,18 @@ fn standby_reads_follow_replication_and_the_cutover() {
         .expect("pgbench");
     let looping = Reader::start(standby_port);
     std::thread::sleep(Duration::from_secs(2));
+    let began = std::time::Instant::now();
     let out = controller(&plan, &["run"]);
     assert!(out.status.success(), "cutover failed:\n{}", text(&out));
-    assert!(pgbench.try_wait().expect("pgbench state").is_none(), "pgbench ended before the cutover did");
+    println!("cutover and validation took {:.1} s", began.elapsed().as_secs_f64());
+    let ended_early = pgbench.try_wait().expect("pgbench state").is_some();
     let bench = pgbench.wait_with_output().expect("pgbench output");
+    assert!(
+        !ended_early,
+        "pgbench ended before the cutover did:\n{}{}",
+        String::from_utf8_lossy(&bench.stdout),
+        String::from_utf8_lossy(&bench.stderr)
+    );
     let stdout = String::from_utf8_lossy(&bench.stdout);
     let summary = support::PgbenchSummary::parse(&stdout);
     assert!(
@@ -221,6 +229,7 @@ fn standby_reads_follow_replication_and_the_cutover() {
         String::from_utf8_lossy(&bench.stderr)
     );
     let (ports, errors, answered) = looping.stop();
+    println!("pgbench -S through the cutover: {summary:?}; looping reader: {answered} queries, ports {ports:?}");
     assert!(errors.is_empty(), "the reader saw errors during the cutover: {errors:?}");
     assert_eq!(ports, [fleet.green.port(), fleet.blue.port()], "the reader follows the flip ({answered} queries)");
 
