@@ -28,7 +28,7 @@ enum Command {
     Proxy(ProxyArgs),
     /// Validate a sidecar configuration (the same flags as `proxy`) and print it.
     CheckConfig(ProxyArgs),
-    /// Call a sidecar's admin API: status, pause, resume, switch. Prints the JSON answer;
+    /// Call a sidecar's admin API: status, pause, resume, switch, standby. Prints the JSON answer;
     /// exits 0 on 2xx, 1 on another status, 2 when the sidecar cannot be reached.
     Ctl(pgflip::ctl::CtlArgs),
     /// Move the application from blue to a migrated copy, green: preflight, snapshot,
