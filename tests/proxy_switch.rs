@@ -361,3 +361,49 @@ fn a_session_holding_an_advisory_lock_is_reported_and_handled_by_the_policy() {
     let err = locker.query_value("SELECT 1").expect_err("the session holding the lock was ended");
     assert_eq!(err.code(), "57P01", "{err}");
 }
+
+#[tokio::test]
+async fn statements_planned_ahead_of_a_move_are_not_run() {
+    let (blue, green) = clusters();
+    for cluster in [blue, green] {
+        cluster.psql("CREATE TABLE IF NOT EXISTS planned_ahead(v int); TRUNCATE planned_ahead");
+    }
+    let proxy = proxy();
+    let (client, connection) =
+        tokio_postgres::connect(&proxy.tokio_config("postgres", "postgres"), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+    tokio::spawn(connection);
+    let insert = client.prepare("INSERT INTO planned_ahead VALUES ($1)").await.unwrap();
+    let delete = client.prepare("DELETE FROM planned_ahead").await.unwrap();
+    let count = client.prepare("SELECT count(*) FROM planned_ahead").await.unwrap();
+    client.execute(&insert, &[&1i32]).await.unwrap();
+    let admin = proxy.admin_port();
+    for to in ["green", "blue", "green"] {
+        let body = format!(r#"{{"to": "{to}"}}"#);
+        let (code, text) = tokio::task::spawn_blocking(move || {
+            support::http::request(admin, "POST", "/v1/switch", &[], &body).unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, 200, "{text}");
+    }
+    // Every move made the statements ahead on the new server and planned them; none ran.
+    let planned: i64 = client
+        .query_one(
+            "SELECT generic_plans FROM pg_prepared_statements WHERE statement = 'DELETE FROM planned_ahead'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(planned, 1, "the DELETE was planned ahead on green, never run by the client");
+    assert_eq!(blue.psql("SELECT count(*) FROM planned_ahead"), "1");
+    assert_eq!(green.psql("SELECT count(*) FROM planned_ahead"), "0");
+    let n: i64 = client.query_one(&count, &[]).await.unwrap().get(0);
+    assert_eq!(n, 0, "the session is on green");
+    client.execute(&insert, &[&2i32]).await.unwrap();
+    client.execute(&delete, &[]).await.unwrap();
+    assert_eq!(green.psql("SELECT count(*) FROM planned_ahead"), "0");
+    assert_eq!(blue.psql("SELECT count(*) FROM planned_ahead"), "1");
+}

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::proxy::capture::{self, Baseline};
 use crate::proxy::session::statements::Logged;
@@ -60,7 +60,9 @@ pub(super) async fn open(
         let setup = set_up(&mut conn.stream, &upstream.name).await?;
         let prepared = match setup {
             CaptureSetup::Ready { .. } if !statements.is_empty() => {
-                prepare(&mut conn.stream, &upstream.name, &statements).await?
+                let prepared = prepare(&mut conn.stream, &upstream.name, &statements).await?;
+                warm(&mut conn.stream, &upstream.name, &prepared).await?;
+                prepared
             }
             _ => Vec::new(),
         };
@@ -94,6 +96,44 @@ async fn prepare(
             types.map(|param_types| Prepared { name: s.name.clone(), query: s.query.clone(), param_types })
         })
         .collect())
+}
+
+/// Statements [`warm`] plans at most, in the order the client declared them.
+const WARM_MAX: usize = 32;
+
+/// Plans the statements made ahead without running them (`EXPLAIN EXECUTE` of their
+/// generic plan, one Query each, pipelined), so that the new backend has read the tables'
+/// metadata and statistics before the session's first query on it: on a fresh backend the
+/// first execution of a statement costs several times the next ones, and a switch sends
+/// every moved session's next query at once. EXPLAIN without ANALYZE executes nothing;
+/// `lock_timeout` keeps a planning lock from waiting behind DDL. A statement that cannot be
+/// planned this way (a utility statement, a privilege only a later `SET ROLE` gives) is
+/// left cold: only a lost connection is an error.
+async fn warm(stream: &mut ServerStream, upstream: &str, prepared: &[Prepared]) -> Result<(), UpstreamError> {
+    let mut out = Vec::new();
+    let mut units = 0;
+    for statement in prepared.iter().take(WARM_MAX) {
+        let nulls = vec!["NULL"; statement.param_types.len()].join(", ");
+        let args = if nulls.is_empty() { String::new() } else { format!("({nulls})") };
+        let sql = format!(
+            "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL lock_timeout = '100ms'; \
+             EXPLAIN EXECUTE {}{args}",
+            capture::quote_ident(&statement.name)
+        );
+        query::put_query(&mut out, &sql);
+        units += 1;
+    }
+    if units == 0 {
+        return Ok(());
+    }
+    match query::pipeline(stream, upstream, &out, units).await {
+        Ok(_) => Ok(()),
+        Err(e @ UpstreamError::Server { .. }) if !is_fatal(&e) => {
+            debug!(upstream, error = %e, "a statement made ahead could not be planned ahead");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Reads the baseline, then prepares and runs the capture once, which plans it.
