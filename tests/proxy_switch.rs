@@ -36,6 +36,16 @@ fn post(proxy: &Proxy, path: &str, body: &str) -> (u16, Value) {
     (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST {path} answered {text:?}: {e}")))
 }
 
+/// A tokio-postgres session through `proxy`, its connection driven in the background.
+async fn tokio_client(proxy: &Proxy) -> tokio_postgres::Client {
+    let (client, connection) =
+        tokio_postgres::connect(&proxy.tokio_config("postgres", "postgres"), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
 fn side(conn: &mut RawConn) -> String {
     conn.query_value("SELECT side FROM marker").expect("marker").expect("a marker row")
 }
@@ -133,11 +143,7 @@ fn a_parked_session_whose_backend_is_killed_resumes_without_error() {
 #[tokio::test]
 async fn a_cancel_after_a_switch_reaches_the_new_server() {
     let proxy = proxy();
-    let (client, connection) =
-        tokio_postgres::connect(&proxy.tokio_config("postgres", "postgres"), tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-    tokio::spawn(connection);
+    let client = tokio_client(&proxy).await;
     let row = client.query_one("SELECT side FROM marker", &[]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "blue");
     let admin = proxy.admin_port();
@@ -369,11 +375,7 @@ async fn statements_planned_ahead_of_a_move_are_not_run() {
         cluster.psql("CREATE TABLE IF NOT EXISTS planned_ahead(v int); TRUNCATE planned_ahead");
     }
     let proxy = proxy();
-    let (client, connection) =
-        tokio_postgres::connect(&proxy.tokio_config("postgres", "postgres"), tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-    tokio::spawn(connection);
+    let client = tokio_client(&proxy).await;
     let insert = client.prepare("INSERT INTO planned_ahead VALUES ($1)").await.unwrap();
     let delete = client.prepare("DELETE FROM planned_ahead").await.unwrap();
     let count = client.prepare("SELECT count(*) FROM planned_ahead").await.unwrap();
