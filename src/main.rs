@@ -122,6 +122,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             println!("client auth   {}", if config.auth.is_some() { "auth file" } else { "trust (loopback only)" });
             println!("client TLS    {}", if config.client_tls.is_some() { "offered" } else { "off" });
+            match &config.standby {
+                Some(standby) => println!(
+                    "standby       {} (fallback {}, max lag {})",
+                    standby.listen,
+                    standby.fallback.as_str(),
+                    standby.max_lag.map_or("none".to_owned(), |d| format!("{} s", d.as_secs_f64()))
+                ),
+                None => println!("standby       off"),
+            }
             println!("config OK");
             Ok(ExitCode::SUCCESS)
         }
