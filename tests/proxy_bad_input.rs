@@ -1,6 +1,7 @@
 //! Bad input from hand-written clients (garbage, absurd lengths, truncated and
 //! unknown messages) and bad upstreams (down, dropping a session): each gets an
-//! ErrorResponse or a close, memory stays flat, and the next client is served.
+//! ErrorResponse or a close, memory stays flat, and the next client is served. Bad
+//! configuration gets an error naming the key.
 
 mod support;
 
@@ -236,4 +237,25 @@ fn newer_protocol_minor_version_is_negotiated_down() {
     let minor = negotiated.expect("a NegotiateProtocolVersion message for protocol 3.2");
     assert!(minor < 2, "NegotiateProtocolVersion offered minor version {minor}");
     assert_eq!(conn.query_value("SELECT 1").expect("SELECT 1").as_deref(), Some("1"));
+}
+
+#[test]
+fn check_config_shows_the_standby_listener_or_names_the_bad_key() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pgflip"))
+            .arg("check-config")
+            .args(["--upstream", "blue=postgres://app@127.0.0.1:5432/db", "--upstream"])
+            .args(["green=postgres://app@127.0.0.1:5433/db", "--active", "blue"])
+            .args(args)
+            .output()
+            .expect("run pgflip check-config")
+    };
+    let out = run(&["--listen-standby", "127.0.0.1:6433", "--standby-fallback", "refuse", "--max-standby-lag", "10"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("standby       127.0.0.1:6433 (fallback refuse, max lag 10 s)"), "{text}");
+    let out = run(&["--max-standby-lag", "10"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("config key `max_standby_lag`: needs listen_standby"), "{text}");
 }
