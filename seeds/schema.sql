@@ -338,3 +338,14 @@ $$;
 GRANT USAGE ON SCHEMA public TO ledger_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ledger_app;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ledger_app;
+
+-- A read-only role for dashboards and reports: what the sidecars' standby listener serves.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'ledger_reader') THEN
+        CREATE ROLE ledger_reader LOGIN PASSWORD 'ledger-reader';
+    END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA public TO ledger_reader;
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO ledger_reader;

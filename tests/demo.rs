@@ -1,6 +1,7 @@
 //! `pgflip demo` end to end: real clusters, sidecars and clients, and a report that is
 //! measured, not asserted: a journal deleted on green after the flip is reported lost, a
-//! corrupted BAS total fails the validation.
+//! corrupted BAS total fails the validation; a dashboard reader on the standby listener
+//! follows every flip without an error.
 
 mod support;
 
@@ -61,6 +62,12 @@ fn the_demo_flips_back_and_forth_and_loses_nothing() {
     let flips: Vec<&str> = report["flips"].as_array().unwrap().iter().map(|f| f["to"].as_str().unwrap()).collect();
     assert_eq!(flips, ["green", "blue", "green"], "{why}");
     assert!(report["flips"].as_array().unwrap().iter().all(|f| f["write_pause_ms"].as_u64().unwrap() > 0), "{why}");
+    // The dashboard reader on the standby listener: the serving database until the
+    // catch-up reports green, then always the other one, and the serving one after promote.
+    assert!(report["standby_reads"].as_u64().unwrap() > 0, "{why}");
+    let served: Vec<&str> =
+        report["standby_served_by"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert_eq!(served, ["blue", "green", "blue", "green", "blue", "green"], "{why}");
     let points = report["validation_pauses_ms"].as_array().expect("validation pauses");
     assert_eq!(points.len(), 2, "one consistent point per validation: {why}");
     let phases: Vec<&str> = report["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();

@@ -74,6 +74,10 @@ pub struct DemoArgs {
     /// Clients reading account balances.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=64))]
     pub readers: u16,
+    /// Dashboard readers on the sidecars' standby listener (read-only, on the database that
+    /// is not serving, as role ledger_reader).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub standby_readers: u16,
     /// Seconds of each validation window.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub window: u64,
@@ -125,11 +129,17 @@ pub async fn run(args: DemoArgs) -> Result<Report, DemoError> {
     let blue_client = connect(&blue.conninfo("ledger")).await?;
     let targets = workload::targets(&blue_client).await?;
     drop(blue_client);
-    let load = workload::start(&sidecars, targets, args.writers.into(), args.readers.into()).await?;
+    let counts = workload::Clients {
+        writers: args.writers.into(),
+        readers: args.readers.into(),
+        dashboards: args.standby_readers.into(),
+    };
+    let load = workload::start(&sidecars, targets, counts).await?;
     println!(
-        "[app] {} writers and {} readers through {} sidecars; plan {}",
+        "[app] {} writers, {} readers and {} dashboard readers (standby listener) through {} sidecars; plan {}",
         args.writers,
         args.readers,
+        args.standby_readers,
         sidecars.len(),
         plan_path.display()
     );
@@ -158,7 +168,16 @@ pub async fn run(args: DemoArgs) -> Result<Report, DemoError> {
     let acked: Vec<i64> = logs.iter().flat_map(|log| log.acked.iter().copied()).collect();
     let lost = workload::lost_journals(&connect(&serving.conninfo("ledger")).await?, &acked).await?;
 
-    let report = build_report(&args, outcome.err(), runbook, &logs, acked.len(), lost, final_active, begun);
+    let sides = [(blue.port, "blue"), (green.port, "green")];
+    let mut report = build_report(&args, outcome.err(), runbook, &logs, acked.len(), lost, final_active, begun);
+    report.standby_served_by = logs
+        .iter()
+        .find(|log| log.standby)
+        .map(|log| {
+            let side = |port: &u16| sides.iter().find(|(p, _)| p == port).map_or("unknown", |(_, name)| name);
+            log.servers.iter().map(|port| side(port).to_owned()).collect()
+        })
+        .unwrap_or_default();
     if let Some(path) = &args.report {
         let json = serde_json::to_string_pretty(&report).expect("the report serializes");
         std::fs::write(path, json + "\n").map_err(DemoError::io(format!("writing the report {}", path.display())))?;
@@ -292,7 +311,8 @@ fn build_report(
         .map(|flip| Flip { max_stall_ms: report::max_stall(logs, flip.window), ..flip.clone() })
         .collect();
     let errors: Vec<String> = logs.iter().filter_map(|log| log.error.clone()).collect();
-    let reads = logs.iter().filter(|log| log.acked.is_empty()).map(|log| log.ops.len()).sum();
+    let reads = logs.iter().filter(|log| log.acked.is_empty() && !log.standby).map(|log| log.ops.len()).sum();
+    let standby_reads = logs.iter().filter(|log| log.standby).map(|log| log.ops.len()).sum();
     let ok = failure.is_none() && lost.is_empty() && errors.is_empty() && final_active == "green";
     Report {
         seed: args.seed.name().to_string(),
@@ -302,6 +322,8 @@ fn build_report(
         lost_writes: lost.len(),
         lost_keys: lost.iter().take(20).copied().collect(),
         reads,
+        standby_reads,
+        standby_served_by: Vec::new(),
         client_errors: errors.len(),
         client_error_messages: errors.into_iter().take(10).collect(),
         max_stall_ms: flips.iter().map(|f| f.max_stall_ms).fold(0.0, f64::max),

@@ -21,6 +21,11 @@ pub struct Report {
     /// The first lost journal ids.
     pub lost_keys: Vec<i64>,
     pub reads: usize,
+    /// Reads of the dashboard readers, on the sidecars' standby listener.
+    pub standby_reads: usize,
+    /// The databases the first dashboard reader was answered by, in order: the standby
+    /// while one replicates, the serving one otherwise (before the catch-up, after promote).
+    pub standby_served_by: Vec<String>,
     /// Errors the clients saw (each ends its client: no retries, no reconnects).
     pub client_errors: usize,
     pub client_error_messages: Vec<String>,
@@ -76,6 +81,13 @@ impl Report {
             out.push_str(&format!(" (journal ids {:?})", self.lost_keys));
         }
         out.push_str(&format!("\nclient errors:    {}\n", self.client_errors));
+        if self.standby_reads > 0 {
+            out.push_str(&format!(
+                "standby reads:    {} (dashboard readers), answered by {}\n",
+                self.standby_reads,
+                self.standby_served_by.join(" -> ")
+            ));
+        }
         for message in &self.client_error_messages {
             out.push_str(&format!("  {message}\n"));
         }

@@ -14,9 +14,14 @@ use crate::ctl::{send, AdminUrl, Call};
 /// The application's role and password (seeds/schema.sql creates it).
 pub const APP_USER: &str = "ledger_app";
 pub const APP_PASSWORD: &str = "ledger-app";
+/// The dashboards' read-only role (seeds/schema.sql creates it); the standby listener's user.
+pub const READER_USER: &str = "ledger_reader";
+pub const READER_PASSWORD: &str = "ledger-reader";
 
 pub struct Sidecar {
     pub port: u16,
+    /// The standby listener: read-only sessions on the upstream that is not active.
+    pub standby_port: u16,
     pub admin_url: String,
     _child: Child,
 }
@@ -27,9 +32,14 @@ pub async fn start(count: usize, blue_port: u16, green_port: u16, dir: &Path) ->
     let exe = std::env::current_exe().map_err(DemoError::io("finding the pgflip binary"))?;
     let upstream =
         |name: &str, port: u16| format!("{name}=postgres://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{port}/ledger");
+    // The reader logs in as itself (the URLs' user is the app's, fenced on the standby).
+    let secrets = dir.join("sidecar-secrets.toml");
+    let entry = format!("{READER_USER} = \"{READER_PASSWORD}\"\n");
+    std::fs::write(&secrets, format!("[blue]\n{entry}[green]\n{entry}"))
+        .map_err(DemoError::io(format!("writing {}", secrets.display())))?;
     let mut sidecars = Vec::with_capacity(count);
     for index in 0..count {
-        let (port, admin_port) = (free_port()?, free_port()?);
+        let (port, standby_port, admin_port) = (free_port()?, free_port()?, free_port()?);
         let log_path = dir.join(format!("sidecar-{index}.log"));
         let log =
             std::fs::File::create(&log_path).map_err(DemoError::io(format!("creating {}", log_path.display())))?;
@@ -40,6 +50,10 @@ pub async fn start(count: usize, blue_port: u16, green_port: u16, dir: &Path) ->
             .arg(format!("127.0.0.1:{port}"))
             .arg("--admin-listen")
             .arg(format!("127.0.0.1:{admin_port}"))
+            .arg("--listen-standby")
+            .arg(format!("127.0.0.1:{standby_port}"))
+            .arg("--secrets-file")
+            .arg(&secrets)
             .arg("--upstream")
             .arg(upstream("blue", blue_port))
             .arg("--upstream")
@@ -51,7 +65,7 @@ pub async fn start(count: usize, blue_port: u16, green_port: u16, dir: &Path) ->
             .spawn()
             .map_err(DemoError::io("starting a sidecar"))?;
         let admin_url = format!("http://127.0.0.1:{admin_port}");
-        let sidecar = Sidecar { port, admin_url, _child: child };
+        let sidecar = Sidecar { port, standby_port, admin_url, _child: child };
         wait_ready(&sidecar, index).await?;
         sidecars.push(sidecar);
     }

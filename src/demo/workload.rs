@@ -1,6 +1,8 @@
 //! The application the demo runs through the sidecars while the cutover goes on: writers
 //! posting balanced sale journals (one connection each, never retried: any error, a
-//! reconnect included, counts), and readers reading an organisation's account balances.
+//! reconnect included, counts), readers reading an organisation's account balances, and
+//! dashboard readers doing the same through the sidecars' standby listener, which sends
+//! them to the database that is not serving.
 //! Every operation's start and latency is kept, and every journal whose COMMIT was
 //! acknowledged, to be looked up key by key at the end.
 
@@ -12,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 
 use super::error::DemoError;
-use super::sidecars::{Sidecar, APP_PASSWORD, APP_USER};
+use super::sidecars::{Sidecar, APP_PASSWORD, APP_USER, READER_PASSWORD, READER_USER};
 
 /// Where a writer posts: an open BAS period and the accounts of a GST sale.
 #[derive(Debug, Clone)]
@@ -60,6 +62,10 @@ pub struct ClientLog {
     pub acked: Vec<i64>,
     /// The error that ended the client, if one did.
     pub error: Option<String>,
+    /// A dashboard reader, on the standby listener.
+    pub standby: bool,
+    /// The ports of the servers a dashboard reader was answered by, each change once.
+    pub servers: Vec<u16>,
 }
 
 pub struct Workload {
@@ -72,21 +78,32 @@ pub struct Workload {
 const WRITER_PACE: Duration = Duration::from_millis(10);
 const READER_PACE: Duration = Duration::from_millis(40);
 
-/// Connects `writers` and `readers` clients, spread over the sidecars, and starts them.
-pub async fn start(
-    sidecars: &[Sidecar],
-    targets: Vec<Target>,
-    writers: usize,
-    readers: usize,
-) -> Result<Workload, DemoError> {
+/// How many clients of each kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Clients {
+    pub writers: usize,
+    pub readers: usize,
+    /// Dashboard readers, on the standby listener.
+    pub dashboards: usize,
+}
+
+/// Connects the clients, spread over the sidecars, and starts them.
+pub async fn start(sidecars: &[Sidecar], targets: Vec<Target>, counts: Clients) -> Result<Workload, DemoError> {
     let targets = Arc::new(targets);
     let stop = Arc::new(AtomicBool::new(false));
     let epoch = Instant::now();
     let mut clients = Vec::new();
-    for index in 0..writers + readers {
+    let Clients { writers, readers, dashboards } = counts;
+    for index in 0..writers + readers + dashboards {
         let sidecar = &sidecars[index % sidecars.len()];
-        let conninfo =
-            format!("host=127.0.0.1 port={} user={APP_USER} password={APP_PASSWORD} dbname=ledger", sidecar.port);
+        let conninfo = if index < writers + readers {
+            format!("host=127.0.0.1 port={} user={APP_USER} password={APP_PASSWORD} dbname=ledger", sidecar.port)
+        } else {
+            format!(
+                "host=127.0.0.1 port={} user={READER_USER} password={READER_PASSWORD} dbname=ledger",
+                sidecar.standby_port
+            )
+        };
         let (client, connection) = tokio_postgres::connect(&conninfo, NoTls)
             .await
             .map_err(DemoError::sql(format!("connecting client {index} through sidecar {}", index % sidecars.len())))?;
@@ -95,7 +112,8 @@ pub async fn start(
         clients.push(if index < writers {
             tokio::spawn(write_loop(client, index, targets, stop, epoch))
         } else {
-            tokio::spawn(read_loop(client, index, targets, stop, epoch))
+            let standby = index >= writers + readers;
+            tokio::spawn(read_loop(client, index, targets, stop, epoch, standby))
         });
     }
     Ok(Workload { stop, clients, epoch })
@@ -186,8 +204,9 @@ async fn read_loop(
     targets: Arc<Vec<Target>>,
     stop: Arc<AtomicBool>,
     epoch: Instant,
+    standby: bool,
 ) -> ClientLog {
-    let mut log = ClientLog::default();
+    let mut log = ClientLog { standby, ..ClientLog::default() };
     let balances = match client
         .prepare(
             "SELECT a.code, sum(l.amount_cents)::bigint FROM public.accounts a \
@@ -197,7 +216,7 @@ async fn read_loop(
     {
         Ok(statement) => statement,
         Err(e) => {
-            log.error = Some(format!("reader {reader}: preparing: {e}"));
+            log.error = Some(format!("{} {reader}: preparing: {e}", kind(standby)));
             return log;
         }
     };
@@ -206,16 +225,39 @@ async fn read_loop(
         round += 1;
         let organisation = targets[(reader + round) % targets.len()].organisation;
         let started = Instant::now();
-        match client.query(&balances, &[&organisation]).await {
-            Ok(_) => log.ops.push(Op { started: started - epoch, latency: started.elapsed() }),
+        let read = async {
+            client.query(&balances, &[&organisation]).await?;
+            let server = match standby {
+                true => Some(client.query_one("SELECT pg_catalog.inet_server_port()", &[]).await?.get::<_, i32>(0)),
+                false => None,
+            };
+            Ok::<_, tokio_postgres::Error>(server)
+        };
+        match read.await {
+            Ok(server) => {
+                log.ops.push(Op { started: started - epoch, latency: started.elapsed() });
+                if let Some(port) = server.and_then(|p| u16::try_from(p).ok()) {
+                    if log.servers.last() != Some(&port) {
+                        log.servers.push(port);
+                    }
+                }
+            }
             Err(e) => {
-                log.error = Some(format!("reader {reader}, read {round}: {e}"));
+                log.error = Some(format!("{} {reader}, read {round}: {e}", kind(standby)));
                 return log;
             }
         }
         tokio::time::sleep(READER_PACE).await;
     }
     log
+}
+
+fn kind(standby: bool) -> &'static str {
+    if standby {
+        "dashboard reader (standby listener)"
+    } else {
+        "reader"
+    }
 }
 
 /// The acknowledged journals missing from `database`, or without their three lines.
