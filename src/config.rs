@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::api::StandbyFallback;
 use crate::proxy::auth::AuthFile;
 use crate::proxy::upstream::{Secrets, UpstreamUrl};
+
+pub use standby::StandbyConfig;
 
 /// `pgflip proxy` flags.
 #[derive(Debug, Default, Clone, clap::Args)]
@@ -166,15 +167,6 @@ pub struct ProxyConfig {
     pub standby: Option<StandbyConfig>,
 }
 
-/// The standby listener's settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StandbyConfig {
-    pub listen: SocketAddr,
-    pub fallback: StandbyFallback,
-    /// Lag beyond which standby sessions are served from the active upstream.
-    pub max_lag: Option<Duration>,
-}
-
 impl ProxyConfig {
     /// Reads the file named by `--config` (if any), applies the flags over it, validates.
     pub fn load(args: &ProxyArgs) -> Result<ProxyConfig, ConfigError> {
@@ -224,7 +216,7 @@ impl ProxyConfig {
     fn validate(m: Merged) -> Result<ProxyConfig, ConfigError> {
         let listen = socket_addr("listen", m.listen.as_deref().unwrap_or("127.0.0.1:6432"))?;
         let admin_listen = socket_addr("admin_listen", m.admin_listen.as_deref().unwrap_or("127.0.0.1:9187"))?;
-        let standby = standby_config(&m, listen, admin_listen)?;
+        let standby = standby::standby_config(&m, listen, admin_listen)?;
         if m.upstreams.is_empty() {
             return Err(err("upstream", "no upstream given; add --upstream NAME=postgres://USER@HOST:PORT/DB"));
         }
@@ -337,47 +329,6 @@ struct Merged {
     max_standby_lag: Option<f64>,
 }
 
-/// The standby listener's settings; its other keys need `listen_standby`.
-fn standby_config(
-    m: &Merged,
-    listen: SocketAddr,
-    admin_listen: SocketAddr,
-) -> Result<Option<StandbyConfig>, ConfigError> {
-    let fallback = match m.standby_fallback.as_deref() {
-        None | Some("active") => StandbyFallback::Active,
-        Some("refuse") => StandbyFallback::Refuse,
-        Some(other) => return Err(err("standby_fallback", format!("{other:?} is neither \"active\" nor \"refuse\""))),
-    };
-    let max_lag = match m.max_standby_lag {
-        None => None,
-        Some(seconds) if seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0 => {
-            Some(Duration::from_secs_f64(seconds))
-        }
-        Some(seconds) => {
-            return Err(err(
-                "max_standby_lag",
-                format!("{seconds} is not a number of seconds above 0 and at most 86400"),
-            ))
-        }
-    };
-    let Some(text) = m.listen_standby.as_deref() else {
-        if m.standby_fallback.is_some() {
-            return Err(err("standby_fallback", "needs listen_standby"));
-        }
-        if max_lag.is_some() {
-            return Err(err("max_standby_lag", "needs listen_standby"));
-        }
-        return Ok(None);
-    };
-    let addr = socket_addr("listen_standby", text)?;
-    for (key, other) in [("listen", listen), ("admin_listen", admin_listen)] {
-        if addr == other {
-            return Err(err("listen_standby", format!("{addr} is also the {key} address")));
-        }
-    }
-    Ok(Some(StandbyConfig { listen: addr, fallback, max_lag }))
-}
-
 fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
     if let Ok(addr) = value.parse() {
         return Ok(addr);
@@ -425,5 +376,6 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     None
 }
 
+mod standby;
 #[cfg(test)]
 mod tests;

@@ -60,6 +60,17 @@ fn standby_status(proxy: &Proxy, token: Option<&str>) -> Value {
     serde_json::from_str::<Value>(&body).expect("status JSON")["standby"].clone()
 }
 
+/// The standby part of the status, once checked for its `route` and `serving_from`.
+fn expect_route(proxy: &Proxy, route: &str, serving_from: &str) -> Value {
+    let status = standby_status(proxy, Some(ADMIN_TOKEN));
+    assert_eq!(
+        (&status["route"], &status["serving_from"]),
+        (&Value::from(route), &Value::from(serving_from)),
+        "{status}"
+    );
+    status
+}
+
 /// `PUT /v1/standby`.
 fn report(proxy: &Proxy, upstream: &str, state: &str, lag: f64) -> Value {
     let body = format!(r#"{{"upstream": "{upstream}", "state": "{state}", "lag_seconds": {lag}}}"#);
@@ -171,12 +182,7 @@ fn standby_reads_follow_replication_and_the_cutover() {
     let plan = fleet.plan(&[format!("http://127.0.0.1:{}", proxy.admin_port())], "");
     let out = controller(&plan, &["run", "--until", "catchup"]);
     assert!(out.status.success(), "{}", text(&out));
-    let status = standby_status(&proxy, Some(ADMIN_TOKEN));
-    assert_eq!(
-        (&status["route"], &status["serving_from"]),
-        (&Value::from("standby"), &Value::from("green")),
-        "{status}"
-    );
+    let status = expect_route(&proxy, "standby", "green");
     assert_eq!(status["reported_state"], "replicating", "{status}");
     assert!(status["lag_seconds"].as_f64().is_some(), "{status}");
 
@@ -234,12 +240,7 @@ fn standby_reads_follow_replication_and_the_cutover() {
     assert_eq!(ports, [fleet.green.port(), fleet.blue.port()], "the reader follows the flip ({answered} queries)");
 
     // After the cutover blue is the standby, fed by the reverse link.
-    let status = standby_status(&proxy, Some(ADMIN_TOKEN));
-    assert_eq!(
-        (&status["route"], &status["serving_from"]),
-        (&Value::from("standby"), &Value::from("blue")),
-        "{status}"
-    );
+    expect_route(&proxy, "standby", "blue");
     assert_eq!(server_port(&rt, &reader), fleet.blue.port(), "the first reader followed the flip too");
     rt.block_on(app.execute("INSERT INTO entries (writer, seq) VALUES (7, 2)", &[])).expect("insert on green");
     let replicated = wait_until(Duration::from_secs(15), || {
@@ -250,12 +251,7 @@ fn standby_reads_follow_replication_and_the_cutover() {
     // Promote retires blue: the standby listener falls back to green.
     let out = controller(&plan, &["promote"]);
     assert!(out.status.success(), "promote failed:\n{}", text(&out));
-    let status = standby_status(&proxy, Some(ADMIN_TOKEN));
-    assert_eq!(
-        (&status["route"], &status["serving_from"]),
-        (&Value::from("active"), &Value::from("green")),
-        "{status}"
-    );
+    let status = expect_route(&proxy, "active", "green");
     assert!(status["reason"].as_str().unwrap_or_default().contains("retired"), "{status}");
     let moved = wait_until(Duration::from_secs(5), || (server_port(&rt, &reader) == fleet.green.port()).then_some(()));
     assert!(moved.is_some(), "the reader moves to green once blue is retired");

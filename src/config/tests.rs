@@ -1,4 +1,5 @@
 use super::*;
+use crate::api::StandbyFallback;
 
 fn args(upstreams: &[&str]) -> ProxyArgs {
     ProxyArgs { upstream: upstreams.iter().map(|s| s.to_string()).collect(), ..ProxyArgs::default() }

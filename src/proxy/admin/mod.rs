@@ -112,7 +112,7 @@ async fn route(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) -> 
         "/readyz" => readyz(state),
         "/metrics" => metrics(state),
         "/v1/status" => match refuse_unauthorized(state, &req) {
-            None => json(StatusCode::OK, &status_of(state)),
+            None => json(StatusCode::OK, &status(&state.ctx)),
             Some(refusal) => refusal,
         },
         _ => error(StatusCode::NOT_FOUND, format!("no route {path}")),
@@ -137,15 +137,7 @@ fn metrics(state: &AdminState) -> Response<Body> {
     resp
 }
 
-/// The status report with the standby listener's part.
-fn status_of(state: &AdminState) -> Status {
-    let mut report = status(&state.ctx);
-    report.standby =
-        state.ctx.standby.as_ref().map(|s| s.status(&state.ctx.registry, standby::standby_sessions(state)));
-    report
-}
-
-/// Builds the status report (without the standby listener's part).
+/// Builds the status report.
 pub fn status(ctx: &ProxyContext) -> Status {
     let snapshot = ctx.registry.snapshot();
     Status {
@@ -164,7 +156,7 @@ pub fn status(ctx: &ProxyContext) -> Status {
         last_switch: ctx.last_switch.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         shutting_down: ctx.is_shutting_down(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        standby: None,
+        standby: ctx.standby.as_ref().map(|standby| standby.status(&ctx.registry, &ctx.sessions)),
     }
 }
 

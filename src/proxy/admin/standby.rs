@@ -6,7 +6,6 @@ use tracing::info;
 
 use super::{error, json, AdminState, Body};
 use crate::api::StandbyReport;
-use crate::proxy::standby::Listener;
 
 /// Records a report; answers the standby listener's status after it.
 pub fn put(state: &AdminState, report: StandbyReport) -> hyper::Response<Body> {
@@ -27,10 +26,5 @@ pub fn put(state: &AdminState, report: StandbyReport) -> hyper::Response<Body> {
         lag_seconds = report.lag_seconds,
         "standby reported"
     );
-    json(StatusCode::OK, &standby.status(&ctx.registry, standby_sessions(state)))
-}
-
-/// Open sessions of the standby listener.
-pub fn standby_sessions(state: &AdminState) -> u64 {
-    state.ctx.sessions.all().iter().filter(|s| s.listener == Listener::Standby).count() as u64
+    json(StatusCode::OK, &standby.status(&ctx.registry, &ctx.sessions))
 }

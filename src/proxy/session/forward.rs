@@ -68,9 +68,9 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
             _ => {}
         }
         if s.pump.is_parked() || !s.server_alive {
-            let generation = ctx.registry.active_with_generation().1;
+            let (want, generation) = target::now(&s, ctx);
             let reconnect = !s.server_alive && (generation != s.generation || !ctx.gate.is_closed());
-            match target::now(&s, ctx) {
+            match want {
                 Want::Serve(to) => {
                     // The main listener's sessions move on a repoint; the standby
                     // listener's also when the standby's state changes.
@@ -85,27 +85,22 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
                         }
                         ctx.metrics.session_migrations.with_label_values(&["moved"]).inc();
                         ctx.sessions.notify_changed();
-                    } else if generation != s.generation {
-                        s.generation = generation;
-                        s.pump.info().set_generation(generation);
+                    } else {
+                        s.adopt_generation(generation);
                     }
                 }
                 Want::Refuse(reason) if reconnect => {
                     let message = format!("pgflip: the standby listener has nowhere to serve this session: {reason}");
                     return end_session(&mut s.client, ctx, "57P03", &message).await;
                 }
-                Want::Refuse(_) if generation != s.generation => {
-                    // Nowhere else to go: the session stays on its server.
-                    s.generation = generation;
-                    s.pump.info().set_generation(generation);
-                }
-                Want::Refuse(_) => {}
+                // Nowhere else to go: the session stays on its server.
+                Want::Refuse(_) => s.adopt_generation(generation),
             }
             s.pump.set_hold(false);
         } else if s.listener == Listener::Standby {
             // Park at the next boundary to move when the standby's state sends the session
             // elsewhere.
-            let elsewhere = matches!(target::now(&s, ctx), Want::Serve(to) if to.name != s.upstream.name);
+            let elsewhere = matches!(target::now(&s, ctx).0, Want::Serve(to) if to.name != s.upstream.name);
             s.pump.set_hold(elsewhere);
         }
         if !s.server_alive {

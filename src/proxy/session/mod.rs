@@ -94,6 +94,16 @@ struct Established {
     server_gauge: ServerGauge,
 }
 
+impl Established {
+    /// Records that the session's server is right for registry generation `generation`.
+    fn adopt_generation(&mut self, generation: u64) {
+        if generation != self.generation {
+            self.generation = generation;
+            self.pump.info().set_generation(generation);
+        }
+    }
+}
+
 /// Startup, client authentication and the upstream login. `None` for a cancel request.
 async fn establish(
     tcp: TcpStream,

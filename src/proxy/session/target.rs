@@ -35,19 +35,24 @@ pub(super) fn read_only(startup: &mut StartupMessage) {
     startup.params.push(("default_transaction_read_only".into(), "on".into()));
 }
 
-/// Where a session of `listener` belongs, with `active` active (or the registry's).
-fn want(ctx: &ProxyContext, listener: Listener, refusal: &Refusal, active: Option<&Arc<Upstream>>) -> Want {
-    let active = active.cloned().unwrap_or_else(|| ctx.registry.active());
+/// Where a session of `listener` belongs, with `active` active (or the registry's), and the
+/// registry generation that answer is for.
+fn want(ctx: &ProxyContext, listener: Listener, refusal: &Refusal, active: Option<&Arc<Upstream>>) -> (Want, u64) {
+    let (active, generation) = match active {
+        Some(active) => (active.clone(), ctx.registry.active_with_generation().1),
+        None => ctx.registry.active_with_generation(),
+    };
     let Some(standby) = ctx.standby.as_ref().filter(|_| listener == Listener::Standby) else {
-        return Want::Serve(active);
+        return (Want::Serve(active), generation);
     };
     let decision = standby.decide_with(&ctx.registry, Some(&active.name));
     let refused = |name: &str| matches!(refusal, Some((n, at)) if n == name && at.elapsed() < REFUSED_FOR);
-    match (decision.route, decision.target) {
+    let want = match (decision.route, decision.target) {
         (StandbyRoute::Standby, Some(name)) if refused(&name) => fallback(standby, active, &name),
         (_, Some(name)) => Want::Serve(ctx.registry.get(&name).unwrap_or(active)),
         (_, None) => Want::Refuse(decision.reason.unwrap_or_else(|| "the standby cannot serve".into())),
-    }
+    };
+    (want, generation)
 }
 
 fn fallback(standby: &Standby, active: Arc<Upstream>, name: &str) -> Want {
@@ -57,14 +62,14 @@ fn fallback(standby: &Standby, active: Arc<Upstream>, name: &str) -> Want {
     }
 }
 
-/// Where the session belongs now.
-pub(super) fn now(s: &Established, ctx: &ProxyContext) -> Want {
+/// Where the session belongs now, and the registry generation now.
+pub(super) fn now(s: &Established, ctx: &ProxyContext) -> (Want, u64) {
     want(ctx, s.listener, &s.standby_refused, None)
 }
 
 /// Where the session will belong once `target` is active (for pre-warming).
 pub(super) fn after_switch(s: &Established, ctx: &ProxyContext, target: &Arc<Upstream>) -> Option<Arc<Upstream>> {
-    match want(ctx, s.listener, &s.standby_refused, Some(target)) {
+    match want(ctx, s.listener, &s.standby_refused, Some(target)).0 {
         Want::Serve(upstream) => Some(upstream),
         Want::Refuse(_) => None,
     }
@@ -137,10 +142,9 @@ pub(super) async fn open_first(
 ) -> Result<First, SessionError> {
     let mut refusal: Refusal = None;
     loop {
-        let generation = ctx.registry.active_with_generation().1;
         let upstream = match want(ctx, listener, &refusal, None) {
-            Want::Serve(upstream) => upstream,
-            Want::Refuse(reason) => {
+            (Want::Serve(upstream), generation) => (upstream, generation),
+            (Want::Refuse(reason), _) => {
                 return Err(SessionError::Refused {
                     code: "57P03",
                     message: format!(
@@ -149,6 +153,7 @@ pub(super) async fn open_first(
                 })
             }
         };
+        let (upstream, generation) = upstream;
         let login = ctx.login_for(&upstream, user);
         match setup::open(&upstream, startup, &login, ctx.limits.connect_timeout, Vec::new()).await {
             Ok(opened) => return Ok(First { upstream, generation, opened, refusal }),
@@ -177,22 +182,17 @@ pub(super) async fn move_to(
         return Ok(());
     };
     let on_standby = s.listener == Listener::Standby && to.name != ctx.registry.active().name;
-    let mut refusal = s.standby_refused.take();
-    let fall_back = on_standby && note_failure(ctx, &to.name, &e, &mut refusal);
-    s.standby_refused = refusal;
-    if !fall_back {
+    if !(on_standby && note_failure(ctx, &to.name, &e, &mut s.standby_refused)) {
         return Err(e);
     }
-    match now(s, ctx) {
+    match now(s, ctx).0 {
         Want::Serve(other) if other.name == s.upstream.name && s.server_alive => {
-            s.generation = generation;
-            s.pump.info().set_generation(generation);
+            s.adopt_generation(generation);
             Ok(())
         }
         Want::Serve(other) if other.name != to.name => migrate::migrate(s, ctx, other, generation).await,
         Want::Refuse(_) if s.server_alive => {
-            s.generation = generation;
-            s.pump.info().set_generation(generation);
+            s.adopt_generation(generation);
             Ok(())
         }
         _ => Err(e),

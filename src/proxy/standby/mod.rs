@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::api::{StandbyReport, StandbyRoute, StandbyStatus};
+use crate::api::{StandbyReport, StandbyStatus};
 use crate::config::StandbyConfig;
 use crate::proxy::metrics::Metrics;
+use crate::proxy::switch::SessionTable;
 use crate::proxy::upstream::Registry;
 
 pub use route::Decision;
@@ -144,7 +145,8 @@ impl Standby {
     }
 
     /// The standby listener as `/v1/status` reports it.
-    pub fn status(&self, registry: &Registry, sessions: u64) -> StandbyStatus {
+    pub fn status(&self, registry: &Registry, sessions: &SessionTable) -> StandbyStatus {
+        let sessions = sessions.all().iter().filter(|s| s.listener == Listener::Standby).count() as u64;
         let decision = self.decide(registry);
         let report = decision.standby.as_ref().and_then(|name| self.lock().reports.get(name).copied());
         StandbyStatus {
@@ -165,9 +167,4 @@ impl Standby {
     fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
         self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// True when the route sends sessions to the standby itself.
-pub fn is_standby(decision: &Decision) -> bool {
-    decision.route == StandbyRoute::Standby
 }
