@@ -128,12 +128,38 @@ impl Reader {
     }
 }
 
-#[test]
-fn standby_reads_follow_replication_and_the_cutover() {
-    let fleet = Fleet::start(0);
+/// The read-only role dashboards use, on blue (the restore copies it to green).
+fn add_reader(fleet: &Fleet) {
     fleet.blue.psql(&format!(
         "SET password_encryption = 'scram-sha-256'; CREATE ROLE {READER} LOGIN PASSWORD '{READER_PASSWORD}'"
     ));
+}
+
+/// A sidecar in front of the fleet's clusters whose users log in as themselves, with a
+/// standby listener on `standby_port` and the fallback policy `fallback`.
+fn reader_sidecar(fleet: &Fleet, standby_port: u16, fallback: &str) -> Proxy {
+    let secrets = format!(
+        "[blue]\n{APP} = \"{APP_PASSWORD}\"\n{READER} = \"{READER_PASSWORD}\"\n\
+         [green]\n{APP} = \"{APP_PASSWORD}\"\n{READER} = \"{READER_PASSWORD}\"\n"
+    );
+    let url = |c: &Cluster| format!("postgres://127.0.0.1:{}/{DB}", c.port());
+    ProxyBuilder::default()
+        .upstream("blue", &url(&fleet.blue))
+        .upstream("green", &url(&fleet.green))
+        .active("blue")
+        .admin_token(ADMIN_TOKEN)
+        .secrets_file(&secrets)
+        .arg("--listen-standby")
+        .arg(&format!("127.0.0.1:{standby_port}"))
+        .arg("--standby-fallback")
+        .arg(fallback)
+        .spawn()
+}
+
+#[test]
+fn standby_reads_follow_replication_and_the_cutover() {
+    let fleet = Fleet::start(0);
+    add_reader(&fleet);
     let init = support::pgbench(&[
         "-i",
         "-s",
@@ -154,21 +180,8 @@ fn standby_reads_follow_replication_and_the_cutover() {
         DB,
         &format!("DROP TABLE pgbench_history; GRANT SELECT ON entries, tallies, pgbench_accounts, pgbench_branches TO {READER}"),
     );
-    let secrets = format!(
-        "[blue]\n{APP} = \"{APP_PASSWORD}\"\n{READER} = \"{READER_PASSWORD}\"\n\
-         [green]\n{APP} = \"{APP_PASSWORD}\"\n{READER} = \"{READER_PASSWORD}\"\n"
-    );
     let standby_port = free_port();
-    let url = |c: &Cluster| format!("postgres://127.0.0.1:{}/{DB}", c.port());
-    let proxy = ProxyBuilder::default()
-        .upstream("blue", &url(&fleet.blue))
-        .upstream("green", &url(&fleet.green))
-        .active("blue")
-        .admin_token(ADMIN_TOKEN)
-        .secrets_file(&secrets)
-        .arg("--listen-standby")
-        .arg(&format!("127.0.0.1:{standby_port}"))
-        .spawn();
+    let proxy = reader_sidecar(&fleet, standby_port, "active");
     let rt = runtime();
 
     // Before any report, the standby listener serves from the active upstream, read-only.
@@ -255,6 +268,42 @@ fn standby_reads_follow_replication_and_the_cutover() {
     assert!(status["reason"].as_str().unwrap_or_default().contains("retired"), "{status}");
     let moved = wait_until(Duration::from_secs(5), || (server_port(&rt, &reader) == fleet.green.port()).then_some(()));
     assert!(moved.is_some(), "the reader moves to green once blue is retired");
+}
+
+/// Green replicating from blue, then down: a sidecar falling back to the active upstream
+/// serves new standby sessions from blue, one set to refuse refuses them.
+#[test]
+fn a_standby_down_during_replication_follows_the_fallback_policy() {
+    let fleet = Fleet::start(0);
+    add_reader(&fleet);
+    fleet.blue.psql_db(DB, &format!("GRANT SELECT ON entries TO {READER}"));
+    let (active_port, refuse_port) = (free_port(), free_port());
+    let active = reader_sidecar(&fleet, active_port, "active");
+    let refuse = reader_sidecar(&fleet, refuse_port, "refuse");
+    let sidecars = [active.admin_port(), refuse.admin_port()].map(|port| format!("http://127.0.0.1:{port}"));
+    let out = controller(&fleet.plan(&sidecars, ""), &["run", "--until", "catchup"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rt = runtime();
+    for (proxy, port) in [(&active, active_port), (&refuse, refuse_port)] {
+        expect_route(proxy, "standby", "green");
+        let reader = connect(&rt, port, READER, DB).expect("a standby session");
+        assert_eq!(server_port(&rt, &reader), fleet.green.port());
+    }
+
+    fleet.green.kill();
+    let reader = connect(&rt, active_port, READER, DB).expect("served from the active upstream");
+    assert_eq!(server_port(&rt, &reader), fleet.blue.port());
+    let err =
+        rt.block_on(reader.execute("INSERT INTO entries (writer, seq) VALUES (9, 1)", &[])).expect_err("read-only");
+    assert_eq!(err.code(), Some(&SqlState::READ_ONLY_SQL_TRANSACTION), "{err}");
+    let status = expect_route(&active, "active", "blue");
+    assert!(status["reason"].as_str().unwrap_or_default().contains("unreachable"), "{status}");
+
+    let refused = connect(&rt, refuse_port, READER, DB).expect_err("refused while green is down");
+    assert_eq!(refused.code(), Some(&SqlState::CANNOT_CONNECT_NOW), "{refused}");
+    assert!(message(&refused).contains("standby_fallback = \"refuse\""), "{refused}");
+    let app = connect(&rt, refuse.port(), APP, DB).expect("the main listener serves on");
+    assert_eq!(server_port(&rt, &app), fleet.blue.port());
 }
 
 /// Two clusters holding the same table; sidecars with a standby listener in both modes.
