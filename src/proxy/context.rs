@@ -37,8 +37,8 @@ pub struct ProxyContext {
     /// The upstream a coming switch moves to, and the round number of the request: sessions
     /// open their connection to it while their traffic still flows.
     pub prewarm: std::sync::Mutex<Option<(Arc<Upstream>, u64)>>,
-    /// Pre-warm rounds started so far.
-    pub prewarm_rounds: std::sync::atomic::AtomicU64,
+    /// Pre-warm rounds started so far (a switch starting shows here first).
+    pub prewarm_rounds: Arc<std::sync::atomic::AtomicU64>,
     /// Connections a switch's pre-warm opens at once: a few at a time load the servers
     /// less than all at once, so the queries still running meanwhile slow down less.
     pub prewarm_slots: Arc<tokio::sync::Semaphore>,
@@ -79,7 +79,7 @@ impl ProxyContext {
             track_settings: Vec::new(),
             last_switch: std::sync::Mutex::new(None),
             prewarm: std::sync::Mutex::new(None),
-            prewarm_rounds: std::sync::atomic::AtomicU64::new(0),
+            prewarm_rounds: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             prewarm_slots: Arc::new(tokio::sync::Semaphore::new(PREWARM_SLOTS)),
             gate: Arc::default(),
             sessions: Arc::default(),

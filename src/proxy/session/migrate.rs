@@ -164,12 +164,14 @@ async fn replay(
 const RETIRE_DELAY: std::time::Duration = std::time::Duration::from_millis(1000);
 
 /// Closes a server connection the session has left one to two seconds after the gate
-/// opens, or when the next switch begins if that is sooner: backends exiting cost the
-/// server CPU time that the moving sessions and their first queries need.
+/// opens, or when the next switch or pause begins if that is sooner: backends exiting cost
+/// the server CPU time that the moving sessions and their first queries need. Other wake-ups
+/// of the gate (the end of this switch's pre-warm just after it resumes) do not count.
 fn retire(mut old: ServerStream, ctx: &ProxyContext, pid: i32) {
     // Spread over a second, so that the backends do not all exit at once.
     let delay = RETIRE_DELAY + std::time::Duration::from_millis(u64::from(pid.unsigned_abs() % 1000));
     let gate = ctx.gate.clone();
+    let rounds = ctx.prewarm_rounds.clone();
     let mut changes = gate.subscribe();
     tokio::spawn(async move {
         while gate.is_closed() {
@@ -177,10 +179,20 @@ fn retire(mut old: ServerStream, ctx: &ProxyContext, pid: i32) {
                 break;
             }
         }
-        // A next switch touches the gate when it starts its pre-warm: leave before it pauses.
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = changes.changed() => {}
+        let round = rounds.load(std::sync::atomic::Ordering::Relaxed);
+        let leave_at = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(leave_at) => break,
+                changed = changes.changed() => {
+                    // A next switch starts its pre-warm, or a pause closes the gate: leave
+                    // before it holds clients.
+                    let next = rounds.load(std::sync::atomic::Ordering::Relaxed) != round || gate.is_closed();
+                    if changed.is_err() || next {
+                        break;
+                    }
+                }
+            }
         }
         let mut bye = Vec::with_capacity(5);
         frontend::terminate(&mut bye);
