@@ -16,7 +16,7 @@ use crate::proxy::session::setup::{self, CaptureSetup, Opened, Prepared};
 use crate::proxy::session::{Established, ServerGauge, SessionError};
 use crate::proxy::stream::ServerStream;
 use crate::proxy::upstream::{query, ServerConn, Upstream, UpstreamError};
-use crate::wire::{backend, frontend};
+use crate::wire::backend;
 
 /// True when losing the server now costs the client nothing: it is parked (every answer
 /// delivered, its next request held) and its state was captured.
@@ -159,47 +159,6 @@ async fn replay(
     Ok(query::pipeline(stream, upstream, &out, units).await?.params)
 }
 
-/// How long a left server connection stays open after the gate opens: the first
-/// queries on the new connections need the CPU more than backends exiting do.
-const RETIRE_DELAY: std::time::Duration = std::time::Duration::from_millis(1000);
-
-/// Closes a server connection the session has left one to two seconds after the gate
-/// opens, or when the next switch or pause begins if that is sooner: backends exiting cost
-/// the server CPU time that the moving sessions and their first queries need. Other wake-ups
-/// of the gate (the end of this switch's pre-warm just after it resumes) do not count.
-fn retire(mut old: ServerStream, ctx: &ProxyContext, pid: i32) {
-    // Spread over a second, so that the backends do not all exit at once.
-    let delay = RETIRE_DELAY + std::time::Duration::from_millis(u64::from(pid.unsigned_abs() % 1000));
-    let gate = ctx.gate.clone();
-    let rounds = ctx.prewarm_rounds.clone();
-    let mut changes = gate.subscribe();
-    tokio::spawn(async move {
-        while gate.is_closed() {
-            if changes.changed().await.is_err() {
-                break;
-            }
-        }
-        let round = rounds.load(std::sync::atomic::Ordering::Relaxed);
-        let leave_at = tokio::time::Instant::now() + delay;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(leave_at) => break,
-                changed = changes.changed() => {
-                    // A next switch starts its pre-warm, or a pause closes the gate: leave
-                    // before it holds clients.
-                    let next = rounds.load(std::sync::atomic::Ordering::Relaxed) != round || gate.is_closed();
-                    if changed.is_err() || next {
-                        break;
-                    }
-                }
-            }
-        }
-        let mut bye = Vec::with_capacity(5);
-        frontend::terminate(&mut bye);
-        let _ = write_all(&mut old, &bye).await;
-    });
-}
-
 /// Moves the session to `to`, which is at registry generation `generation`.
 pub(super) async fn migrate(
     s: &mut Established,
@@ -239,7 +198,7 @@ pub(super) async fn migrate(
 
     let old = std::mem::replace(&mut s.server, stream);
     if s.server_alive {
-        retire(old, ctx, s.pump.info().server_pid());
+        crate::proxy::switch::retire(old, ctx, s.pump.info().server_pid());
     }
     // The snapshot still describes the session (it has run nothing since): a switch that
     // follows before it unparks can move it again without a new capture.

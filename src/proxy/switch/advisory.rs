@@ -1,7 +1,8 @@
 //! Which parked sessions hold session advisory locks, asked once per pause: `pg_locks`
 //! scans the server's whole lock table, too dear to read in every session's capture.
-//! The connection that asks is opened when the pause begins, while sessions drain, so
-//! that clients are not held for a login.
+//! The connection that asks is opened before a switch pauses, or when a pause begins
+//! (while sessions drain), so that clients are not held for a login; it is closed once
+//! they go on (see [`super::retire`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,10 +11,8 @@ use tokio::task::JoinHandle;
 
 use crate::proxy::capture::ADVISORY_HOLDERS_QUERY;
 use crate::proxy::context::ProxyContext;
-use crate::proxy::io::write_all;
 use crate::proxy::switch::SessionInfo;
 use crate::proxy::upstream::{connect, query, ServerConn, Upstream, UpstreamError};
-use crate::wire::frontend;
 
 /// A connection to the active upstream, opened as one of its sessions' clients.
 pub struct Probe {
@@ -68,9 +67,7 @@ pub async fn holders(
     };
     let upstream = &probe.upstream.name;
     let answer = query::simple_query(&mut conn.stream, upstream, ADVISORY_HOLDERS_QUERY).await;
-    let mut bye = Vec::with_capacity(5);
-    frontend::terminate(&mut bye);
-    let _ = write_all(&mut conn.stream, &bye).await;
+    super::retire(conn.stream, ctx, conn.backend_key.0);
     let column = |row: &Vec<Option<String>>, i: usize| row.get(i)?.as_deref().map(str::to_owned);
     let parsed = |row: &Vec<Option<String>>| Some((column(row, 0)?.parse().ok()?, column(row, 1)?.parse().ok()?));
     Ok(answer?.rows.iter().filter_map(parsed).collect())

@@ -8,7 +8,9 @@ use tracing::info;
 
 use crate::proxy::context::ProxyContext;
 use crate::proxy::session::SessionState;
-use crate::proxy::switch::{pause, resume, PauseFailure, PauseOptions, SessionInfo};
+use crate::proxy::switch::advisory::Probe;
+use crate::proxy::switch::pause::pause_with;
+use crate::proxy::switch::{resume, PauseFailure, PauseOptions, SessionInfo};
 use crate::proxy::upstream::{connect::open_stream, RepointError, UpstreamError};
 
 /// How a switch is to be run.
@@ -86,9 +88,12 @@ pub async fn switch(ctx: &Arc<ProxyContext>, options: SwitchOptions) -> Result<S
         // Sessions open their connections to the target while their traffic still flows,
         // so a move costs clients only the state replay.
         let started = Instant::now();
+        // The pause's question about advisory locks goes on a connection that logs in
+        // meanwhile, not while clients are held.
+        let probe = Probe::start(ctx);
         prewarm(ctx, &target).await;
         timings.prewarm = Some(started.elapsed());
-        match pause(ctx, options.pause).await {
+        match pause_with(ctx, options.pause, probe).await {
             Ok(paused) => timings.drain = Some(paused.waited),
             Err(failure) => {
                 end_prewarm(ctx);

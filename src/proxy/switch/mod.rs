@@ -5,9 +5,11 @@ mod advisory;
 mod flip;
 mod gate;
 mod pause;
+mod retire;
 mod table;
 
 pub use flip::{switch, SwitchError, SwitchOptions, SwitchTimings, Switched};
 pub use gate::{Gate, GateState};
 pub use pause::{pause, resume, PauseFailure, PauseOptions, Paused};
+pub use retire::retire;
 pub use table::{Capture, SessionEntry, SessionInfo, SessionTable};

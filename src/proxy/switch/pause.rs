@@ -46,13 +46,23 @@ const RECHECK: Duration = Duration::from_millis(10);
 
 /// Closes the gate (or renews its lease) and waits for every session to park.
 pub async fn pause(ctx: &Arc<ProxyContext>, options: PauseOptions) -> Result<Paused, PauseFailure> {
+    pause_with(ctx, options, None).await
+}
+
+/// [`pause`], asking about advisory locks on `probe` when given (a connection a switch
+/// began to open before it paused), so that no backend starts while clients are held.
+pub(super) async fn pause_with(
+    ctx: &Arc<ProxyContext>,
+    options: PauseOptions,
+    probe: Option<super::advisory::Probe>,
+) -> Result<Paused, PauseFailure> {
     let started = Instant::now();
     let state = ctx.gate.close(started + options.lease);
     let GateState::Closed { lease_until, .. } = state else { unreachable!("close() leaves the gate closed") };
     spawn_lease_timer(ctx.clone(), lease_until);
     let deadline = (started + options.drain_timeout).min(lease_until);
     let mut terminated = Vec::new();
-    let mut probe = super::advisory::Probe::start(ctx);
+    let mut probe = probe.or_else(|| super::advisory::Probe::start(ctx));
     loop {
         let changed = ctx.sessions.changed();
         tokio::pin!(changed);
