@@ -11,6 +11,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/cpu.rs"]
+mod cpu;
 #[path = "switch_stall/load.rs"]
 mod load;
 #[path = "switch_stall/report.rs"]
@@ -88,6 +90,7 @@ fn run() -> Result<bool, String> {
         .block_on(load::start(&proxy.tokio_config("postgres", "postgres"), CLIENTS, epoch))
         .map_err(|e| format!("connecting through pgflip: {e}\npgflip output:\n{}", proxy_log(&proxy)))?;
     let load_began = epoch.elapsed();
+    let cpu_at_start = cpu::CpuTimes::now();
     println!(
         "\n{CLIENTS} sessions connected and prepared in {:.0} ms; load alone for {} ms, then switching",
         load_began.as_secs_f64() * 1e3,
@@ -97,6 +100,7 @@ fn run() -> Result<bool, String> {
     let calls = switches::run(&proxy, settings.switches, settings.interval, epoch);
     std::thread::sleep(COOL_DOWN);
     let load_secs = (epoch.elapsed() - load_began).as_secs_f64();
+    let cpu_shares = cpu_at_start.zip(cpu::CpuTimes::now()).map(|(start, end)| start.shares_until(&end));
     let logs = runtime.block_on(load.finish());
 
     let analysis = report::analyse(&logs, &calls, load_began + SETTLE);
@@ -104,6 +108,9 @@ fn run() -> Result<bool, String> {
     let misplaced = check_placement(&proxy, &blue, &green, &logs);
     report::print_errors(&logs);
     report::print_summary(&calls, &analysis, load_secs);
+    if let Some(shares) = cpu_shares {
+        println!("{:<34} {shares}", "machine CPU during the load");
+    }
     let clean = analysis.errors == 0 && misplaced == 0 && calls.iter().all(|call| call.problem().is_none());
     if !clean {
         println!("\nFAILED: see the errors above; pgflip output:\n{}", proxy_log(&proxy));
