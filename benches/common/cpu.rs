@@ -21,7 +21,7 @@ impl CpuTimes {
         Some(CpuTimes { busy: at(0) + at(1) + at(2) + at(5) + at(6), idle: at(3) + at(4), steal: at(7) })
     }
 
-    /// `busy 71%, idle 27%, stolen 2%` between `self` and a later sample.
+    /// `busy 71%, idle 27%, stolen by the hypervisor 2%` between `self` and a later sample.
     pub fn shares_until(&self, later: &CpuTimes) -> String {
         let busy = later.busy.saturating_sub(self.busy) as f64;
         let idle = later.idle.saturating_sub(self.idle) as f64;
