@@ -6,7 +6,7 @@ mod support;
 
 use capture_support::*;
 use pgflip::proxy::capture::{
-    capture_query, parse_capture_row, replay_statements, ADVISORY_HOLDERS_QUERY, OVERRIDE_COLUMNS,
+    capture_query, details_query, parse_capture_row, replay_statements, ADVISORY_HOLDERS_QUERY, OVERRIDE_COLUMNS,
 };
 use std::time::{Duration, Instant};
 use support::RawConn;
@@ -203,22 +203,31 @@ fn capture_survives_a_one_millisecond_statement_timeout() {
     conn.parse_statement("named", "SELECT 7");
     conn.parse_statement("", "SELECT 8");
     let query = capture_query(&[], &baseline, false);
-    for round in 0..25 {
-        // The few statements before the capture's SET LOCAL run under the client's 1 ms:
-        // on a loaded machine one may be cancelled, and the proxy captures again.
-        let mut attempt = raw_query(&mut conn, &query);
+    // The few statements before the capture's SET LOCAL run under the client's 1 ms: on a
+    // loaded machine one may be cancelled, and the proxy asks again.
+    let ask = |conn: &mut RawConn, sql: &str| {
+        let mut attempt = raw_query(conn, sql);
         for _ in 0..3 {
             if !attempt.1.as_deref().is_some_and(|e| e.contains("57014")) {
                 break;
             }
-            attempt = raw_query(&mut conn, &query);
+            attempt = raw_query(conn, sql);
         }
-        let (values, error, status) = attempt;
+        attempt
+    };
+    for round in 0..25 {
+        let (values, error, status) = ask(&mut conn, &query);
         assert_eq!(error, None, "round {round}");
         assert_eq!(status, b'I', "the capture leaves the session idle");
         let columns: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
-        let snap = parse_capture_row(&columns, &baseline).expect("parse");
+        let mut snap = parse_capture_row(&columns, &baseline).expect("parse");
         assert_eq!(snap.setting("statement_timeout"), Some("1ms"));
+        let (oids, temp) = snap.details_wanted().expect("the session has a temporary schema");
+        assert!(oids.is_empty() && temp, "{oids:?} {temp}");
+        let (values, error, status) = ask(&mut conn, &details_query(&oids, temp));
+        assert_eq!((error, status), (None, b'I'), "round {round}");
+        let columns: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
+        snap.apply_details(&columns).expect("details");
         assert_eq!(snap.unmovable.temp_objects, 1);
     }
     assert_eq!(raw_query(&mut conn, "SHOW jit_above_cost"), (vec![Some("0".to_string())], None, b'I'));

@@ -5,7 +5,9 @@ use std::cell::Cell;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use pgflip::proxy::capture::{baseline_query, capture_query, parse_capture_row, Baseline, SessionSnapshot};
+use pgflip::proxy::capture::{
+    baseline_query, capture_query, details_query, parse_capture_row, Baseline, SessionSnapshot,
+};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::support::{self, shared_cluster, RawConn};
@@ -95,7 +97,13 @@ pub async fn capture(conn: &Conn) -> SessionSnapshot {
     let custom: Vec<String> = CUSTOM.iter().map(|s| s.to_string()).collect();
     let values = all_values(conn, &capture_query(&custom, &conn.baseline, !conn.prepared.replace(true))).await;
     let columns: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
-    parse_capture_row(&columns, &conn.baseline).expect("parse the capture")
+    let mut snapshot = parse_capture_row(&columns, &conn.baseline).expect("parse the capture");
+    if let Some((oids, temp_schema)) = snapshot.details_wanted() {
+        let values = all_values(conn, &details_query(&oids, temp_schema)).await;
+        let columns: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
+        snapshot.apply_details(&columns).expect("parse the details");
+    }
+    snapshot
 }
 
 /// Reads one backend message body per call from a raw connection: (tag, body).

@@ -5,6 +5,8 @@
 //! - [`baseline_query`] and [`Baseline`]: a fresh connection's settings, read once,
 //!   and the prepared statement that captures against them.
 //! - [`capture_query`]: the one simple Query; what it returns and its side effects.
+//!   [`details_query`]: the second one, only for a session with a temporary schema or a
+//!   prepared statement whose parameter types must be named.
 //! - [`parse_capture_row`]: its DataRow values into a [`SessionSnapshot`], including
 //!   the [`Unmovable`] state (temp objects, advisory locks, WITH HOLD cursors).
 //! - [`replay_statements`]: the ordered SQL for the new connection, and the SQL
@@ -25,8 +27,9 @@ pub use baseline::Baseline;
 pub use error::CaptureError;
 pub use prepare_text::{prepare_body, rebuild_prepare, PrepareTextError};
 pub use query::{
-    baseline_query, capture_query, ADVISORY_HOLDERS_QUERY, CAPTURE_COLUMNS, CAPTURE_STATEMENT, EXCLUDED_SETTINGS,
-    OVERRIDDEN_SETTINGS, OVERRIDE_COLUMNS, SETTABLE_CONTEXTS, SHOWN_VALUES, STATE_COLUMNS,
+    baseline_query, capture_query, details_query, ADVISORY_HOLDERS_QUERY, CAPTURE_COLUMNS, CAPTURE_STATEMENT,
+    DETAILS_COLUMNS, EXCLUDED_SETTINGS, OVERRIDDEN_SETTINGS, OVERRIDE_COLUMNS, SETTABLE_CONTEXTS, SHOWN_VALUES,
+    STATE_COLUMNS,
 };
 pub use quote::{is_custom_setting_name, quote_ident, quote_literal};
 pub use replay::{replay_statements, NotReplayable, ReplayPlan};

@@ -50,8 +50,10 @@ pub const SHOWN_VALUES: usize = OVERRIDDEN_SETTINGS.len();
 /// values that the overrides after `jit` set (of no use: `set_config` returns them).
 pub const OVERRIDE_COLUMNS: usize = 2 * OVERRIDDEN_SETTINGS.len() - 1;
 /// Columns of the capture's last DataRow, the state: pid, session_authorization,
-/// role, settings, custom_settings, prepared, listen, temp_objects, holdable_cursors,
-/// holds_xid. Session advisory locks are not among them: reading `pg_locks` scans the
+/// role, settings, custom_settings, prepared, listen, temp_schema, holdable_cursors,
+/// holds_xid. What only some sessions have is read by [`details_query`], so that the
+/// capture of the others plans and runs no catalog join: the names of parameter types
+/// and the objects in a temporary schema. Session advisory locks are not among them: reading `pg_locks` scans the
 /// whole lock table under its partition locks, too dear for every session of a switch;
 /// [`ADVISORY_HOLDERS_QUERY`] asks once for all of them.
 pub const STATE_COLUMNS: usize = 10;
@@ -64,6 +66,8 @@ pub const ADVISORY_HOLDERS_QUERY: &str = "SELECT k.pid, pg_catalog.count(*) FROM
 WHERE k.locktype OPERATOR(pg_catalog.=) 'advisory' AND k.pid IS NOT NULL GROUP BY k.pid";
 /// All values [`super::parse_capture_row`] takes: those of both DataRows, in order.
 pub const CAPTURE_COLUMNS: usize = OVERRIDE_COLUMNS + STATE_COLUMNS;
+/// Columns of the last DataRow of [`details_query`]: type_names, temp_objects.
+pub const DETAILS_COLUMNS: usize = 2;
 
 /// The query that reads a fresh connection's settings, before its client runs
 /// anything: one row, one column, a JSON array of `[name, value]` pairs sorted by
@@ -94,28 +98,35 @@ ORDER BY c.ord), '[]')
 
 const STATE_TAIL: &str = "  (SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_object(
             'name', p.name, 'statement', p.statement, 'from_sql', p.from_sql,
-            'param_types', CASE WHEN p.from_sql OR EXISTS (
-                SELECT FROM pg_catalog.unnest(p.parameter_types) AS u(typ)
-                 WHERE u.typ::pg_catalog.oid OPERATOR(pg_catalog.>=) 10000::pg_catalog.oid)
-              THEN (SELECT COALESCE(pg_catalog.json_agg(COALESCE(
-                               (SELECT pg_catalog.format(CASE WHEN e.oid IS NULL THEN '%I.%I' ELSE '%I.%I[]' END,
-                                                         n.nspname, COALESCE(e.typname, t.typname))
-                                  FROM pg_catalog.pg_type AS t
-                                  LEFT JOIN pg_catalog.pg_type AS e ON e.oid OPERATOR(pg_catalog.=) t.typelem
-                                        AND e.typarray OPERATOR(pg_catalog.=) t.oid
-                                  JOIN pg_catalog.pg_namespace AS n
-                                    ON n.oid OPERATOR(pg_catalog.=) COALESCE(e.typnamespace, t.typnamespace)
-                                 WHERE t.oid OPERATOR(pg_catalog.=) a.typ),
-                               a.typ::pg_catalog.oid::pg_catalog.text) ORDER BY a.ord), '[]')
-                      FROM pg_catalog.unnest(p.parameter_types) WITH ORDINALITY AS a(typ, ord))
-              ELSE '[]' END,
             'param_oids', pg_catalog.to_json(p.parameter_types::pg_catalog.oid[]::pg_catalog.int8[]))
           ORDER BY p.name), '[]')
      FROM pg_catalog.pg_prepared_statements AS p
     WHERE p.name OPERATOR(pg_catalog.<>) 'pgflip_capture') AS prepared,
   (SELECT COALESCE(pg_catalog.json_agg(l.channel ORDER BY l.channel), '[]')
      FROM pg_catalog.pg_listening_channels() AS l(channel)) AS listen,
-  CASE WHEN pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.=) 0 THEN 0 ELSE (SELECT pg_catalog.count(*) FROM (
+  pg_catalog.pg_my_temp_schema()::pg_catalog.int8 AS temp_schema,
+  (SELECT pg_catalog.count(*) FROM pg_catalog.pg_cursors AS u WHERE u.is_holdable) AS holdable_cursors,
+  pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL AS holds_xid";
+
+/// The names of the types `$1` (an `oid[]`) holds, as a JSON array in that order, each
+/// schema-qualified and quoted where needed (`pg_catalog.int4`, `"My Schema"."Mood"[]`);
+/// an OID the server does not know stays a number.
+const TYPE_NAMES: &str = "(SELECT COALESCE(pg_catalog.json_agg(COALESCE(
+           (SELECT pg_catalog.format(CASE WHEN e.oid IS NULL THEN '%I.%I' ELSE '%I.%I[]' END,
+                                     n.nspname, COALESCE(e.typname, t.typname))
+              FROM pg_catalog.pg_type AS t
+              LEFT JOIN pg_catalog.pg_type AS e ON e.oid OPERATOR(pg_catalog.=) t.typelem
+                    AND e.typarray OPERATOR(pg_catalog.=) t.oid
+              JOIN pg_catalog.pg_namespace AS n
+                ON n.oid OPERATOR(pg_catalog.=) COALESCE(e.typnamespace, t.typnamespace)
+             WHERE t.oid OPERATOR(pg_catalog.=) a.typ),
+           a.typ::pg_catalog.text) ORDER BY a.ord), '[]')
+     FROM pg_catalog.unnest($1::pg_catalog.oid[]) WITH ORDINALITY AS a(typ, ord)) AS type_names";
+
+/// Tables, views, sequences, composite types, functions and enum, domain and range types
+/// in the session's temporary schema.
+const TEMP_OBJECTS: &str = "CASE WHEN pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.=) 0 THEN 0 \
+ELSE (SELECT pg_catalog.count(*) FROM (
        SELECT FROM pg_catalog.pg_class AS r
         WHERE r.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
           AND r.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,S,f,c}')
@@ -125,9 +136,7 @@ const STATE_TAIL: &str = "  (SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json
        UNION ALL
        SELECT FROM pg_catalog.pg_type AS y
         WHERE y.typnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
-          AND y.typtype OPERATOR(pg_catalog.=) ANY ('{e,d,r}')) AS o) END AS temp_objects,
-  (SELECT pg_catalog.count(*) FROM pg_catalog.pg_cursors AS u WHERE u.is_holdable) AS holdable_cursors,
-  pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL AS holds_xid";
+          AND y.typtype OPERATOR(pg_catalog.=) ANY ('{e,d,r}')) AS o) END AS temp_objects";
 
 /// The text of the prepared statement that reads the state (after `PREPARE name(text[]) AS`):
 /// `settings` is the current value of every [`super::Baseline::compared`] setting, in
@@ -162,7 +171,7 @@ pub(super) fn state_select(compared: &[(String, String)]) -> String {
 ///    the overrides (`set_config(..., true)` is `SET LOCAL`).
 /// 5. `EXECUTE pgflip_capture(names)`: **the last DataRow**, [`STATE_COLUMNS`] text
 ///    columns (pid, session_authorization, role, settings JSON, custom_settings JSON,
-///    prepared JSON, listen JSON, temp_objects, holdable_cursors, holds_xid).
+///    prepared JSON, listen JSON, temp_schema, holdable_cursors, holds_xid).
 ///
 /// Collect the values of every DataRow in order ([`CAPTURE_COLUMNS`] in all) and
 /// hand them to [`super::parse_capture_row`]. None of the answer is for the client.
@@ -196,6 +205,37 @@ pub(super) fn state_select(compared: &[(String, String)]) -> String {
 /// like any other. lastval/currval, named statements, cursors, LISTENs and settings
 /// are left as they were. Values come back in the session's `client_encoding`.
 pub fn capture_query(names: &[String], baseline: &super::Baseline, prepare: bool) -> String {
+    let mut sql = prelude();
+    if prepare {
+        sql.push_str(baseline.prepare_statement());
+        sql.push_str(";\n");
+    }
+    let names = readable_names(names, baseline);
+    sql.push_str(&format!("EXECUTE {CAPTURE_STATEMENT}({})", text_array(names)));
+    sql
+}
+
+/// The second question a capture asks, only of a session that needs it (see
+/// [`super::SessionSnapshot::details_wanted`]): the names of parameter types of its
+/// prepared statements, and the objects in its temporary schema. Like
+/// [`capture_query`], one simple Query whose statements before the last are the same
+/// four (the overrides' values come back first, [`OVERRIDE_COLUMNS`] of them), then
+/// one SELECT returning [`DETAILS_COLUMNS`] values: a JSON array of type names for
+/// `type_oids`, in order, and the number of temporary objects (0 unless `temp_schema`).
+/// It is sent while the session is still parked, so it sees the state the capture saw.
+/// Hand the values to [`super::SessionSnapshot::apply_details`].
+pub fn details_query(type_oids: &[u32], temp_schema: bool) -> String {
+    let mut sql = prelude();
+    let oids: Vec<String> = type_oids.iter().map(u32::to_string).collect();
+    let types = TYPE_NAMES.replace("$1", &format!("'{{{}}}'", oids.join(",")));
+    let temp = if temp_schema { TEMP_OBJECTS } else { "0 AS temp_objects" };
+    sql.push_str(&format!("SELECT {types},\n  {temp}"));
+    sql
+}
+
+/// The statements before a capture's last one: read committed, then the client's values
+/// of the [`OVERRIDDEN_SETTINGS`] read and overridden (see [`capture_query`]).
+fn prelude() -> String {
     let mut sql = String::with_capacity(512);
     sql.push_str("SET TRANSACTION ISOLATION LEVEL READ COMMITTED;\n");
     let ((jit, jit_value), others) = OVERRIDDEN_SETTINGS.split_first().expect("jit is overridden");
@@ -204,12 +244,6 @@ pub fn capture_query(names: &[String], baseline: &super::Baseline, prepare: bool
     let set = others.iter().map(|(name, value)| format!("pg_catalog.set_config('{name}', '{value}', true)"));
     sql.push_str(&shown.chain(set).collect::<Vec<_>>().join(", "));
     sql.push_str(";\n");
-    if prepare {
-        sql.push_str(baseline.prepare_statement());
-        sql.push_str(";\n");
-    }
-    let names = readable_names(names, baseline);
-    sql.push_str(&format!("EXECUTE {CAPTURE_STATEMENT}({})", text_array(names)));
     sql
 }
 

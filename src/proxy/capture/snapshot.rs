@@ -2,7 +2,7 @@
 
 use super::baseline::Baseline;
 use super::error::CaptureError;
-use super::query::{CAPTURE_COLUMNS, OVERRIDDEN_SETTINGS, OVERRIDE_COLUMNS};
+use super::query::{CAPTURE_COLUMNS, DETAILS_COLUMNS, OVERRIDDEN_SETTINGS, OVERRIDE_COLUMNS};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -23,9 +23,11 @@ pub struct PreparedStatement {
     /// True for SQL `PREPARE`, false for a protocol-level (Parse) statement.
     pub from_sql: bool,
     /// Parameter types as schema-qualified, quoted where needed, names
-    /// (`pg_catalog.int4`, `"My Schema"."Mood"[]`), to resolve on any server. Empty for
-    /// a protocol-level statement whose types are all built in: its `param_oids` serve
-    /// on any server, and looking names up would cost every capture.
+    /// (`pg_catalog.int4`, `"My Schema"."Mood"[]`), to resolve on any server. Filled by
+    /// [`SessionSnapshot::apply_details`] for a SQL `PREPARE` with parameters and for a
+    /// statement with a type that is not built in; empty for a protocol-level statement
+    /// whose types are all built in: its `param_oids` serve on any server.
+    #[serde(default)]
     pub param_types: Vec<String>,
     /// The same types as OIDs on the captured server. Those below
     /// [`FIRST_UNSTABLE_OID`] are the same on every server of any version.
@@ -38,6 +40,11 @@ pub struct PreparedStatement {
 pub const FIRST_UNSTABLE_OID: u32 = 10_000;
 
 impl PreparedStatement {
+    /// True when replaying the statement needs its parameter types by name.
+    fn wants_names(&self) -> bool {
+        (self.from_sql && !self.param_oids.is_empty()) || self.param_oids.iter().any(|oid| *oid >= FIRST_UNSTABLE_OID)
+    }
+
     /// The parameter type OIDs when all are built-in, so that any server takes them as
     /// they are; `None` when one needs looking up by name.
     pub fn stable_oids(&self) -> Option<&[u32]> {
@@ -116,6 +123,9 @@ pub struct SessionSnapshot {
     pub prepared: Vec<PreparedStatement>,
     /// Channels the session listens on, exact case, sorted.
     pub listen: Vec<String>,
+    /// The session has a temporary schema (it made a temporary object at some point):
+    /// [`SessionSnapshot::apply_details`] counts what is in it.
+    pub temp_schema: bool,
     pub unmovable: Unmovable,
 }
 
@@ -136,15 +146,51 @@ impl SessionSnapshot {
     pub fn sql_statements(&self) -> impl Iterator<Item = &PreparedStatement> {
         self.prepared.iter().filter(|statement| statement.from_sql)
     }
+
+    /// What [`super::details_query`] must be asked for this session, if anything: the
+    /// parameter type OIDs to name (those of every statement that needs names, in
+    /// order) and whether to count temporary objects.
+    pub fn details_wanted(&self) -> Option<(Vec<u32>, bool)> {
+        let oids: Vec<u32> =
+            self.prepared.iter().filter(|s| s.wants_names()).flat_map(|s| s.param_oids.iter().copied()).collect();
+        (!oids.is_empty() || self.temp_schema).then_some((oids, self.temp_schema))
+    }
+
+    /// Takes the values of every DataRow [`super::details_query`] returned for
+    /// [`SessionSnapshot::details_wanted`], in order: the type names go to the statements
+    /// that need them, the count to [`Unmovable::temp_objects`].
+    pub fn apply_details(&mut self, columns: &[Option<&str>]) -> Result<(), CaptureError> {
+        let expected = OVERRIDE_COLUMNS + DETAILS_COLUMNS;
+        let [names, temp] = columns.get(OVERRIDE_COLUMNS..).unwrap_or_default() else {
+            return Err(CaptureError::ColumnCount { expected, found: columns.len() });
+        };
+        let mut names: std::vec::IntoIter<String> = json::<Vec<String>>(*names, "type_names")?.into_iter();
+        let wanted: usize = self.prepared.iter().filter(|s| s.wants_names()).map(|s| s.param_oids.len()).sum();
+        if names.len() != wanted {
+            return Err(CaptureError::Invalid {
+                column: "type_names",
+                value: format!("{} names", names.len()),
+                expected: "one name per type asked for",
+            });
+        }
+        for statement in self.prepared.iter_mut().filter(|s| s.wants_names()) {
+            statement.param_types = names.by_ref().take(statement.param_oids.len()).collect();
+        }
+        self.unmovable.temp_objects = number(*temp, "temp_objects")?;
+        Ok(())
+    }
 }
 
 /// Parses the values of every DataRow the capture query returned, concatenated in
 /// the order they arrived ([`CAPTURE_COLUMNS`] values in all), from a connection whose
-/// settings before its client ran anything were `baseline`.
+/// settings before its client ran anything were `baseline`. When
+/// [`SessionSnapshot::details_wanted`] says so, the snapshot is complete only after
+/// [`SessionSnapshot::apply_details`].
 pub fn parse_capture_row(columns: &[Option<&str>], baseline: &Baseline) -> Result<SessionSnapshot, CaptureError> {
     let count_error = || CaptureError::ColumnCount { expected: CAPTURE_COLUMNS, found: columns.len() };
     let (shown, state) = columns.split_at_checked(OVERRIDE_COLUMNS).ok_or_else(count_error)?;
-    let [pid, session_authorization, role, settings, custom, prepared, listen, temp, cursors, xid] = state else {
+    let [pid, session_authorization, role, settings, custom, prepared, listen, temp_schema, cursors, xid] = state
+    else {
         return Err(count_error());
     };
     let overridden = OVERRIDDEN_SETTINGS
@@ -167,8 +213,9 @@ pub fn parse_capture_row(columns: &[Option<&str>], baseline: &Baseline) -> Resul
             .collect(),
         prepared: json(*prepared, "prepared")?,
         listen: json(*listen, "listen")?,
+        temp_schema: number::<u32>(*temp_schema, "temp_schema")? != 0,
         unmovable: Unmovable {
-            temp_objects: number(*temp, "temp_objects")?,
+            temp_objects: 0,
             advisory_locks: 0,
             holdable_cursors: number(*cursors, "holdable_cursors")?,
             holds_xid: boolean(*xid, "holds_xid")?,

@@ -81,8 +81,10 @@ fn the_prepared_capture_compares_with_the_baseline_except_overridden_settings() 
 }
 
 const PREPARED: &str = r#"[{"name": "by_mood", "statement": "PREPARE by_mood(\"My Schema\".mood) AS SELECT $1;",
-  "from_sql": true, "param_types": ["\"My Schema\".mood"]},
- {"name": "s1", "statement": "SELECT 1", "from_sql": false, "param_types": []}]"#;
+  "from_sql": true, "param_oids": [16390]},
+ {"name": "s1", "statement": "SELECT 1", "from_sql": false, "param_oids": []},
+ {"name": "s2", "statement": "SELECT $1, $2", "from_sql": false, "param_oids": [23, 16390]},
+ {"name": "s3", "statement": "SELECT $1", "from_sql": false, "param_oids": [23]}]"#;
 
 fn row<'a>(role: &'a str, custom: &'a str, xid: &'a str) -> Vec<Option<&'a str>> {
     vec![
@@ -98,7 +100,7 @@ fn row<'a>(role: &'a str, custom: &'a str, xid: &'a str) -> Vec<Option<&'a str>>
         Some(custom),
         Some(PREPARED),
         Some(r#"["Chan One"]"#),
-        Some("2"),
+        Some("16400"),
         Some("0"),
         Some(xid),
     ]
@@ -117,15 +119,41 @@ fn parses_a_full_capture() {
     assert_eq!(snapshot.settings, vec![Setting { name: "work_mem".into(), value: "8MB".into() }], "only what changed");
     assert_eq!(snapshot.setting("myapp.tenant"), Some("t1"));
     assert_eq!(snapshot.custom_settings, vec![Setting { name: "myapp.tenant".into(), value: "t1".into() }]);
-    assert_eq!(snapshot.prepared[0].param_types, vec!["\"My Schema\".mood"]);
-    assert_eq!(snapshot.protocol_statements().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["s1"]);
+    assert_eq!(snapshot.protocol_statements().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["s1", "s2", "s3"]);
     assert_eq!(snapshot.listen, ["Chan One"]);
+    assert!(snapshot.temp_schema);
+    assert_eq!(snapshot.unmovable.temp_objects, 0, "counted by the details");
+
+    // The SQL PREPARE with a parameter and the statement with a type not built in are
+    // named; the one with built-in types keeps its OIDs.
+    let mut snapshot = snapshot;
+    assert_eq!(snapshot.details_wanted(), Some((vec![16390, 23, 16390], true)));
+    let names = r#"["\"My Schema\".mood", "pg_catalog.int4", "\"My Schema\".mood"]"#;
+    let details = |names, temp| vec![Some("on"), Some("auto"), Some("1500ms"), Some("x"), Some("0"), names, temp];
+    let short = snapshot.clone().apply_details(&details(Some(r#"["a"]"#), Some("2"))).unwrap_err();
+    assert!(short.to_string().contains("type_names"), "{short}");
+    assert!(snapshot.clone().apply_details(&details(Some(names), None)).is_err());
+    assert!(snapshot.clone().apply_details(&details(Some(names), Some("2"))[1..]).is_err());
+    snapshot.apply_details(&details(Some(names), Some("2"))).expect("details");
+    assert_eq!(snapshot.prepared[0].param_types, vec!["\"My Schema\".mood"]);
+    assert!(snapshot.prepared[1].param_types.is_empty());
+    assert_eq!(snapshot.prepared[2].param_types, vec!["pg_catalog.int4", "\"My Schema\".mood"]);
+    assert_eq!(snapshot.prepared[2].stable_oids(), None, "looked up by name on the new server");
+    assert_eq!(snapshot.prepared[3].stable_oids(), Some(&[23][..]));
     let unmovable = &snapshot.unmovable;
     assert_eq!((unmovable.temp_objects, unmovable.advisory_locks, unmovable.holdable_cursors), (2, 0, 0));
     assert!(!unmovable.is_empty());
     assert_eq!(unmovable.describe(), "2 temp objects");
     let none = parse_capture_row(&row("none", "[]", "t"), &baseline()).expect("parse");
     assert_eq!(none.role, None);
+    let plain = |temp| {
+        let mut columns = row("none", "[]", "f");
+        columns[10] = Some("[]");
+        columns[12] = Some(temp);
+        parse_capture_row(&columns, &baseline()).expect("parse")
+    };
+    assert_eq!(plain("0").details_wanted(), None, "nothing more to ask");
+    assert_eq!(plain("99").details_wanted(), Some((vec![], true)));
     assert!(none.unmovable.holds_xid);
 }
 
@@ -214,6 +242,7 @@ fn snapshot(statements: &[(&str, &str)]) -> SessionSnapshot {
             })
             .collect(),
         listen: vec!["Chan One".into()],
+        temp_schema: false,
         unmovable: Unmovable::default(),
     }
 }
@@ -248,10 +277,18 @@ fn replay_runs_identity_settings_prepare_listen_then_timeouts() {
 }
 
 #[test]
-fn the_capture_looks_up_type_names_only_from_the_first_unstable_oid() {
+fn type_names_and_temp_objects_are_asked_only_when_wanted() {
     let baseline = Baseline::parse(Some(r#"[["search_path", "public"]]"#)).expect("baseline");
-    let limit = format!("OPERATOR(pg_catalog.>=) {}::pg_catalog.oid", snapshot::FIRST_UNSTABLE_OID);
-    assert!(baseline.prepare_statement().contains(&limit), "{}", baseline.prepare_statement());
+    let prepare = baseline.prepare_statement();
+    for catalog in ["pg_type", "pg_namespace", "pg_class", "pg_proc"] {
+        assert!(!prepare.contains(catalog), "the capture statement reads no {catalog}: {prepare}");
+    }
+    let details = super::details_query(&[23, 16390], true);
+    assert!(details.contains("'{23,16390}'::pg_catalog.oid[]"), "{details}");
+    assert!(details.contains("pg_catalog.pg_class"), "{details}");
+    assert!(details.starts_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED;"), "{details}");
+    let no_temp = super::details_query(&[16390], false);
+    assert!(no_temp.ends_with("0 AS temp_objects") && !no_temp.contains("pg_class"), "{no_temp}");
 }
 
 #[test]

@@ -25,10 +25,13 @@ pub(super) fn can_reconnect(s: &Established) -> bool {
 }
 
 /// Reads the parked session's state from its server, in one round trip the client never
-/// sees. Notifications that arrive meanwhile are passed on to the client.
+/// sees (two for a session with a temporary schema or a prepared statement whose
+/// parameter types must be named). Notifications that arrive meanwhile are passed on to
+/// the client.
 pub(super) async fn capture(s: &mut Established, ctx: &ProxyContext) -> Result<(), SessionError> {
     // Nothing reached the server since the last capture on this connection: its session
     // state cannot have changed (only the client changes it).
+    let began = Instant::now();
     let mark = (s.pump.info().server_pid(), s.pump.forwarded());
     if s.snapshot.is_some() && s.captured_at == Some(mark) {
         debug!(server.pid = mark.0, "session ran nothing since its last capture: the capture stands");
@@ -42,28 +45,46 @@ pub(super) async fn capture(s: &mut Established, ctx: &ProxyContext) -> Result<(
     };
     let mut names = ctx.track_settings.clone();
     names.extend(s.pump.custom_settings().iter().filter(|n| !names.contains(n)).cloned().collect::<Vec<_>>());
-    // The statements before the capture lifts the client's statement_timeout run under it:
-    // a timeout of a millisecond or so can cancel one. Capturing again is harmless. A
-    // client's DEALLOCATE ALL or DISCARD ALL drops the capture statement: prepare it again.
+    let answer = ask(s, &mut prepared, |prepared| capture::capture_query(&names, &baseline, !prepared)).await?;
+    s.capture_setup = CaptureSetup::Ready { baseline: baseline.clone(), prepared: true };
+    let columns: Vec<Option<&str>> = answer.iter().flatten().map(|c| c.as_deref()).collect();
+    let mut snapshot =
+        capture::parse_capture_row(&columns, &baseline).map_err(|e| SessionError::State(e.to_string()))?;
+    if let Some((type_oids, temp_schema)) = snapshot.details_wanted() {
+        let answer = ask(s, &mut true, |_| capture::details_query(&type_oids, temp_schema)).await?;
+        let columns: Vec<Option<&str>> = answer.iter().flatten().map(|c| c.as_deref()).collect();
+        snapshot.apply_details(&columns).map_err(|e| SessionError::State(e.to_string()))?;
+    }
+    s.snapshot = Some(snapshot);
+    s.captured_at = Some(mark);
+    debug!(server.pid = mark.0, capture_us = began.elapsed().as_micros() as u64, "session captured");
+    Ok(())
+}
+
+/// Sends the Query `sql` builds (given whether the capture statement is prepared) to the
+/// parked session's server and returns the rows. The statements before the capture lifts
+/// the client's statement_timeout run under it: a timeout of a millisecond or so can
+/// cancel one, and asking again is harmless. A client's DEALLOCATE ALL or DISCARD ALL
+/// drops the capture statement: it is prepared again. Notifications that arrive
+/// meanwhile go on to the client.
+async fn ask(
+    s: &mut Established,
+    prepared: &mut bool,
+    sql: impl Fn(bool) -> String,
+) -> Result<Vec<Vec<Option<String>>>, SessionError> {
     let mut attempts = 0;
     let answer = loop {
         attempts += 1;
-        let sql = capture::capture_query(&names, &baseline, !prepared);
-        match query::simple_query(&mut s.server, &s.upstream.name, &sql).await {
+        match query::simple_query(&mut s.server, &s.upstream.name, &sql(*prepared)).await {
             Err(UpstreamError::Server { fields, .. }) if fields.code == "57014" && attempts < 4 => continue,
-            Err(UpstreamError::Server { fields, .. }) if fields.code == "26000" && prepared => prepared = false,
+            Err(UpstreamError::Server { fields, .. }) if fields.code == "26000" && *prepared => *prepared = false,
             other => break other?,
         }
     };
-    s.capture_setup = CaptureSetup::Ready { baseline: baseline.clone(), prepared: true };
     if !answer.notifications.is_empty() {
         write_all(&mut s.client, &answer.notifications).await.map_err(SessionError::ClientIo)?;
     }
-    let columns: Vec<Option<&str>> = answer.rows.iter().flatten().map(|c| c.as_deref()).collect();
-    let snapshot = capture::parse_capture_row(&columns, &baseline).map_err(|e| SessionError::State(e.to_string()))?;
-    s.snapshot = Some(snapshot);
-    s.captured_at = Some(mark);
-    Ok(())
+    Ok(answer.rows)
 }
 
 /// Groups replay statements into as few Query messages as keep each PREPARE in a Query
