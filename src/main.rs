@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pgflip::config::{ProxyArgs, ProxyConfig};
-use pgflip::telemetry::{self, LogFormat};
+use pgflip::telemetry::{self, LogFormat, LogWriter};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,7 +82,9 @@ enum CutoverAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    // The proxy's worker threads must never wait on stderr; the other commands log little.
+    let writer = if matches!(cli.command, Command::Proxy(_)) { LogWriter::Background } else { LogWriter::Direct };
+    let _log = telemetry::init(cli.log_format, writer);
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
