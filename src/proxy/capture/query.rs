@@ -53,9 +53,9 @@ pub const OVERRIDE_COLUMNS: usize = 2 * OVERRIDDEN_SETTINGS.len() - 1;
 /// role, settings, custom_settings, prepared, listen, temp_schema, holdable_cursors,
 /// holds_xid. What only some sessions have is read by [`details_query`], so that the
 /// capture of the others plans and runs no catalog join: the names of parameter types
-/// and the objects in a temporary schema. Session advisory locks are not among them: reading `pg_locks` scans the
-/// whole lock table under its partition locks, too dear for every session of a switch;
-/// [`ADVISORY_HOLDERS_QUERY`] asks once for all of them.
+/// and the objects in a temporary schema. Session advisory locks are not among them:
+/// reading `pg_locks` scans the whole lock table under its partition locks, too dear
+/// for every session of a switch; [`ADVISORY_HOLDERS_QUERY`] asks once for all of them.
 pub const STATE_COLUMNS: usize = 10;
 
 /// The backend pids that hold advisory locks and how many, one row each (pid, count): run

@@ -164,7 +164,7 @@ impl SessionSnapshot {
         let [names, temp] = columns.get(OVERRIDE_COLUMNS..).unwrap_or_default() else {
             return Err(CaptureError::ColumnCount { expected, found: columns.len() });
         };
-        let mut names: std::vec::IntoIter<String> = json::<Vec<String>>(*names, "type_names")?.into_iter();
+        let mut names = json::<Vec<String>>(*names, "type_names")?.into_iter();
         let wanted: usize = self.prepared.iter().filter(|s| s.wants_names()).map(|s| s.param_oids.len()).sum();
         if names.len() != wanted {
             return Err(CaptureError::Invalid {

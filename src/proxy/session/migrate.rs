@@ -37,7 +37,7 @@ pub(super) async fn capture(s: &mut Established, ctx: &ProxyContext) -> Result<(
         debug!(server.pid = mark.0, "session ran nothing since its last capture: the capture stands");
         return Ok(());
     }
-    let (baseline, mut prepared) = match &s.capture_setup {
+    let (baseline, prepared) = match &s.capture_setup {
         CaptureSetup::Ready { baseline, prepared } => (baseline.clone(), *prepared),
         CaptureSetup::Failed(reason) => {
             return Err(SessionError::State(format!("state capture could not be set up on its connection: {reason}")))
@@ -45,13 +45,19 @@ pub(super) async fn capture(s: &mut Established, ctx: &ProxyContext) -> Result<(
     };
     let mut names = ctx.track_settings.clone();
     names.extend(s.pump.custom_settings().iter().filter(|n| !names.contains(n)).cloned().collect::<Vec<_>>());
-    let answer = ask(s, &mut prepared, |prepared| capture::capture_query(&names, &baseline, !prepared)).await?;
+    // A client's DEALLOCATE ALL or DISCARD ALL drops the capture statement: prepare it again.
+    let answer = match ask(s, &capture::capture_query(&names, &baseline, !prepared)).await {
+        Err(SessionError::Upstream(UpstreamError::Server { fields, .. })) if prepared && fields.code == "26000" => {
+            ask(s, &capture::capture_query(&names, &baseline, true)).await
+        }
+        other => other,
+    }?;
     s.capture_setup = CaptureSetup::Ready { baseline: baseline.clone(), prepared: true };
     let columns: Vec<Option<&str>> = answer.iter().flatten().map(|c| c.as_deref()).collect();
     let mut snapshot =
         capture::parse_capture_row(&columns, &baseline).map_err(|e| SessionError::State(e.to_string()))?;
     if let Some((type_oids, temp_schema)) = snapshot.details_wanted() {
-        let answer = ask(s, &mut true, |_| capture::details_query(&type_oids, temp_schema)).await?;
+        let answer = ask(s, &capture::details_query(&type_oids, temp_schema)).await?;
         let columns: Vec<Option<&str>> = answer.iter().flatten().map(|c| c.as_deref()).collect();
         snapshot.apply_details(&columns).map_err(|e| SessionError::State(e.to_string()))?;
     }
@@ -61,23 +67,16 @@ pub(super) async fn capture(s: &mut Established, ctx: &ProxyContext) -> Result<(
     Ok(())
 }
 
-/// Sends the Query `sql` builds (given whether the capture statement is prepared) to the
-/// parked session's server and returns the rows. The statements before the capture lifts
-/// the client's statement_timeout run under it: a timeout of a millisecond or so can
-/// cancel one, and asking again is harmless. A client's DEALLOCATE ALL or DISCARD ALL
-/// drops the capture statement: it is prepared again. Notifications that arrive
-/// meanwhile go on to the client.
-async fn ask(
-    s: &mut Established,
-    prepared: &mut bool,
-    sql: impl Fn(bool) -> String,
-) -> Result<Vec<Vec<Option<String>>>, SessionError> {
+/// Sends `sql` as one Query to the parked session's server and returns the rows. The
+/// statements before the capture lifts the client's statement_timeout run under it: a
+/// timeout of a millisecond or so can cancel one, and asking again is harmless.
+/// Notifications that arrive meanwhile go on to the client.
+async fn ask(s: &mut Established, sql: &str) -> Result<Vec<Vec<Option<String>>>, SessionError> {
     let mut attempts = 0;
     let answer = loop {
         attempts += 1;
-        match query::simple_query(&mut s.server, &s.upstream.name, &sql(*prepared)).await {
+        match query::simple_query(&mut s.server, &s.upstream.name, sql).await {
             Err(UpstreamError::Server { fields, .. }) if fields.code == "57014" && attempts < 4 => continue,
-            Err(UpstreamError::Server { fields, .. }) if fields.code == "26000" && *prepared => *prepared = false,
             other => break other?,
         }
     };
