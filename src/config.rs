@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::duration::Written;
 use crate::proxy::auth::AuthFile;
 use crate::proxy::upstream::{Secrets, UpstreamUrl};
 
@@ -48,12 +49,13 @@ pub struct ProxyArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Seconds sessions get to finish after SIGTERM before they are closed with 57P01 [default: 30].
-    #[arg(long, value_name = "SECONDS")]
-    pub shutdown_grace: Option<f64>,
-    /// Seconds to connect and log in to an upstream [default: 10].
-    #[arg(long, value_name = "SECONDS")]
-    pub connect_timeout: Option<f64>,
+    /// How long sessions get to finish after SIGTERM before they are closed with 57P01:
+    /// seconds, or a number with a unit (500ms, 5s, 2m) [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_flag)]
+    pub shutdown_grace: Option<Duration>,
+    /// How long connecting and logging in to an upstream may take [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_flag)]
+    pub connect_timeout: Option<Duration>,
     /// Largest protocol message accepted, in bytes [default: 1073741824].
     #[arg(long, value_name = "BYTES")]
     pub max_message_size: Option<usize>,
@@ -71,9 +73,10 @@ pub struct ProxyArgs {
     /// upstream, "refuse" refuses new ones [default: active].
     #[arg(long, value_name = "POLICY")]
     pub standby_fallback: Option<String>,
-    /// Seconds of replication lag beyond which standby sessions are served from the active upstream.
-    #[arg(long, value_name = "SECONDS")]
-    pub max_standby_lag: Option<f64>,
+    /// Replication lag beyond which standby sessions are served from the active upstream
+    /// (seconds, or 500ms, 30s, 2m).
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_flag)]
+    pub max_standby_lag: Option<Duration>,
 }
 
 /// The file form of [`ProxyArgs`].
@@ -90,15 +93,15 @@ struct ProxyFile {
     secrets_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
-    shutdown_grace: Option<f64>,
-    connect_timeout: Option<f64>,
+    shutdown_grace: Option<Written>,
+    connect_timeout: Option<Written>,
     max_message_size: Option<usize>,
     worker_threads: Option<usize>,
     #[serde(default)]
     track_setting: Vec<String>,
     listen_standby: Option<String>,
     standby_fallback: Option<String>,
-    max_standby_lag: Option<f64>,
+    max_standby_lag: Option<Written>,
     /// Generation of `active`; a reload that carries a higher one switches to it.
     generation: Option<u64>,
 }
@@ -200,8 +203,8 @@ impl ProxyConfig {
             secrets_file: args.secrets_file.clone().or(rel(file.secrets_file)),
             tls_cert: args.tls_cert.clone().or(rel(file.tls_cert)),
             tls_key: args.tls_key.clone().or(rel(file.tls_key)),
-            shutdown_grace: args.shutdown_grace.or(file.shutdown_grace),
-            connect_timeout: args.connect_timeout.or(file.connect_timeout),
+            shutdown_grace: args.shutdown_grace.or(file.shutdown_grace.map(|w| w.0)),
+            connect_timeout: args.connect_timeout.or(file.connect_timeout.map(|w| w.0)),
             max_message_size: args.max_message_size.or(file.max_message_size),
             worker_threads: args.worker_threads.or(file.worker_threads),
             track_settings: file.track_setting.into_iter().chain(args.track_setting.iter().cloned()).collect(),
@@ -209,7 +212,7 @@ impl ProxyConfig {
             config_path: args.config.clone(),
             listen_standby: args.listen_standby.clone().or(file.listen_standby),
             standby_fallback: args.standby_fallback.clone().or(file.standby_fallback),
-            max_standby_lag: args.max_standby_lag.or(file.max_standby_lag),
+            max_standby_lag: args.max_standby_lag.or(file.max_standby_lag.map(|w| w.0)),
         })
     }
 
@@ -294,8 +297,8 @@ impl ProxyConfig {
             auth,
             secrets,
             client_tls,
-            shutdown_grace: seconds("shutdown_grace", m.shutdown_grace, 30.0)?,
-            connect_timeout: seconds("connect_timeout", m.connect_timeout, 10.0)?,
+            shutdown_grace: at_most_a_day("shutdown_grace", m.shutdown_grace.unwrap_or(Duration::from_secs(30)))?,
+            connect_timeout: at_most_a_day("connect_timeout", m.connect_timeout.unwrap_or(Duration::from_secs(10)))?,
             max_message_size,
             worker_threads: m.worker_threads,
             track_settings: m.track_settings,
@@ -317,8 +320,8 @@ struct Merged {
     secrets_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
-    shutdown_grace: Option<f64>,
-    connect_timeout: Option<f64>,
+    shutdown_grace: Option<Duration>,
+    connect_timeout: Option<Duration>,
     max_message_size: Option<usize>,
     worker_threads: Option<usize>,
     track_settings: Vec<String>,
@@ -326,7 +329,7 @@ struct Merged {
     config_path: Option<PathBuf>,
     listen_standby: Option<String>,
     standby_fallback: Option<String>,
-    max_standby_lag: Option<f64>,
+    max_standby_lag: Option<Duration>,
 }
 
 fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -340,12 +343,14 @@ fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
         .ok_or_else(|| err(key, format!("{value:?} is not HOST:PORT")))
 }
 
-fn seconds(key: &str, value: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
-    let v = value.unwrap_or(default);
-    if !v.is_finite() || !(0.0..=86_400.0).contains(&v) {
-        return Err(err(key, format!("{v} is not a number of seconds between 0 and 86400")));
+/// The longest a duration key of the sidecar may be.
+const A_DAY: Duration = Duration::from_secs(86_400);
+
+fn at_most_a_day(key: &str, value: Duration) -> Result<Duration, ConfigError> {
+    if value > A_DAY {
+        return Err(err(key, format!("{} is longer than a day (24h)", crate::duration::display(value))));
     }
-    Ok(Duration::from_secs_f64(v))
+    Ok(value)
 }
 
 fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {

@@ -71,8 +71,8 @@ enum CutoverAction {
     /// sidecar, every interval, following the journal across flips; after promote, report
     /// blue retired once and stop.
     StandbyReport {
-        /// Seconds between reports.
-        #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = pgflip::controller::parse_interval)]
+        /// Time between reports: seconds, or a number with a unit (500ms, 10s, 1m).
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = pgflip::controller::parse_interval)]
         interval: std::time::Duration,
         /// Report once and exit.
         #[arg(long)]

@@ -1,80 +1,108 @@
-//! Finding the sidecars by DNS: a real DNS server (dnsmasq) on a loopback port serves
-//! several addresses for one name, as a Kubernetes headless Service does; the controller
-//! resolves them through `sidecars_dns_server` and flips every sidecar found that way.
+//! Finding the sidecars by DNS: an authoritative DNS server, run by the test itself on a
+//! loopback port, serves several addresses for one name, as a Kubernetes headless Service
+//! does; the controller resolves them through `sidecars_dns_server` and flips every sidecar
+//! found that way.
 
 mod flip_support;
 mod support;
 
-use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::authority::{Catalog, ZoneType};
+use hickory_server::proto::rr::rdata::{A, AAAA, SOA};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record};
+use hickory_server::store::in_memory::InMemoryAuthority;
+use hickory_server::ServerFuture;
 
 use flip_support::{controller, text, Fleet, ADMIN_TOKEN};
 use support::ProxyBuilder;
 
+const ZONE: &str = "pgflip.test.";
 const NAME: &str = "sidecars.pgflip.test";
 const SIDECAR_HOSTS: [&str; 3] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
 
-/// dnsmasq answering for [`NAME`] from a hosts file, on 127.0.0.1:`port`; killed on drop.
+/// An authoritative server for [`ZONE`] answering A and AAAA queries for [`NAME`] over UDP
+/// and TCP on 127.0.0.1:`port`, on a thread of its own; stopped on drop.
 struct Dns {
-    child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Dns {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn dnsmasq() -> PathBuf {
-    ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq", "/sbin/dnsmasq"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .expect("dnsmasq is not installed (apt-get install -y dnsmasq-base; .ci/run installs it)")
-}
-
-fn start_dns(records: &[&str]) -> Dns {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let hosts = dir.path().join("hosts");
-    let lines: Vec<String> = records.iter().map(|ip| format!("{ip} {NAME}")).collect();
-    std::fs::write(&hosts, lines.join("\n") + "\n").expect("hosts file");
-    let port = free_udp_and_tcp_port();
-    let child = Command::new(dnsmasq())
-        .arg("--keep-in-foreground")
-        .arg(format!("--port={port}"))
-        .args(["--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts"])
-        .args(["--conf-file=/dev/null", "--pid-file=", "--user=", "--log-facility=-"])
-        .arg(format!("--addn-hosts={}", hosts.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start dnsmasq");
-    let dns = Dns { child, port, _dir: dir };
-    wait_listening(port);
-    dns
-}
-
-fn free_udp_and_tcp_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
-        let port = udp.local_addr().expect("addr").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
 
-fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "dnsmasq did not listen on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
+/// The zone: its SOA record and one A or AAAA record per address.
+fn zone(addresses: &[&str]) -> InMemoryAuthority {
+    let origin = Name::from_str(ZONE).expect("zone name");
+    let name = Name::from_str(&format!("{NAME}.")).expect("record name");
+    let serial = 1;
+    let mut authority = InMemoryAuthority::empty(origin.clone(), ZoneType::Primary, false);
+    let soa = SOA::new(
+        Name::from_str("ns.pgflip.test.").expect("mname"),
+        Name::from_str("hostmaster.pgflip.test.").expect("rname"),
+        serial,
+        3600,
+        600,
+        86_400,
+        60,
+    );
+    assert!(authority.upsert_mut(Record::from_rdata(origin, 60, RData::SOA(soa)), serial));
+    for address in addresses {
+        let rdata = match address.parse::<IpAddr>().expect("an IP address") {
+            IpAddr::V4(ip) => RData::A(A(ip)),
+            IpAddr::V6(ip) => RData::AAAA(AAAA(ip)),
+        };
+        assert!(authority.upsert_mut(Record::from_rdata(name.clone(), 60, rdata), serial));
+    }
+    authority
+}
+
+fn start_dns(addresses: &[&str]) -> Dns {
+    let mut catalog = Catalog::new();
+    catalog.upsert(LowerName::from_str(ZONE).expect("zone name"), vec![Arc::new(zone(addresses))]);
+    let (udp, tcp) = udp_and_tcp_on_one_port();
+    let port = udp.local_addr().expect("udp address").port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (ready, is_ready) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("DNS runtime");
+        runtime.block_on(async move {
+            let mut server = ServerFuture::new(catalog);
+            server.register_socket(tokio::net::UdpSocket::from_std(udp).expect("udp socket"));
+            server
+                .register_listener(tokio::net::TcpListener::from_std(tcp).expect("tcp socket"), Duration::from_secs(5));
+            ready.send(()).expect("test waits");
+            let _ = stopped.await;
+            let _ = server.shutdown_gracefully().await;
+        });
+    });
+    is_ready.recv().expect("the DNS server started");
+    Dns { port, stop: Some(stop), thread: Some(thread) }
+}
+
+/// A UDP and a TCP socket bound to the same free loopback port, non-blocking for tokio.
+fn udp_and_tcp_on_one_port() -> (std::net::UdpSocket, TcpListener) {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().expect("addr").port();
+        if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)) {
+            udp.set_nonblocking(true).expect("non-blocking udp");
+            tcp.set_nonblocking(true).expect("non-blocking tcp");
+            return (udp, tcp);
+        }
     }
 }
 

@@ -28,15 +28,8 @@ pub(super) fn standby_config(
     };
     let max_lag = match m.max_standby_lag {
         None => None,
-        Some(seconds) if seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0 => {
-            Some(Duration::from_secs_f64(seconds))
-        }
-        Some(seconds) => {
-            return Err(err(
-                "max_standby_lag",
-                format!("{seconds} is not a number of seconds above 0 and at most 86400"),
-            ))
-        }
+        Some(lag) if !lag.is_zero() => Some(super::at_most_a_day("max_standby_lag", lag)?),
+        Some(_) => return Err(err("max_standby_lag", "must be longer than 0")),
     };
     let Some(text) = m.listen_standby.as_deref() else {
         if m.standby_fallback.is_some() {

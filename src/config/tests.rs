@@ -72,7 +72,7 @@ fn standby_listener_keys() {
     assert_eq!(standby.fallback, StandbyFallback::Active);
     assert_eq!(standby.max_lag, None);
     a.standby_fallback = Some("refuse".into());
-    a.max_standby_lag = Some(2.5);
+    a.max_standby_lag = Some(Duration::from_millis(2500));
     let standby = ProxyConfig::load(&a).unwrap().standby.expect("configured");
     assert_eq!(standby.fallback, StandbyFallback::Refuse);
     assert_eq!(standby.max_lag, Some(Duration::from_millis(2500)));
@@ -81,7 +81,7 @@ fn standby_listener_keys() {
             &(|a: &mut ProxyArgs| a.standby_fallback = Some("primary".into())) as &dyn Fn(&mut ProxyArgs),
             "standby_fallback",
         ),
-        (&|a: &mut ProxyArgs| a.max_standby_lag = Some(-1.0), "max_standby_lag"),
+        (&|a: &mut ProxyArgs| a.max_standby_lag = Some(Duration::ZERO), "max_standby_lag"),
         (&|a: &mut ProxyArgs| a.listen_standby = Some("127.0.0.1:6432".into()), "listen_standby"),
         (&|a: &mut ProxyArgs| a.listen_standby = Some("nowhere".into()), "listen_standby"),
     ] {
@@ -91,6 +91,34 @@ fn standby_listener_keys() {
     }
     let mut orphan = args(&two);
     orphan.active = Some("blue".into());
-    orphan.max_standby_lag = Some(5.0);
+    orphan.max_standby_lag = Some(Duration::from_secs(5));
     assert_eq!(ProxyConfig::load(&orphan).unwrap_err().key, "max_standby_lag");
+}
+
+#[test]
+fn durations_take_seconds_or_a_unit_and_a_bad_one_names_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    let load = |text: &str| {
+        std::fs::write(&path, format!("{text}\n[upstream]\nblue = \"postgres://b\"\ngreen = \"postgres://g\"\n"))
+            .unwrap();
+        ProxyConfig::load(&ProxyArgs { config: Some(path.clone()), ..ProxyArgs::default() })
+    };
+    let c = load("active = \"blue\"\nshutdown_grace = \"2m\"\nconnect_timeout = \"500ms\"\nlisten_standby = \"127.0.0.1:6433\"\nmax_standby_lag = \"1m30s\"").unwrap();
+    assert_eq!(c.shutdown_grace, Duration::from_secs(120));
+    assert_eq!(c.connect_timeout, Duration::from_millis(500));
+    assert_eq!(c.standby.expect("standby").max_lag, Some(Duration::from_secs(90)));
+    let c = load("active = \"blue\"\nshutdown_grace = 7").unwrap();
+    assert_eq!(c.shutdown_grace, Duration::from_secs(7));
+    for (text, key) in [
+        ("shutdown_grace = \"5 parsecs\"", "shutdown_grace"),
+        ("connect_timeout = -1", "connect_timeout"),
+        ("connect_timeout = \"2d\"", "connect_timeout"),
+        ("listen_standby = \"127.0.0.1:6433\"\nmax_standby_lag = \"0s\"", "max_standby_lag"),
+    ] {
+        let e = load(&format!("active = \"blue\"\n{text}")).unwrap_err();
+        assert_eq!(e.key, key, "{text}: {e}");
+    }
+    let e = load("active = \"blue\"\nshutdown_grace = \"5 parsecs\"").unwrap_err();
+    assert!(e.to_string().contains("parsecs") && e.to_string().contains("unit"), "{e}");
 }

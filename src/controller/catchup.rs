@@ -39,9 +39,9 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
     let mut standby = Reporter::start(&ctx.plan.cutover, ctx.plan.cutover.upstream_name("green")).await;
 
     let catchup = &ctx.plan.catchup;
-    let (max_bytes, max_seconds) = (catchup.max_lag_bytes as i64, catchup.max_lag_seconds);
-    let stable = Duration::from_secs_f64(catchup.stable_seconds as f64);
-    let deadline = Instant::now() + Duration::from_secs_f64(catchup.timeout_seconds as f64);
+    let (max_bytes, max_seconds) = (catchup.max_lag_bytes as i64, catchup.max_lag.as_secs_f64());
+    let stable = catchup.stable;
+    let deadline = Instant::now() + catchup.timeout;
     let terminal = std::io::stderr().is_terminal();
     let (mut under_since, mut last_log, mut warned) = (None::<Instant>, Instant::now(), false);
     let result = loop {
@@ -89,7 +89,7 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
         if Instant::now() >= deadline {
             break Err(CutoverError::Catchup(format!(
                 "lag did not stay under {max_bytes} bytes and {max_seconds} s within [catchup] timeout_seconds = {}",
-                catchup.timeout_seconds
+                crate::duration::display(catchup.timeout)
             )));
         }
         tokio::time::sleep(TICK).await;

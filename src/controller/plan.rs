@@ -173,7 +173,7 @@ struct PlanFile {
     app: AppFile,
     migrate: CommandSection,
     smoke: CommandSection,
-    catchup: CatchupSection,
+    catchup: sections::CatchupFile,
     journal: JournalSection,
     metrics: MetricsSection,
     snapshot: SnapshotSection,
@@ -219,13 +219,18 @@ impl Checker<'_> {
         }
         self.command("[migrate] command", &file.migrate)?;
         self.command("[smoke] command", &file.smoke)?;
-        let catchup = file.catchup;
-        if !(catchup.max_lag_seconds > 0.0 && catchup.max_lag_seconds.is_finite()) {
-            let got = catchup.max_lag_seconds;
-            return Err(self.invalid("[catchup] max_lag_seconds", format!("must be greater than 0, got {got}")));
-        }
-        if catchup.timeout_seconds == 0 {
-            return Err(self.invalid("[catchup] timeout_seconds", "must be greater than 0, got 0"));
+        let catchup = CatchupSection {
+            max_lag_bytes: file.catchup.max_lag_bytes,
+            max_lag: file.catchup.max_lag_seconds.0,
+            stable: file.catchup.stable_seconds.0,
+            timeout: file.catchup.timeout_seconds.0,
+        };
+        for (key, value) in
+            [("[catchup] max_lag_seconds", catchup.max_lag), ("[catchup] timeout_seconds", catchup.timeout)]
+        {
+            if value.is_zero() {
+                return Err(self.invalid(key, "must be greater than 0, got 0"));
+            }
         }
         for (key, jobs) in [("[snapshot] jobs", file.snapshot.jobs), ("[restore] jobs", file.restore.jobs)] {
             if jobs == 0 {

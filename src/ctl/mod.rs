@@ -102,10 +102,18 @@ pub enum Action {
 /// The options of the pause that `pause` and `switch` start with.
 #[derive(Debug, Clone, Default, Args)]
 pub struct DrainArgs {
-    /// How long to wait for sessions to reach a transaction boundary (sidecar default 5000).
+    /// How long to wait for sessions to reach a transaction boundary: seconds, or a number
+    /// with a unit (500ms, 5s, 1m) (sidecar default 5s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_millis, conflicts_with = "drain_timeout_ms")]
+    pub drain_timeout: Option<u64>,
+    /// The same in milliseconds.
     #[arg(long, value_name = "MS")]
     pub drain_timeout_ms: Option<u64>,
-    /// How long the pause holds without a resume before traffic resumes by itself (sidecar default 30000).
+    /// How long the pause holds without a resume before traffic resumes by itself (sidecar
+    /// default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_millis, conflicts_with = "lease_ms")]
+    pub lease: Option<u64>,
+    /// The same in milliseconds.
     #[arg(long, value_name = "MS")]
     pub lease_ms: Option<u64>,
     /// What to do with sessions still inside a transaction at the drain deadline.
@@ -152,12 +160,15 @@ impl From<StandbyStateArg> for StandbyState {
     }
 }
 
-/// `--lag`: a number of seconds, zero or more.
+/// `--lag`: zero or more seconds, or a duration with a unit (500ms, 2m).
 fn parse_lag(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(seconds),
-        _ => Err(format!("{text:?} is not a number of seconds (zero or more)")),
-    }
+    crate::duration::parse_flag(text).map(|lag| lag.as_secs_f64())
+}
+
+/// `--drain-timeout`, `--lease`: a duration, in whole milliseconds as the API takes it.
+fn parse_millis(text: &str) -> Result<u64, String> {
+    let duration = crate::duration::parse_flag(text)?;
+    u64::try_from(duration.as_millis()).map_err(|_| format!("{text:?} is too long"))
 }
 
 impl Action {
@@ -167,8 +178,8 @@ impl Action {
             Action::Status => Call { method: "GET", path: "/v1/status".into(), body: None, deadline: DEFAULT_DEADLINE },
             Action::Pause { drain, generation } => {
                 let body = PauseRequest {
-                    drain_timeout_ms: drain.drain_timeout_ms,
-                    lease_ms: drain.lease_ms,
+                    drain_timeout_ms: drain.drain_timeout_ms(),
+                    lease_ms: drain.lease_ms(),
                     on_timeout: drain.on_timeout.map(OnTimeout::from),
                     generation: *generation,
                     ..PauseRequest::default()
@@ -193,8 +204,8 @@ impl Action {
                 let body = SwitchRequest {
                     to: to.clone(),
                     generation: *generation,
-                    drain_timeout_ms: drain.drain_timeout_ms,
-                    lease_ms: drain.lease_ms,
+                    drain_timeout_ms: drain.drain_timeout_ms(),
+                    lease_ms: drain.lease_ms(),
                     on_timeout: drain.on_timeout.map(OnTimeout::from),
                     ..SwitchRequest::default()
                 };
@@ -220,9 +231,19 @@ impl Action {
 }
 
 impl DrainArgs {
+    /// `--drain-timeout` or `--drain-timeout-ms`, in milliseconds.
+    fn drain_timeout_ms(&self) -> Option<u64> {
+        self.drain_timeout.or(self.drain_timeout_ms)
+    }
+
+    /// `--lease` or `--lease-ms`, in milliseconds.
+    fn lease_ms(&self) -> Option<u64> {
+        self.lease.or(self.lease_ms)
+    }
+
     /// How long to wait for the answer: the drain timeout plus 30 s, and never under 60 s.
     fn deadline(&self) -> Duration {
-        let drain = Duration::from_millis(self.drain_timeout_ms.unwrap_or(0));
+        let drain = Duration::from_millis(self.drain_timeout_ms().unwrap_or(0));
         DEFAULT_DEADLINE.max(drain.saturating_add(DEADLINE_AFTER_DRAIN))
     }
 }

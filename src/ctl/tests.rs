@@ -156,8 +156,23 @@ fn standby_reports_an_upstream_with_its_state_and_lag() {
     assert!(Cli::try_parse_from(["ctl", "standby", "green", "--state", "lagging"]).is_err());
     for lag in ["-1", "x", "inf"] {
         let err = Cli::try_parse_from(["ctl", "standby", "green", "--state", "replicating", "--lag", lag]).unwrap_err();
-        assert!(err.to_string().contains("not a number of seconds"), "{lag}: {err}");
+        assert!(err.to_string().contains("--lag"), "{lag}: {err}");
     }
+    let call = ctl(&["standby", "green", "--state", "replicating", "--lag", "1m30s"]).action.call().unwrap();
+    let report: StandbyReport = serde_json::from_slice(call.body.as_deref().expect("a body")).unwrap();
+    assert_eq!(report.lag_seconds, Some(90.0));
+}
+
+#[test]
+fn drain_flags_take_durations_with_units() {
+    let pause = body(&["pause", "--drain-timeout", "2s", "--lease", "1m"]);
+    assert_eq!((pause["drain_timeout_ms"].as_u64(), pause["lease_ms"].as_u64()), (Some(2000), Some(60_000)));
+    let switch = body(&["switch", "green", "--drain-timeout", "1.5"]);
+    assert_eq!(switch["drain_timeout_ms"], 1500);
+    let err = Cli::try_parse_from(["ctl", "pause", "--drain-timeout", "5 parsecs"]).unwrap_err();
+    assert!(err.to_string().contains("--drain-timeout") && err.to_string().contains("parsecs"), "{err}");
+    let both = Cli::try_parse_from(["ctl", "pause", "--lease", "1s", "--lease-ms", "1000"]);
+    assert!(both.is_err(), "--lease and --lease-ms together");
 }
 
 #[test]

@@ -78,9 +78,10 @@ pub struct DemoArgs {
     /// is not serving, as role ledger_reader).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=64))]
     pub standby_readers: u16,
-    /// Seconds of each validation window.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub window: u64,
+    /// How long each validation window lasts: seconds, or a number with a unit (500ms,
+    /// 8s, 2m), from 1 s to 1 h.
+    #[arg(long, value_name = "DURATION", default_value = "8s", value_parser = parse_window)]
+    pub window: Duration,
     /// The directory of initdb, pg_ctl, postgres and psql (default: PATH, then the
     /// newest /usr/lib/postgresql/*/bin).
     #[arg(long, value_name = "DIR")]
@@ -123,7 +124,7 @@ pub async fn run(args: DemoArgs) -> Result<Report, DemoError> {
             green_port: green.port,
             sidecar_admin_urls: sidecars.iter().map(|s| s.admin_url.clone()).collect(),
             bin_dir: &bin,
-            window_seconds: args.window,
+            window: args.window,
         },
     )?;
     let blue_client = connect(&blue.conninfo("ledger")).await?;
@@ -333,6 +334,14 @@ fn build_report(
         phases: runbook.phases,
         final_active,
         seconds: begun.elapsed().as_secs_f64(),
+    }
+}
+
+/// `--window`: from 1 s to 1 h.
+fn parse_window(text: &str) -> Result<Duration, String> {
+    match crate::duration::parse_flag(text)? {
+        window if (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&window) => Ok(window),
+        _ => Err(format!("{text:?} is not from 1s to 1h")),
     }
 }
 

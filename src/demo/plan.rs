@@ -14,7 +14,7 @@ pub struct PlanInputs<'a> {
     pub green_port: u16,
     pub sidecar_admin_urls: Vec<String>,
     pub bin_dir: &'a Path,
-    pub window_seconds: u64,
+    pub window: std::time::Duration,
 }
 
 /// Writes the plan under `root` (where the seeds are) and returns its path.
@@ -34,7 +34,7 @@ pub fn write(root: &Path, inputs: &PlanInputs) -> Result<PathBuf, DemoError> {
     set(&mut plan, "cutover", "sidecars", Value::Array(sidecars));
     set(&mut plan, "catchup", "stable_seconds", Value::from(1));
     set(&mut plan, "catchup", "timeout_seconds", Value::from(300));
-    set(&mut plan, "validate", "window", Value::from(inputs.window_seconds as i64));
+    set(&mut plan, "validate", "window", Value::from(crate::duration::display(inputs.window).to_string()));
     set(&mut plan, "tools", "bin_dir", Value::from(inputs.bin_dir.display().to_string()));
     // Nothing else may hold a port the demo does not own.
     plan.remove("metrics");
@@ -66,7 +66,7 @@ mod tests {
             green_port: 15433,
             sidecar_admin_urls: vec!["http://127.0.0.1:19187".into()],
             bin_dir: Path::new("/opt/pg/bin"),
-            window_seconds: 7,
+            window: std::time::Duration::from_secs(7),
         };
         let path = write(&dir, &inputs).expect("write");
         let plan = crate::controller::plan::Plan::load(&path).expect("the demo plan loads");

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::duration::Written;
+
 /// `[cutover]` as validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CutoverSection {
@@ -47,7 +49,7 @@ impl CutoverSection {
     }
 }
 
-/// `[cutover]` as written; durations in seconds.
+/// `[cutover]` as written; durations in seconds or with a unit.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct CutoverFile {
@@ -55,9 +57,9 @@ pub(super) struct CutoverFile {
     sidecars_dns: Option<String>,
     sidecars_dns_server: Option<String>,
     admin_token_file: Option<PathBuf>,
-    drain_timeout: f64,
-    catchup_timeout: f64,
-    max_write_pause: f64,
+    drain_timeout: Written,
+    catchup_timeout: Written,
+    max_write_pause: Written,
     green_upstream: String,
     blue_upstream: String,
     green_upstream_url: Option<String>,
@@ -73,9 +75,9 @@ impl Default for CutoverFile {
             sidecars_dns: None,
             sidecars_dns_server: None,
             admin_token_file: None,
-            drain_timeout: 5.0,
-            catchup_timeout: 30.0,
-            max_write_pause: 60.0,
+            drain_timeout: Written(Duration::from_secs(5)),
+            catchup_timeout: Written(Duration::from_secs(30)),
+            max_write_pause: Written(Duration::from_secs(60)),
             green_upstream: "green".into(),
             blue_upstream: "blue".into(),
             green_upstream_url: None,
@@ -128,7 +130,7 @@ pub struct Check {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct ValidateFile {
-    window: f64,
+    window: Written,
     max_error_rate: f64,
     auto_rollback: bool,
     table_checksums: bool,
@@ -139,7 +141,7 @@ pub(super) struct ValidateFile {
 impl Default for ValidateFile {
     fn default() -> ValidateFile {
         ValidateFile {
-            window: 60.0,
+            window: Written(Duration::from_secs(60)),
             max_error_rate: 0.01,
             auto_rollback: true,
             table_checksums: true,
@@ -182,9 +184,9 @@ pub(super) fn cutover(file: CutoverFile, base_dir: &Path) -> Result<CutoverSecti
     if sidecars_dns_server.is_some() && file.sidecars_dns.is_none() {
         return Err(("[cutover] sidecars_dns_server", "needs sidecars_dns (the name to resolve)".into()));
     }
-    let drain_timeout = seconds("[cutover] drain_timeout", file.drain_timeout)?;
-    let catchup_timeout = seconds("[cutover] catchup_timeout", file.catchup_timeout)?;
-    let max_write_pause = seconds("[cutover] max_write_pause", file.max_write_pause)?;
+    let drain_timeout = positive("[cutover] drain_timeout", file.drain_timeout)?;
+    let catchup_timeout = positive("[cutover] catchup_timeout", file.catchup_timeout)?;
+    let max_write_pause = positive("[cutover] max_write_pause", file.max_write_pause)?;
     if file.green_upstream.is_empty() || file.blue_upstream.is_empty() {
         return Err(("[cutover] green_upstream", "and blue_upstream must not be empty".into()));
     }
@@ -212,7 +214,8 @@ pub(super) fn cutover(file: CutoverFile, base_dir: &Path) -> Result<CutoverSecti
 }
 
 pub(super) fn validate(file: ValidateFile) -> Result<ValidateSection, Problem> {
-    let window = if file.window == 0.0 { Duration::ZERO } else { seconds("[validate] window", file.window)? };
+    // A window of 0 runs the checks once, with no error-rate measurement.
+    let window = file.window.0;
     if !(0.0..=1.0).contains(&file.max_error_rate) {
         return Err(("[validate] max_error_rate", format!("must be between 0 and 1, got {}", file.max_error_rate)));
     }
@@ -244,10 +247,10 @@ pub(super) fn retire(file: RetireSection, base_dir: &Path) -> Result<RetireSecti
     Ok(RetireSection { archive_dir: file.archive_dir.map(|p| base_dir.join(p)), command: file.command })
 }
 
-fn seconds(key: &'static str, value: f64) -> Result<Duration, Problem> {
-    if value > 0.0 && value.is_finite() && value < 1e9 {
-        Ok(Duration::from_secs_f64(value))
+fn positive(key: &'static str, value: Written) -> Result<Duration, Problem> {
+    if value.0.is_zero() {
+        Err((key, "must be greater than 0, got 0".into()))
     } else {
-        Err((key, format!("must be a number of seconds greater than 0, got {value}")))
+        Ok(value.0)
     }
 }

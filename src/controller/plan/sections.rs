@@ -2,8 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::duration::Written;
 
 /// `[app]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,23 +24,51 @@ pub struct CommandSection {
 }
 
 /// `[catchup]`: green has caught up once its lag stays under both thresholds for
-/// `stable_seconds`; the phase fails after `timeout_seconds`.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// `stable`; the phase fails after `timeout`. The file keys keep their names
+/// (`max_lag_seconds`, `stable_seconds`, `timeout_seconds`) and take a number of seconds or a
+/// duration with a unit (`"500ms"`, `"2m"`).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CatchupSection {
-    /// Default 1 MiB.
+    /// `max_lag_bytes`, default 1 MiB.
     pub max_lag_bytes: u64,
-    /// Default 5, greater than 0.
-    pub max_lag_seconds: f64,
-    /// Default 3.
-    pub stable_seconds: u64,
-    /// Default 3600, greater than 0.
-    pub timeout_seconds: u64,
+    /// `max_lag_seconds`, default 5 s, greater than 0.
+    pub max_lag: Duration,
+    /// `stable_seconds`, default 3 s.
+    pub stable: Duration,
+    /// `timeout_seconds`, default an hour, greater than 0.
+    pub timeout: Duration,
 }
 
 impl Default for CatchupSection {
     fn default() -> CatchupSection {
-        CatchupSection { max_lag_bytes: 1024 * 1024, max_lag_seconds: 5.0, stable_seconds: 3, timeout_seconds: 3600 }
+        CatchupSection {
+            max_lag_bytes: 1024 * 1024,
+            max_lag: Duration::from_secs(5),
+            stable: Duration::from_secs(3),
+            timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// `[catchup]` as written.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct CatchupFile {
+    pub max_lag_bytes: u64,
+    pub max_lag_seconds: Written,
+    pub stable_seconds: Written,
+    pub timeout_seconds: Written,
+}
+
+impl Default for CatchupFile {
+    fn default() -> CatchupFile {
+        let section = CatchupSection::default();
+        CatchupFile {
+            max_lag_bytes: section.max_lag_bytes,
+            max_lag_seconds: section.max_lag.into(),
+            stable_seconds: section.stable.into(),
+            timeout_seconds: section.timeout.into(),
+        }
     }
 }
 

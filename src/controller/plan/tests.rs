@@ -1,6 +1,7 @@
 //! Unit tests of the plan file: defaults, paths, URLs and the errors that name keys.
 
 use super::*;
+use std::time::Duration;
 
 const MINIMAL: &str = r#"
 [blue]
@@ -72,7 +73,12 @@ bin_dir = "pg16/bin"
     let plan = parse(&text).unwrap();
     assert_eq!(plan.migrate.command.as_deref(), Some("./migrate.sh up"));
     assert_eq!(plan.smoke.command.as_deref(), Some("./smoke.sh"));
-    let catchup = CatchupSection { max_lag_bytes: 4096, max_lag_seconds: 0.5, stable_seconds: 10, timeout_seconds: 60 };
+    let catchup = CatchupSection {
+        max_lag_bytes: 4096,
+        max_lag: Duration::from_millis(500),
+        stable: Duration::from_secs(10),
+        timeout: Duration::from_secs(60),
+    };
     assert_eq!(plan.catchup, catchup);
     assert_eq!(plan.journal.path, Path::new("/plans/state/journal.json"));
     assert_eq!(plan.metrics.listen, Some("127.0.0.1:9187".parse().unwrap()));
@@ -91,7 +97,8 @@ fn load_names_the_file_and_resolves_paths_next_to_it() {
 
     std::fs::write(&path, format!("{MINIMAL}[catchup]\nmax_lag_seconds = -1\n")).unwrap();
     let err = Plan::load(&path).unwrap_err().to_string();
-    assert_eq!(err, format!("{}: [catchup] max_lag_seconds must be greater than 0, got -1", path.display()));
+    assert!(err.starts_with(&format!("{}: [catchup] max_lag_seconds: ", path.display())), "{err}");
+    assert!(err.contains("negative"), "{err}");
 
     let missing = dir.path().join("nope.toml");
     assert!(Plan::load(&missing).unwrap_err().to_string().contains(&missing.display().to_string()));
@@ -259,4 +266,30 @@ fn flip_section_errors_name_their_keys() {
     assert!(bad("[[validate.check]]\nname = \"x\"\nsql = \" \"\nmode = \"empty\"").contains("[[validate.check]] sql"));
     assert!(bad("[[validate.check]]\nname = \"x\"\nsql = \"SELECT 1\"\nmode = \"same\"").contains("mode"));
     assert!(bad("[retire]\ncommand = \"\"").contains("[retire] command"));
+}
+
+#[test]
+fn durations_take_seconds_or_a_unit() {
+    let text = format!(
+        "{MINIMAL}\n[catchup]\nmax_lag_seconds = \"500ms\"\nstable_seconds = \"2s\"\ntimeout_seconds = \"1h\"\n\
+         [cutover]\ndrain_timeout = \"5s\"\ncatchup_timeout = \"2m\"\nmax_write_pause = 1.5\n[validate]\nwindow = \"3s\"\n"
+    );
+    let plan = parse(&text).unwrap();
+    assert_eq!(plan.catchup.max_lag, Duration::from_millis(500));
+    assert_eq!(plan.catchup.stable, Duration::from_secs(2));
+    assert_eq!(plan.catchup.timeout, Duration::from_secs(3600));
+    assert_eq!(plan.cutover.drain_timeout, Duration::from_secs(5));
+    assert_eq!(plan.cutover.catchup_timeout, Duration::from_secs(120));
+    assert_eq!(plan.cutover.max_write_pause, Duration::from_millis(1500));
+    assert_eq!(plan.validate.window, Duration::from_secs(3));
+    let zero = parse(&format!("{MINIMAL}\n[validate]\nwindow = 0\n")).unwrap();
+    assert_eq!(zero.validate.window, Duration::ZERO);
+
+    let err = error(&format!("{MINIMAL}\n[cutover]\ndrain_timeout = \"5 parsecs\"\n"));
+    assert!(err.starts_with("plan file: [cutover] drain_timeout: "), "{err}");
+    assert!(err.contains("\"5 parsecs\" has an unknown unit \"parsecs\""), "{err}");
+    let err = error(&format!("{MINIMAL}\n[validate]\nwindow = \"soon\"\n"));
+    assert!(err.starts_with("plan file: [validate] window: "), "{err}");
+    let err = error(&format!("{MINIMAL}\n[catchup]\nstable_seconds = -2\n"));
+    assert!(err.starts_with("plan file: [catchup] stable_seconds: "), "{err}");
 }

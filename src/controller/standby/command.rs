@@ -137,10 +137,10 @@ pub(super) fn line(link: Link, lag: Option<&LinkLag>, reported: Reported) -> Str
     format!("standby {}: {lag}, {reported}", link.to)
 }
 
-/// `--interval`: a positive number of seconds.
+/// `--interval`: a positive duration, in seconds or with a unit (`500ms`, `10s`, `1m`).
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
-    match text.parse::<f64>().ok().filter(|s| *s > 0.0).and_then(|s| Duration::try_from_secs_f64(s).ok()) {
-        Some(interval) => Ok(interval),
-        None => Err(format!("{text:?} is not a positive number of seconds")),
+    match crate::duration::parse_flag(text)? {
+        interval if interval.is_zero() => Err(format!("{text:?} is not longer than 0")),
+        interval => Ok(interval),
     }
 }

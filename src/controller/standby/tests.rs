@@ -149,10 +149,12 @@ fn a_failure_is_news_when_it_begins_or_changes() {
 }
 
 #[test]
-fn intervals_are_positive_seconds() {
+fn intervals_are_positive_durations() {
     assert_eq!(parse_interval("5"), Ok(Duration::from_secs(5)));
     assert_eq!(parse_interval("0.25"), Ok(Duration::from_millis(250)));
-    for bad in ["0", "-1", "x", "inf", "NaN", "1e30"] {
+    assert_eq!(parse_interval("10s"), Ok(Duration::from_secs(10)));
+    assert_eq!(parse_interval("1m"), Ok(Duration::from_secs(60)));
+    for bad in ["0", "0ms", "-1", "x", "inf", "NaN", "1e30", "5 parsecs"] {
         assert!(parse_interval(bad).is_err(), "{bad}");
     }
 }
