@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pgflip::config::{ProxyArgs, ProxyConfig};
-use pgflip::telemetry::{self, LogFormat, LogWriter};
+use pgflip::controller::Progress;
+use pgflip::telemetry::{self, LogFormat, LogWriter, Logs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,6 +19,11 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
+    /// Log lines on stderr at info where they are hidden by default: `demo` (whose logs
+    /// otherwise go to a file only) and `cutover` at a terminal (otherwise warnings only).
+    /// RUST_LOG sets any level, and counts as asking.
+    #[arg(long, short = 'v', global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -82,9 +88,20 @@ enum CutoverAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The proxy's worker threads must never wait on stderr; the other commands log little.
-    let writer = if matches!(cli.command, Command::Proxy(_)) { LogWriter::Background } else { LogWriter::Direct };
-    let _log = telemetry::init(cli.log_format, writer);
+    if let Command::Demo(args) = cli.command {
+        return demo(args, cli.log_format, cli.verbose);
+    }
+    let asked = cli.verbose || telemetry::level_asked();
+    let logs = match cli.command {
+        // The proxy's worker threads must never wait on stderr.
+        Command::Proxy(_) => stderr_logs(cli.log_format, "info", LogWriter::Background),
+        // At a terminal the progress lines tell the story; the log has the detail.
+        Command::Cutover(_) if !asked && std::io::IsTerminal::is_terminal(&std::io::stderr()) => {
+            stderr_logs(cli.log_format, "warn", LogWriter::Direct)
+        }
+        _ => stderr_logs(cli.log_format, "info", LogWriter::Direct),
+    };
+    let _log = telemetry::init(logs);
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -138,32 +155,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         // The client reports its own errors: its exit code tells 2xx, refusals and no answer apart.
         Command::Ctl(args) => Ok(ExitCode::from(pgflip::ctl::run(args))),
-        Command::Demo(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?;
-            let report = runtime.block_on(async {
-                tokio::select! {
-                    report = pgflip::demo::run(args) => Some(report),
-                    // Dropping the demo stops its clusters and sidecars and deletes its directory.
-                    _ = shutdown_signal() => None,
-                }
-            });
-            match report {
-                None => {
-                    eprintln!(
-                        "pgflip demo: interrupted; its clusters and sidecars are stopped and its directory deleted"
-                    );
-                    Ok(ExitCode::from(130))
-                }
-                Some(report) => {
-                    let report = report?;
-                    println!("{}", report.summary());
-                    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-                }
-            }
-        }
+        Command::Demo(_) => unreachable!("main runs the demo"),
         Command::Cutover(args) => match args.action {
             CutoverAction::Status => {
                 println!("{}", pgflip::controller::status(&args.plan)?);
@@ -178,9 +170,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 let plan = &args.plan;
                 runtime.block_on(async {
                     match action {
-                        CutoverAction::Run { until } => pgflip::controller::run(plan, until).await,
-                        CutoverAction::Rollback => pgflip::controller::rollback(plan).await,
-                        CutoverAction::Promote => pgflip::controller::promote(plan).await,
+                        CutoverAction::Run { until } => pgflip::controller::run(plan, until, Progress::Stdout).await,
+                        CutoverAction::Rollback => pgflip::controller::rollback(plan, Progress::Stdout).await,
+                        CutoverAction::Promote => pgflip::controller::promote(plan, Progress::Stdout).await,
                         CutoverAction::StandbyReport { interval, once } => {
                             let every = (!once).then_some(interval);
                             pgflip::controller::standby_report(plan, every, shutdown_signal()).await
@@ -191,6 +183,64 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         },
+    }
+}
+
+fn stderr_logs(format: LogFormat, default_level: &'static str, writer: LogWriter) -> Logs {
+    Logs { format, default_level, stderr: Some(writer), file: None }
+}
+
+/// `pgflip demo`: its story on stdout, its logs in a file in its directory (and on stderr
+/// when asked).
+fn demo(args: pgflip::demo::DemoArgs, format: LogFormat, verbose: bool) -> ExitCode {
+    let demo = match pgflip::demo::Demo::prepare(args) {
+        Ok(demo) => demo,
+        Err(e) => {
+            eprintln!("pgflip demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let log_path = demo.log_path();
+    let file = match std::fs::File::create(&log_path) {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!("pgflip demo: creating the log {}: {e}", log_path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let on_stderr = (verbose || telemetry::level_asked()).then_some(LogWriter::Direct);
+    let _log = telemetry::init(Logs { format, default_level: "info", stderr: on_stderr, file: Some(file) });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("pgflip demo: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(async {
+        tokio::select! {
+            report = demo.run() => Some(report),
+            // Dropping the demo stops its clusters and sidecars and deletes its directory.
+            _ = shutdown_signal() => None,
+        }
+    });
+    match report {
+        None => {
+            eprintln!("pgflip demo: interrupted; its clusters and sidecars are stopped and its directory deleted");
+            ExitCode::from(130)
+        }
+        Some(Ok(report)) => {
+            println!("{}", report.summary());
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Some(Err(e)) => {
+            eprintln!("pgflip demo: {e}\nthe log is kept: {}", log_path.display());
+            ExitCode::FAILURE
+        }
     }
 }
 

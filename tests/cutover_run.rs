@@ -331,9 +331,11 @@ fn preflight_blockers_stop_the_run_with_a_clear_message() {
         .args(["cutover", "--plan", &plan, "run"])
         .output()
         .expect("run pgflip cutover");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("preflight FAILED") && stderr.contains("public.events"), "{stderr}");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    // The report is a progress line, on stdout; the error that ends the run, on stderr.
+    assert!(stdout.contains("preflight FAILED") && stdout.contains("public.events"), "{stdout}");
+    assert!(stderr.contains("public.events"), "{stderr}");
     let journal = journal(dir.path()).expect("journal");
     assert!(journal["phases"]["preflight"]["ended_at"].is_null(), "{journal}");
     assert!(journal["phases"]["snapshot"].is_null(), "nothing ran after the preflight: {journal}");

@@ -1,7 +1,8 @@
 //! `pgflip demo` end to end: real clusters, sidecars and clients, and a report that is
 //! measured, not asserted: a journal deleted on green after the flip is reported lost, a
 //! corrupted BAS total fails the validation; a dashboard reader on the standby listener
-//! follows every flip without an error.
+//! follows every flip without an error. What it prints: a short story by default (no log
+//! line), the logs on stderr with --verbose, and a kept log file when it fails.
 
 mod support;
 
@@ -14,19 +15,20 @@ use serde_json::Value;
 /// One demo at a time: each runs two clusters, two sidecars and a load on its own.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Runs the demo with a short window and a small load; returns its output and report.
+/// Runs the demo with a short window and a small load, at the default verbosity (no
+/// RUST_LOG); returns its output and report.
 fn demo(dir: &Path, extra: &[&str]) -> (Output, Value) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let report = dir.join("report.json");
     let path = format!("{}:{}", support::pg_bin().display(), std::env::var("PATH").unwrap_or_default());
     let output = Command::new(env!("CARGO_BIN_EXE_pgflip"))
-        .args(["demo", "--window", "3", "--writers", "3", "--readers", "1", "--pg-bin"])
+        .args(["demo", "--window", "3s", "--writers", "3", "--readers", "1", "--pg-bin"])
         .arg(support::pg_bin())
         .arg("--report")
         .arg(&report)
         .args(extra)
         .env("PATH", path)
-        .env("RUST_LOG", "warn")
+        .env_remove("RUST_LOG")
         .output()
         .expect("run pgflip demo");
     let text = std::fs::read_to_string(&report).unwrap_or_else(|e| {
@@ -79,6 +81,25 @@ fn the_demo_flips_back_and_forth_and_loses_nothing() {
     let workdir =
         out.split("working in ").nth(1).and_then(|rest| rest.lines().next()).expect("the demo names its directory");
     assert!(!Path::new(workdir).exists(), "{workdir} is deleted at the end");
+
+    // The story, and nothing else: no log line on either stream at the default verbosity.
+    let err = String::from_utf8_lossy(&output.stderr);
+    for level in [" INFO ", " DEBUG ", " TRACE ", " WARN "] {
+        assert!(!out.contains(level) && !err.contains(level), "a{level}line: {why}");
+    }
+    assert!(out.lines().count() < 60, "{} lines: {why}", out.lines().count());
+    for step in ["[clusters]", "[seed]", "[preflight]", "[snapshot]", "[restore]", "[migrate]", "[smoke]", "[catchup]"]
+    {
+        assert_eq!(out.matches(step).count(), 1, "{step} once: {why}");
+    }
+    for (step, times) in [("[cutover]", 2), ("[rollback]", 1), ("[validate]", 2), ("[promote]", 1)] {
+        assert_eq!(out.matches(step).count(), times, "{step} {times} times: {why}");
+    }
+    assert_eq!(out.matches("write pause").count(), 6, "each flip, in its line and the summary: {why}");
+    assert!(out.contains("longest client wait"), "{why}");
+    assert!(out.contains("checks on one consistent point"), "{why}");
+    assert!(out.contains("== pgflip demo (small seed): OK =="), "{why}");
+    assert!(!out.contains("log (kept)"), "{why}");
 }
 
 #[test]
@@ -88,7 +109,7 @@ fn a_journal_deleted_on_green_after_the_flip_is_reported_lost() {
         CREATE TEMP TABLE gone AS SELECT id FROM public.journals WHERE description LIKE 'pgflip demo:%' ORDER BY id DESC LIMIT 1; \
         DELETE FROM public.ledger_lines WHERE journal_id IN (SELECT id FROM gone); \
         DELETE FROM public.journals WHERE id IN (SELECT id FROM gone); COMMIT\"";
-    let (output, report) = demo(dir.path(), &["--before-validate", delete]);
+    let (output, report) = demo(dir.path(), &["--verbose", "--before-validate", delete]);
     let why = describe(&output, &report);
     assert_eq!(output.status.code(), Some(1), "{why}");
     assert_eq!(report["ok"], false, "{why}");
@@ -96,6 +117,27 @@ fn a_journal_deleted_on_green_after_the_flip_is_reported_lost() {
     assert_eq!(report["lost_keys"].as_array().map(Vec::len), Some(1), "{why}");
     assert_eq!(report["client_errors"], 0, "{why}");
     assert_eq!(report["failure"], Value::Null, "the validation itself passes: {why}");
+    // --verbose: the controller's logs on stderr, the story still on stdout.
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains(" INFO ") && err.contains("phase started"), "{why}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains(" INFO "), "{why}");
+    kept_log(&report, &why);
+}
+
+/// The log a failed demo keeps: named in its report and summary, with the controller's
+/// logs in it; removed here with what is left of the demo's directory.
+fn kept_log(report: &Value, why: &str) {
+    let log = Path::new(report["log"].as_str().expect("a failed demo names its log"));
+    let text = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{}: {e}: {why}", log.display()));
+    assert!(text.contains(" INFO ") && text.contains("pgflip::controller"), "{why}");
+    let logs = log.parent().expect("logs/");
+    for kept in ["sidecar-0.log", "blue.log", "green.log"] {
+        assert!(logs.join(kept).is_file(), "{kept} kept: {why}");
+    }
+    let workdir = logs.parent().expect("the demo's directory");
+    let left: Vec<_> = std::fs::read_dir(workdir).expect("read").flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, ["logs"], "only the logs are kept: {why}");
+    std::fs::remove_dir_all(workdir).expect("clean up");
 }
 
 #[test]
@@ -110,9 +152,13 @@ fn a_corrupted_bas_total_on_green_fails_the_validation() {
     assert_eq!(report["ok"], false, "{why}");
     let failure = report["failure"].as_str().unwrap_or_default();
     assert!(failure.contains("validate"), "{why}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("recent periods_sync_totals"), "the failed check is named: {why}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("[validate]") && stdout.contains("FAILED"), "{why}");
+    assert!(stdout.contains("recent periods_sync_totals"), "the failed check is named: {why}");
+    assert!(stdout.contains(&format!("log (kept):       {}", report["log"].as_str().unwrap_or("?"))), "{why}");
+    assert!(!String::from_utf8_lossy(&output.stderr).contains(" INFO "), "no log lines by default: {why}");
     assert_eq!(report["final_active"], "blue", "the validation rolled back: {why}");
     assert_eq!(report["lost_writes"], 0, "{why}");
     assert_eq!(report["client_errors"], 0, "{why}");
+    kept_log(&report, &why);
 }

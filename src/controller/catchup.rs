@@ -3,7 +3,6 @@
 //! the plan's thresholds. The subscription keeps running when the phase ends. Green, the
 //! standby meanwhile, is reported to the sidecars with its lag at most once a second.
 
-use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -42,7 +41,6 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
     let (max_bytes, max_seconds) = (catchup.max_lag_bytes as i64, catchup.max_lag.as_secs_f64());
     let stable = catchup.stable;
     let deadline = Instant::now() + catchup.timeout;
-    let terminal = std::io::stderr().is_terminal();
     let (mut under_since, mut last_log, mut warned) = (None::<Instant>, Instant::now(), false);
     let result = loop {
         let lag = match measure(&blue, &green).await {
@@ -70,16 +68,14 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
         let under = lag.bytes <= max_bytes && lag.seconds <= max_seconds;
         under_since = if under { under_since.or(Some(Instant::now())) } else { None };
         let held = under_since.map(|t| t.elapsed()).unwrap_or_default();
-        if terminal {
-            eprint!(
-                "\rcatch-up: lag {} ({} s), under the thresholds for {:.0} s of {:.0}   ",
-                human_bytes(lag.bytes),
-                format_args!("{:.1}", lag.seconds),
-                held.as_secs_f64(),
-                stable.as_secs_f64()
-            );
-            let _ = std::io::stderr().flush();
-        } else if last_log.elapsed() >= Duration::from_secs(5) {
+        let drawn = ctx.progress.live(format_args!(
+            "catch-up: lag {} ({:.1} s), under the thresholds for {:.0} s of {:.0}",
+            human_bytes(lag.bytes),
+            lag.seconds,
+            held.as_secs_f64(),
+            stable.as_secs_f64()
+        ));
+        if !drawn && last_log.elapsed() >= Duration::from_secs(5) {
             info!(lag_bytes = lag.bytes, lag_seconds = lag.seconds, "catching up");
             last_log = Instant::now();
         }
@@ -95,13 +91,16 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
         tokio::time::sleep(TICK).await;
     };
     heartbeat.abort();
-    if terminal {
-        eprintln!();
-    }
+    ctx.progress.end_live();
     let lag = result?;
     ctx.journal.set_fact(Phase::Catchup, "lag_bytes", json!(lag.bytes))?;
     ctx.journal.set_fact(Phase::Catchup, "lag_seconds", json!(lag.seconds))?;
     info!(lag_bytes = lag.bytes, lag_seconds = lag.seconds, "green has caught up; the subscription keeps running");
+    ctx.progress.line(format_args!(
+        "catch-up: green has caught up (lag {}, {:.1} s); the subscription keeps running",
+        human_bytes(lag.bytes),
+        lag.seconds
+    ));
     Ok(())
 }
 

@@ -174,7 +174,7 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
         Direction::Rollback => Vec::new(),
     };
     for item in &not_reversible {
-        eprintln!("not reversible: {}: {}", item.table, item.reason);
+        ctx.progress.line(format_args!("not reversible: {}: {}", item.table, item.reason));
     }
     ctx.journal.set_fact(
         phase,
@@ -330,13 +330,13 @@ async fn finished(
     let (from, to) = direction.sides();
     let (_, back) = direction.links();
     standby::report_fed_by(&sides.fleet, &upstream_name(ctx, from), sides.client(to), back).await;
-    eprintln!(
+    ctx.progress.line(format_args!(
         "{}: the fleet ({} sidecars) serves {to}; write pause {:.0} ms (fence LSN wait {:.0} ms)",
         phase,
         sides.fleet.sidecars.len(),
         write_pause.as_secs_f64() * 1e3,
         fence_wait.as_secs_f64() * 1e3
-    );
+    ));
     Ok(Flipped { write_pause, fence_wait })
 }
 

@@ -10,6 +10,7 @@
 //! - [`standby`]: the side writes do not go to, its lag reported to the sidecars
 //!   (`standby-report`).
 //! - [`pg`], [`tools`], [`metrics`], [`error`]: connections, client programs, `/metrics`.
+//! - [`progress`]: the lines a person reads, on stdout or into the log.
 
 pub mod catchup;
 pub mod commands;
@@ -28,6 +29,7 @@ pub mod pg;
 pub mod phase;
 pub mod plan;
 pub mod preflight;
+pub mod progress;
 pub mod promote;
 pub mod replication;
 pub mod restore;
@@ -42,5 +44,6 @@ pub mod window;
 
 pub use error::CutoverError;
 pub use phase::Phase;
+pub use progress::Progress;
 pub use runner::{promote, rollback, run, status};
 pub use standby::command::{parse_interval, standby_report};

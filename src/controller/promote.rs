@@ -51,7 +51,7 @@ pub async fn promote(ctx: &mut Context) -> Result<(), CutoverError> {
         connect_to(&mut command, &ctx.plan.blue, ctx.plan.database());
         run_logged(command, "pg_dump (archive of blue)", data_progress).await?;
         ctx.journal.set_fact(Phase::Promote, "archive", json!(target.display().to_string()))?;
-        eprintln!("promote: blue archived to {}", target.display());
+        ctx.progress.line(format_args!("promote: blue archived to {}", target.display()));
     }
     let green_name = flip::upstream_name(ctx, "green");
     ctx.journal.set_fact(Phase::Promote, "database", json!(ctx.plan.green.redacted()))?;
@@ -59,7 +59,8 @@ pub async fn promote(ctx: &mut Context) -> Result<(), CutoverError> {
         let generation = ctx.journal.fact(Phase::Cutover, "sidecar_generation").and_then(|v| v.as_u64()).unwrap_or(1);
         durable::write_target(path, &green_name, generation)?;
     }
-    eprintln!("promote: green ({}) is the database now; blue can be retired", ctx.plan.green.redacted());
+    ctx.progress
+        .line(format_args!("promote: green ({}) is the database now; blue can be retired", ctx.plan.green.redacted()));
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! completed; and `status`.
 
 use std::path::Path;
+use std::time::Instant;
 
 use tracing::{info, info_span, Instrument};
 
@@ -12,6 +13,7 @@ use super::metrics::CutoverMetrics;
 use super::phase::Phase;
 use super::plan::Plan;
 use super::preflight::{self, PreflightOptions};
+use super::progress::Progress;
 use super::promote as promotion;
 use super::tools::Tools;
 use super::{catchup, commands, pg, restore, snapshot, window};
@@ -22,20 +24,22 @@ pub struct Context {
     pub journal: Journal,
     pub tools: Tools,
     pub metrics: CutoverMetrics,
+    /// Where the lines a person reads go.
+    pub progress: Progress,
 }
 
 impl Context {
-    pub fn open(plan_path: &Path) -> Result<Context, CutoverError> {
+    pub fn open(plan_path: &Path, progress: Progress) -> Result<Context, CutoverError> {
         let plan = Plan::load(plan_path)?;
         let journal = Journal::open(&plan.journal.path)?;
         let tools = Tools::find(plan.tools.bin_dir.as_deref());
-        Ok(Context { plan, journal, tools, metrics: CutoverMetrics::new() })
+        Ok(Context { plan, journal, tools, metrics: CutoverMetrics::new(), progress })
     }
 }
 
 /// Runs the phases not yet completed, in order, through `until` (all of them when `None`).
-pub async fn run(plan_path: &Path, until: Option<Phase>) -> Result<(), CutoverError> {
-    let mut ctx = open_serving(plan_path).await?;
+pub async fn run(plan_path: &Path, until: Option<Phase>, progress: Progress) -> Result<(), CutoverError> {
+    let mut ctx = open_serving(plan_path, progress).await?;
     if ctx.journal.completed(Phase::Promote) {
         return Err(CutoverError::Refused("this plan's cutover was promoted: there is nothing left to run".into()));
     }
@@ -47,14 +51,29 @@ pub async fn run(plan_path: &Path, until: Option<Phase>) -> Result<(), CutoverEr
             info!(phase = %phase, "already done");
             continue;
         }
-        ctx.metrics.phase.set(phase.number());
-        ctx.journal.start(phase)?;
-        info!(phase = %phase, "phase started");
-        run_phase(&mut ctx, phase).instrument(info_span!("phase", name = %phase)).await?;
-        ctx.journal.finish(phase)?;
-        info!(phase = %phase, "phase done");
+        timed_phase(&mut ctx, phase).await?;
     }
     ctx.metrics.phase.set(0);
+    Ok(())
+}
+
+/// Runs one phase, journaled, with a progress line as it starts and as it ends.
+async fn timed_phase(ctx: &mut Context, phase: Phase) -> Result<(), CutoverError> {
+    let started = Instant::now();
+    ctx.metrics.phase.set(phase.number());
+    ctx.journal.start(phase)?;
+    info!(phase = %phase, "phase started");
+    ctx.progress.line(format_args!("{phase}: started"));
+    let result = run_phase(ctx, phase).instrument(info_span!("phase", name = %phase)).await;
+    let seconds = started.elapsed().as_secs_f64();
+    if result.is_err() {
+        // The error itself is the caller's to show.
+        ctx.progress.line(format_args!("{phase}: failed after {seconds:.1} s"));
+        return result;
+    }
+    ctx.journal.finish(phase)?;
+    info!(phase = %phase, seconds, "phase done");
+    ctx.progress.line(format_args!("{phase}: done in {seconds:.1} s"));
     Ok(())
 }
 
@@ -74,8 +93,8 @@ async fn run_phase(ctx: &mut Context, phase: Phase) -> Result<(), CutoverError> 
 }
 
 /// The context, with `/metrics` served when the plan asks for it.
-async fn open_serving(plan_path: &Path) -> Result<Context, CutoverError> {
-    let ctx = Context::open(plan_path)?;
+async fn open_serving(plan_path: &Path, progress: Progress) -> Result<Context, CutoverError> {
+    let ctx = Context::open(plan_path, progress)?;
     if let Some(addr) = ctx.plan.metrics.listen {
         ctx.metrics
             .serve(addr)
@@ -86,9 +105,17 @@ async fn open_serving(plan_path: &Path) -> Result<Context, CutoverError> {
 }
 
 /// `pgflip cutover rollback`: back to blue after a cutover, losing nothing.
-pub async fn rollback(plan_path: &Path) -> Result<(), CutoverError> {
-    let mut ctx = open_serving(plan_path).await?;
-    rollback_in(&mut ctx).await
+pub async fn rollback(plan_path: &Path, progress: Progress) -> Result<(), CutoverError> {
+    let mut ctx = open_serving(plan_path, progress).await?;
+    let started = Instant::now();
+    progress.line("rollback: started");
+    let result = rollback_in(&mut ctx).await;
+    let seconds = started.elapsed().as_secs_f64();
+    match &result {
+        Ok(()) => progress.line(format_args!("rollback: done in {seconds:.1} s; blue serves, `run` cuts over again")),
+        Err(_) => progress.line(format_args!("rollback: failed after {seconds:.1} s")),
+    }
+    result
 }
 
 /// Runs the rollback phase; afterwards the cutover and the validation are to be done again.
@@ -111,8 +138,8 @@ pub async fn rollback_in(ctx: &mut Context) -> Result<(), CutoverError> {
 }
 
 /// `pgflip cutover promote`: green for good, then the retire command.
-pub async fn promote(plan_path: &Path) -> Result<(), CutoverError> {
-    let mut ctx = open_serving(plan_path).await?;
+pub async fn promote(plan_path: &Path, progress: Progress) -> Result<(), CutoverError> {
+    let mut ctx = open_serving(plan_path, progress).await?;
     if !ctx.journal.completed(Phase::Cutover) {
         return Err(CutoverError::Refused("nothing to promote: green does not serve (run the cutover first)".into()));
     }
@@ -120,10 +147,7 @@ pub async fn promote(plan_path: &Path) -> Result<(), CutoverError> {
         if ctx.journal.completed(phase) {
             continue;
         }
-        ctx.metrics.phase.set(phase.number());
-        ctx.journal.start(phase)?;
-        run_phase(&mut ctx, phase).instrument(info_span!("phase", name = %phase)).await?;
-        ctx.journal.finish(phase)?;
+        timed_phase(&mut ctx, phase).await?;
     }
     ctx.metrics.phase.set(0);
     Ok(())
@@ -139,12 +163,21 @@ async fn run_preflight(ctx: &mut Context) -> Result<(), CutoverError> {
         database: ctx.plan.database().to_owned(),
     };
     let report = preflight::run(&blue, &green, &options).await.map_err(CutoverError::sql("preflight"))?;
-    eprintln!("{report}");
+    ctx.progress.line(&report);
     for (key, value) in &report.facts {
         ctx.journal.set_fact(Phase::Preflight, key, value.clone())?;
     }
+    let warnings: Vec<&str> =
+        report.findings.iter().filter(|f| f.severity == preflight::Severity::Warning).map(|f| f.check).collect();
+    ctx.journal.set_fact(Phase::Preflight, "warnings", serde_json::json!(warnings))?;
     if !report.is_ok() {
-        let blockers: Vec<String> = report.blockers().map(|f| format!("- {}", f.message)).collect();
+        let blockers: Vec<String> = report
+            .blockers()
+            .map(|f| match f.items.is_empty() {
+                true => format!("- {}", f.message),
+                false => format!("- {} ({})", f.message, f.items.join(", ")),
+            })
+            .collect();
         return Err(CutoverError::Preflight(blockers.join("\n")));
     }
     Ok(())
@@ -152,7 +185,7 @@ async fn run_preflight(ctx: &mut Context) -> Result<(), CutoverError> {
 
 /// The journal as JSON, and the next phase to run.
 pub fn status(plan_path: &Path) -> Result<String, CutoverError> {
-    let ctx = Context::open(plan_path)?;
+    let ctx = Context::open(plan_path, Progress::Stdout)?;
     let next = ctx.journal.next_phase().map(|p| p.name()).unwrap_or("none (all done)");
     let record = serde_json::to_string_pretty(ctx.journal.record()).unwrap_or_default();
     Ok(format!("journal: {}\nnext phase: {next}\n{record}", ctx.plan.journal.path.display()))

@@ -58,12 +58,14 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
     let transactions = (after.transactions - before.transactions).max(0.0);
     let errors = (after.errors - before.errors).max(0.0);
     let rate = if transactions > 0.0 { errors / transactions } else { 0.0 };
-    eprintln!("{report}");
-    eprintln!(
+    ctx.progress.line(&report);
+    ctx.progress.line(format_args!(
         "sidecars: {errors:.0} client errors in {transactions:.0} transactions over the window (rate {:.4}, limit {})",
         rate, section.max_error_rate
-    );
+    ));
     ctx.journal.set_fact(Phase::Validate, "error_rate", json!(rate))?;
+    ctx.journal.set_fact(Phase::Validate, "checks", json!(report.outcomes.len()))?;
+    ctx.journal.set_fact(Phase::Validate, "transactions", json!(transactions as u64))?;
     ctx.journal.set_fact(
         Phase::Validate,
         "failed_checks",

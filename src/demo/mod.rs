@@ -14,7 +14,9 @@ mod files;
 mod plan;
 mod postgres;
 mod report;
+mod runbook;
 mod sidecars;
+mod story;
 mod workdir;
 mod workload;
 
@@ -23,10 +25,11 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::NoTls;
 
-use crate::controller::{self, Phase};
 pub use error::DemoError;
 use postgres::{LocalCluster, RunAs};
-use report::{Flip, PhaseTime, Report};
+pub use report::Report;
+use report::{Flip, PhaseTime};
+use runbook::Runbook;
 use workload::ClientLog;
 
 /// Which data set blue starts with.
@@ -93,20 +96,69 @@ pub struct DemoArgs {
     pub before_validate: Option<String>,
 }
 
-/// Runs the demo; the report says whether it passed.
-pub async fn run(args: DemoArgs) -> Result<Report, DemoError> {
-    let begun = Instant::now();
-    let bin = postgres::find_bin_dir(args.pg_bin.as_deref())?;
-    let run_as = RunAs::detect()?;
-    let root = workdir::WorkDir::create(run_as)?;
-    println!("pgflip demo: PostgreSQL from {}; working in {}", bin.display(), root.path().display());
+/// The demo before it runs: PostgreSQL found, its directory made, its log file open.
+pub struct Demo {
+    args: DemoArgs,
+    bin: PathBuf,
+    run_as: RunAs,
+    root: workdir::WorkDir,
+}
 
+impl Demo {
+    /// Finds PostgreSQL and makes the demo's directory, with the log file the caller
+    /// writes the detailed logs to ([`Demo::log_path`]).
+    pub fn prepare(args: DemoArgs) -> Result<Demo, DemoError> {
+        let bin = postgres::find_bin_dir(args.pg_bin.as_deref())?;
+        let run_as = RunAs::detect()?;
+        let root = workdir::WorkDir::create(run_as)?;
+        Ok(Demo { args, bin, run_as, root })
+    }
+
+    /// The file the detailed logs go to: kept when the demo fails, deleted with the rest
+    /// when it passes.
+    pub fn log_path(&self) -> PathBuf {
+        self.root.log_path()
+    }
+
+    /// Runs the demo; the report says whether it passed. When it did not, the logs are
+    /// kept (and the report names them); everything else is deleted.
+    pub async fn run(self) -> Result<Report, DemoError> {
+        let Demo { args, bin, run_as, root } = self;
+        println!("pgflip demo: PostgreSQL from {}; working in {}", bin.display(), root.path().display());
+        println!("{:<12} {:>7}  {} (kept if the demo fails)", "[log]", "", root.log_path().display());
+        let result = run_in(&args, &bin, run_as, &root).await;
+        if !report_ok(&result) {
+            root.keep_logs();
+        }
+        let report = Report { log: (!report_ok(&result)).then(|| root.log_path().display().to_string()), ..result? };
+        if let Some(path) = &args.report {
+            let json = serde_json::to_string_pretty(&report).expect("the report serializes");
+            std::fs::write(path, json + "\n")
+                .map_err(DemoError::io(format!("writing the report {}", path.display())))?;
+        }
+        Ok(report)
+    }
+}
+
+fn report_ok(result: &Result<Report, DemoError>) -> bool {
+    result.as_ref().is_ok_and(|report| report.ok)
+}
+
+async fn run_in(args: &DemoArgs, bin: &Path, run_as: RunAs, root: &workdir::WorkDir) -> Result<Report, DemoError> {
+    let begun = Instant::now();
     let mut phases = Vec::new();
     let step = Instant::now();
-    let blue = LocalCluster::start("blue", &root.path().join("blue"), &bin, run_as)?;
-    let green = LocalCluster::start("green", &root.path().join("green"), &bin, run_as)?;
+    let blue = LocalCluster::start("blue", &root.path().join("blue"), bin, run_as, &root.logs().join("blue.log"))?;
+    let green = LocalCluster::start("green", &root.path().join("green"), bin, run_as, &root.logs().join("green.log"))?;
     phases.push(timed("clusters", step));
-    println!("[clusters] blue on 127.0.0.1:{}, green on 127.0.0.1:{}", blue.port, green.port);
+    // "15.18 (Debian 15.18-0+deb12u1)": the number is enough.
+    let version = blue.psql("postgres", &["-tAc", "SHOW server_version"]).unwrap_or_default();
+    let version = version.split_whitespace().next().unwrap_or("?").to_owned();
+    story::line(
+        "clusters",
+        Some(step.elapsed().as_secs_f64()),
+        &format!("blue on 127.0.0.1:{}, green on 127.0.0.1:{} (PostgreSQL {version})", blue.port, green.port),
+    );
 
     let step = Instant::now();
     let seeds = files::write_seeds(root.path())?;
@@ -114,16 +166,16 @@ pub async fn run(args: DemoArgs) -> Result<Report, DemoError> {
     let seed_file = seeds.join(args.seed.file());
     blue.psql("ledger", &["-f", &seed_file.display().to_string()])?;
     phases.push(timed("seed", step));
-    println!("[seed] blue loaded with {} in {:.1} s", args.seed.file(), step.elapsed().as_secs_f64());
+    story::line("seed", Some(step.elapsed().as_secs_f64()), &format!("blue loaded with seeds/{}", args.seed.file()));
 
-    let sidecars = sidecars::start(args.sidecars.into(), blue.port, green.port, root.path()).await?;
+    let sidecars = sidecars::start(args.sidecars.into(), blue.port, green.port, root.path(), root.logs()).await?;
     let plan_path = plan::write(
         root.path(),
         &plan::PlanInputs {
             blue_port: blue.port,
             green_port: green.port,
             sidecar_admin_urls: sidecars.iter().map(|s| s.admin_url.clone()).collect(),
-            bin_dir: &bin,
+            bin_dir: bin,
             window: args.window,
         },
     )?;
@@ -136,13 +188,19 @@ pub async fn run(args: DemoArgs) -> Result<Report, DemoError> {
         dashboards: args.standby_readers.into(),
     };
     let load = workload::start(&sidecars, targets, counts).await?;
-    println!(
-        "[app] {} writers, {} readers and {} dashboard readers (standby listener) through {} sidecars; plan {}",
-        args.writers,
-        args.readers,
-        args.standby_readers,
-        sidecars.len(),
-        plan_path.display()
+    story::line(
+        "app",
+        None,
+        &format!(
+            "{} (on the standby listener) through {}",
+            [(args.writers, "writer"), (args.readers, "reader"), (args.standby_readers, "dashboard reader")]
+                .map(|(n, what)| format!("{n} {what}{}", if n == 1 { "" } else { "s" }))
+                .join(", "),
+            match sidecars.len() {
+                1 => "1 sidecar".to_owned(),
+                n => format!("{n} sidecars"),
+            }
+        ),
     );
 
     let mut runbook = Runbook {
@@ -150,11 +208,12 @@ pub async fn run(args: DemoArgs) -> Result<Report, DemoError> {
         phases,
         flips: Vec::new(),
         validation_pauses_ms: Vec::new(),
-        epoch: load.epoch,
-        args: &args,
+        args,
         green: &green,
+        load: &load,
     };
     let outcome = runbook.run_all().await;
+    let Runbook { phases, flips, validation_pauses_ms, .. } = runbook;
     // Let the last flip's held operations finish inside the load.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let logs = load.finish().await;
@@ -170,7 +229,8 @@ pub async fn run(args: DemoArgs) -> Result<Report, DemoError> {
     let lost = workload::lost_journals(&connect(&serving.conninfo("ledger")).await?, &acked).await?;
 
     let sides = [(blue.port, "blue"), (green.port, "green")];
-    let mut report = build_report(&args, outcome.err(), runbook, &logs, acked.len(), lost, final_active, begun);
+    let ran = Ran { phases, flips, validation_pauses_ms };
+    let mut report = build_report(args, outcome.err(), ran, &logs, acked.len(), lost, final_active, begun);
     report.standby_served_by = logs
         .iter()
         .find(|log| log.standby)
@@ -179,138 +239,27 @@ pub async fn run(args: DemoArgs) -> Result<Report, DemoError> {
             log.servers.iter().map(|port| side(port).to_owned()).collect()
         })
         .unwrap_or_default();
-    if let Some(path) = &args.report {
-        let json = serde_json::to_string_pretty(&report).expect("the report serializes");
-        std::fs::write(path, json + "\n").map_err(DemoError::io(format!("writing the report {}", path.display())))?;
-    }
     Ok(report)
 }
 
-/// The controller's phases, run one at a time so that each is timed.
-struct Runbook<'a> {
-    plan: &'a Path,
+/// What the runbook did, for the report.
+struct Ran {
     phases: Vec<PhaseTime>,
     flips: Vec<Flip>,
-    /// The fleet pauses of the validations' consistent points, in ms.
     validation_pauses_ms: Vec<u64>,
-    epoch: Instant,
-    args: &'a DemoArgs,
-    green: &'a LocalCluster,
-}
-
-impl Runbook<'_> {
-    async fn run_all(&mut self) -> Result<(), DemoError> {
-        self.forward().await?;
-        if self.args.rollback {
-            self.flip("rollback", "blue").await?;
-            self.forward().await?;
-        }
-        self.step("promote", Phase::Promote).await
-    }
-
-    /// Runs the phases of `pgflip cutover run` that are not done yet, validation included.
-    async fn forward(&mut self) -> Result<(), DemoError> {
-        for &phase in Phase::RUN {
-            match phase {
-                Phase::Cutover => self.flip("cutover", "green").await?,
-                Phase::Validate => {
-                    self.before_validate().await?;
-                    let validated = self.step("validate", Phase::Validate).await;
-                    if let Some(pause) = self.journal_fact(Phase::Validate, "point_pause_ms") {
-                        self.validation_pauses_ms.push(pause);
-                    }
-                    validated?;
-                }
-                _ if self.flips.is_empty() => self.step(phase.name(), phase).await?,
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    async fn step(&mut self, name: &str, phase: Phase) -> Result<(), DemoError> {
-        let started = Instant::now();
-        println!("[{name}] ...");
-        let result = match phase {
-            Phase::Promote => controller::promote(self.plan).await,
-            _ => controller::run(self.plan, Some(phase)).await,
-        };
-        self.phases.push(timed(name, started));
-        result.map_err(|source| DemoError::Cutover { phase: name.to_string(), source })?;
-        println!("[{name}] done in {:.1} s", started.elapsed().as_secs_f64());
-        Ok(())
-    }
-
-    /// A flip (cutover or rollback), with the write pause the controller measured and the
-    /// longest wait of any client meanwhile (filled in at the end).
-    async fn flip(&mut self, name: &str, to: &str) -> Result<(), DemoError> {
-        let from = self.epoch.elapsed();
-        let phase = if to == "green" { Phase::Cutover } else { Phase::Rollback };
-        let result = if to == "green" { self.step(name, phase).await } else { self.rollback(name).await };
-        let window = (from, self.epoch.elapsed());
-        let write_pause_ms = self.journal_fact(phase, "write_pause_ms").unwrap_or(0);
-        if result.is_ok() {
-            println!("[{name}] write pause {write_pause_ms} ms; the application now talks to {to}");
-            self.flips.push(Flip { to: to.to_string(), write_pause_ms, max_stall_ms: 0.0, window });
-        }
-        result
-    }
-
-    async fn rollback(&mut self, name: &str) -> Result<(), DemoError> {
-        let started = Instant::now();
-        println!("[{name}] ...");
-        let result = controller::rollback(self.plan).await;
-        self.phases.push(timed(name, started));
-        result.map_err(|source| DemoError::Cutover { phase: name.to_string(), source })
-    }
-
-    /// A number the controller recorded in its journal for `phase`.
-    fn journal_fact(&self, phase: Phase, key: &str) -> Option<u64> {
-        let plan = controller::plan::Plan::load(self.plan).ok()?;
-        let journal = controller::journal::Journal::open(&plan.journal.path).ok()?;
-        journal.fact(phase, key).and_then(|value| value.as_u64())
-    }
-
-    async fn before_validate(&mut self) -> Result<(), DemoError> {
-        let Some(command) = &self.args.before_validate else { return Ok(()) };
-        println!("[before-validate] {command}");
-        let status = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .env("PGHOST", "127.0.0.1")
-            .env("PGPORT", self.green.port.to_string())
-            .env("PGUSER", "postgres")
-            .env("PGDATABASE", "ledger")
-            .status()
-            .await
-            .map_err(DemoError::io("running --before-validate"))?;
-        if !status.success() {
-            return Err(DemoError::Command {
-                what: "--before-validate".into(),
-                status: status.to_string(),
-                output: String::new(),
-            });
-        }
-        Ok(())
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn build_report(
     args: &DemoArgs,
     failure: Option<DemoError>,
-    runbook: Runbook,
+    ran: Ran,
     logs: &[ClientLog],
     committed: usize,
     lost: Vec<i64>,
     final_active: String,
     begun: Instant,
 ) -> Report {
-    let flips: Vec<Flip> = runbook
-        .flips
-        .iter()
-        .map(|flip| Flip { max_stall_ms: report::max_stall(logs, flip.window), ..flip.clone() })
-        .collect();
     let errors: Vec<String> = logs.iter().filter_map(|log| log.error.clone()).collect();
     let reads = logs.iter().filter(|log| log.acked.is_empty() && !log.standby).map(|log| log.ops.len()).sum();
     let standby_reads = logs.iter().filter(|log| log.standby).map(|log| log.ops.len()).sum();
@@ -327,13 +276,14 @@ fn build_report(
         standby_served_by: Vec::new(),
         client_errors: errors.len(),
         client_error_messages: errors.into_iter().take(10).collect(),
-        max_stall_ms: flips.iter().map(|f| f.max_stall_ms).fold(0.0, f64::max),
-        write_pause_ms: flips.iter().map(|f| f.write_pause_ms).max().unwrap_or(0),
-        flips,
-        validation_pauses_ms: runbook.validation_pauses_ms,
-        phases: runbook.phases,
+        max_stall_ms: ran.flips.iter().map(|f| f.max_stall_ms).fold(0.0, f64::max),
+        write_pause_ms: ran.flips.iter().map(|f| f.write_pause_ms).max().unwrap_or(0),
+        flips: ran.flips,
+        validation_pauses_ms: ran.validation_pauses_ms,
+        phases: ran.phases,
         final_active,
         seconds: begun.elapsed().as_secs_f64(),
+        log: None,
     }
 }
 

@@ -81,9 +81,16 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// `initdb` into `dir/data` and start it on a free port. Loopback TCP only; the
-    /// `postgres` superuser is trusted, every other role logs in with its password.
-    pub fn start(name: &'static str, dir: &Path, bin: &Path, run_as: RunAs) -> Result<LocalCluster, DemoError> {
+    /// `initdb` into `dir/data` and start it on a free port, its server log in `log`.
+    /// Loopback TCP only; the `postgres` superuser is trusted, every other role logs in
+    /// with its password.
+    pub fn start(
+        name: &'static str,
+        dir: &Path,
+        bin: &Path,
+        run_as: RunAs,
+        log: &Path,
+    ) -> Result<LocalCluster, DemoError> {
         std::fs::create_dir_all(dir).map_err(DemoError::io(format!("creating {}", dir.display())))?;
         run_as.give(dir)?;
         let data = dir.join("data");
@@ -104,7 +111,7 @@ impl LocalCluster {
         std::fs::write(data.join("pg_hba.conf"), hba).map_err(DemoError::io("writing pg_hba.conf"))?;
         let cluster = LocalCluster { name, port, data, bin: bin.to_owned(), run_as };
         let mut start = cluster.pg_ctl();
-        start.arg("start").arg("-w").args(["-t", "60"]).arg("-l").arg(dir.join("server.log"));
+        start.arg("start").arg("-w").args(["-t", "60"]).arg("-l").arg(log);
         run(start, &format!("starting {name}"))?;
         Ok(cluster)
     }

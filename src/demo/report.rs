@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::workload::{ClientLog, Op};
+use super::workload::Op;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -40,6 +40,8 @@ pub struct Report {
     /// The upstream every sidecar served at the end ("mixed" when they disagree).
     pub final_active: String,
     pub seconds: f64,
+    /// The detailed log, kept when the demo did not pass.
+    pub log: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -48,8 +50,6 @@ pub struct Flip {
     pub write_pause_ms: u64,
     /// The longest any operation waited while this flip ran, in ms.
     pub max_stall_ms: f64,
-    #[serde(skip)]
-    pub window: (Duration, Duration),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,11 +58,10 @@ pub struct PhaseTime {
     pub seconds: f64,
 }
 
-/// The longest operation that overlapped `window` (times since the load's epoch), in ms.
-pub fn max_stall(logs: &[ClientLog], window: (Duration, Duration)) -> f64 {
-    logs.iter()
-        .flat_map(|log| log.ops.iter())
-        .filter(|op: &&Op| op.started <= window.1 && op.started + op.latency >= window.0)
+/// The longest of `ops` that overlapped `window` (times since the load's epoch), in ms.
+pub fn max_stall<'a>(ops: impl IntoIterator<Item = &'a Op>, window: (Duration, Duration)) -> f64 {
+    ops.into_iter()
+        .filter(|op| op.started <= window.1 && op.started + op.latency >= window.0)
         .map(|op| op.latency.as_secs_f64() * 1e3)
         .fold(0.0, f64::max)
 }
@@ -93,7 +92,7 @@ impl Report {
         }
         for flip in &self.flips {
             out.push_str(&format!(
-                "flip to {:<6}    write pause {} ms, longest client wait {:.1} ms\n",
+                "flip to {:<6}    write pause {} ms, longest client wait {:.0} ms\n",
                 flip.to, flip.write_pause_ms, flip.max_stall_ms
             ));
         }
@@ -106,6 +105,9 @@ impl Report {
             out.push_str(&format!(" {} {:.1}s", phase.name, phase.seconds));
         }
         out.push_str(&format!("\ntotal:            {:.1} s\n", self.seconds));
+        if let Some(log) = &self.log {
+            out.push_str(&format!("log (kept):       {log}\n"));
+        }
         out
     }
 }

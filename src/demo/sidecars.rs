@@ -1,7 +1,7 @@
 //! The demo's sidecars: `pgflip proxy` processes of this very binary, as an application's
 //! pods would run them, each with its own listener and admin API; killed when dropped.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -26,9 +26,15 @@ pub struct Sidecar {
     _child: Child,
 }
 
-/// Starts `count` sidecars serving blue, logging into `dir/sidecar-N.log`, and waits until
-/// each is ready.
-pub async fn start(count: usize, blue_port: u16, green_port: u16, dir: &Path) -> Result<Vec<Sidecar>, DemoError> {
+/// Starts `count` sidecars serving blue, their files in `dir`, logging into
+/// `logs/sidecar-N.log`, and waits until each is ready.
+pub async fn start(
+    count: usize,
+    blue_port: u16,
+    green_port: u16,
+    dir: &Path,
+    logs: PathBuf,
+) -> Result<Vec<Sidecar>, DemoError> {
     let exe = std::env::current_exe().map_err(DemoError::io("finding the pgflip binary"))?;
     let upstream =
         |name: &str, port: u16| format!("{name}=postgres://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{port}/ledger");
@@ -40,7 +46,7 @@ pub async fn start(count: usize, blue_port: u16, green_port: u16, dir: &Path) ->
     let mut sidecars = Vec::with_capacity(count);
     for index in 0..count {
         let (port, standby_port, admin_port) = (free_port()?, free_port()?, free_port()?);
-        let log_path = dir.join(format!("sidecar-{index}.log"));
+        let log_path = logs.join(format!("sidecar-{index}.log"));
         let log =
             std::fs::File::create(&log_path).map_err(DemoError::io(format!("creating {}", log_path.display())))?;
         let err = log.try_clone().map_err(DemoError::io("duplicating the sidecar log"))?;

@@ -7,7 +7,7 @@
 //! acknowledged, to be looked up key by key at the end.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
@@ -68,11 +68,29 @@ pub struct ClientLog {
     pub servers: Vec<u16>,
 }
 
+/// A client's log, written by the client as it goes and read by the demo meanwhile.
+#[derive(Clone, Default)]
+struct SharedLog(Arc<Mutex<ClientLog>>);
+
+impl SharedLog {
+    fn lock(&self) -> MutexGuard<'_, ClientLog> {
+        // A client that panicked leaves its log as it was.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn take(&self) -> ClientLog {
+        std::mem::take(&mut *self.lock())
+    }
+}
+
 pub struct Workload {
     stop: Arc<AtomicBool>,
-    clients: Vec<JoinHandle<ClientLog>>,
+    clients: Vec<(SharedLog, JoinHandle<()>)>,
     pub epoch: Instant,
 }
+
+/// How long [`Workload::longest_wait`] waits for the clients held by a flip to be answered.
+const SETTLE: Duration = Duration::from_secs(10);
 
 /// How hard the load pushes: pauses between one client's operations.
 const WRITER_PACE: Duration = Duration::from_millis(10);
@@ -108,27 +126,50 @@ pub async fn start(sidecars: &[Sidecar], targets: Vec<Target>, counts: Clients) 
             .await
             .map_err(DemoError::sql(format!("connecting client {index} through sidecar {}", index % sidecars.len())))?;
         tokio::spawn(connection);
-        let (stop, targets) = (stop.clone(), targets.clone());
-        clients.push(if index < writers {
-            tokio::spawn(write_loop(client, index, targets, stop, epoch))
+        let (stop, targets, log) = (stop.clone(), targets.clone(), SharedLog::default());
+        let task = if index < writers {
+            tokio::spawn(write_loop(client, index, targets, stop, epoch, log.clone()))
         } else {
             let standby = index >= writers + readers;
-            tokio::spawn(read_loop(client, index, targets, stop, epoch, standby))
-        });
+            log.lock().standby = standby;
+            tokio::spawn(read_loop(client, index, targets, stop, epoch, log.clone()))
+        };
+        clients.push((log, task));
     }
     Ok(Workload { stop, clients, epoch })
 }
 
 impl Workload {
+    /// The longest any operation waited that overlapped `window` (times since the epoch),
+    /// in ms, once every client still running has been answered for an operation begun
+    /// after the window: then every operation the window held has finished.
+    pub async fn longest_wait(&self, window: (Duration, Duration)) -> f64 {
+        let deadline = Instant::now() + SETTLE;
+        while Instant::now() < deadline {
+            let settled = self.clients.iter().all(|(log, task)| {
+                let log = log.lock();
+                task.is_finished() || log.error.is_some() || log.ops.last().is_some_and(|op| op.started > window.1)
+            });
+            if settled {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let logs: Vec<_> = self.clients.iter().map(|(log, _)| log.lock()).collect();
+        super::report::max_stall(logs.iter().flat_map(|log| log.ops.iter()), window)
+    }
+
     /// Stops every client after its current operation and collects the logs.
     pub async fn finish(self) -> Vec<ClientLog> {
         self.stop.store(true, Ordering::Relaxed);
         let mut logs = Vec::new();
-        for client in self.clients {
-            logs.push(client.await.unwrap_or_else(|e| ClientLog {
-                error: Some(format!("client task ended abnormally: {e}")),
-                ..ClientLog::default()
-            }));
+        for (log, task) in self.clients {
+            let ended = task.await;
+            let mut log = log.take();
+            if let Err(e) = ended {
+                log.error = Some(format!("client task ended abnormally: {e}"));
+            }
+            logs.push(log);
         }
         logs
     }
@@ -140,8 +181,8 @@ async fn write_loop(
     targets: Arc<Vec<Target>>,
     stop: Arc<AtomicBool>,
     epoch: Instant,
-) -> ClientLog {
-    let mut log = ClientLog::default();
+    log: SharedLog,
+) {
     let prepared = async {
         let journal = client
             .prepare(
@@ -160,8 +201,8 @@ async fn write_loop(
     let (journal, lines) = match prepared.await {
         Ok(statements) => statements,
         Err(e) => {
-            log.error = Some(format!("writer {writer}: preparing: {e}"));
-            return log;
+            log.lock().error = Some(format!("writer {writer}: preparing: {e}"));
+            return;
         }
     };
     let mut seq: u64 = 0;
@@ -185,17 +226,17 @@ async fn write_loop(
         .await;
         match result {
             Ok(id) => {
+                let mut log = log.lock();
                 log.acked.push(id);
                 log.ops.push(Op { started: started - epoch, latency: started.elapsed() });
             }
             Err(e) => {
-                log.error = Some(format!("writer {writer}, sale {seq}: {e}"));
-                return log;
+                log.lock().error = Some(format!("writer {writer}, sale {seq}: {e}"));
+                return;
             }
         }
         tokio::time::sleep(WRITER_PACE).await;
     }
-    log
 }
 
 async fn read_loop(
@@ -204,9 +245,9 @@ async fn read_loop(
     targets: Arc<Vec<Target>>,
     stop: Arc<AtomicBool>,
     epoch: Instant,
-    standby: bool,
-) -> ClientLog {
-    let mut log = ClientLog { standby, ..ClientLog::default() };
+    log: SharedLog,
+) {
+    let standby = log.lock().standby;
     let balances = match client
         .prepare(
             "SELECT a.code, sum(l.amount_cents)::bigint FROM public.accounts a \
@@ -216,8 +257,8 @@ async fn read_loop(
     {
         Ok(statement) => statement,
         Err(e) => {
-            log.error = Some(format!("{} {reader}: preparing: {e}", kind(standby)));
-            return log;
+            log.lock().error = Some(format!("{} {reader}: preparing: {e}", kind(standby)));
+            return;
         }
     };
     let mut round = 0usize;
@@ -235,6 +276,7 @@ async fn read_loop(
         };
         match read.await {
             Ok(server) => {
+                let mut log = log.lock();
                 log.ops.push(Op { started: started - epoch, latency: started.elapsed() });
                 if let Some(port) = server.and_then(|p| u16::try_from(p).ok()) {
                     if log.servers.last() != Some(&port) {
@@ -243,13 +285,12 @@ async fn read_loop(
                 }
             }
             Err(e) => {
-                log.error = Some(format!("{} {reader}, read {round}: {e}", kind(standby)));
-                return log;
+                log.lock().error = Some(format!("{} {reader}, read {round}: {e}", kind(standby)));
+                return;
             }
         }
         tokio::time::sleep(READER_PACE).await;
     }
-    log
 }
 
 fn kind(standby: bool) -> &'static str {

@@ -47,7 +47,7 @@ pub async fn standby_report(
             _ = tokio::time::sleep(every) => {}
         }
     }
-    eprintln!("standby-report: stopped");
+    println!("standby-report: stopped");
     Ok(())
 }
 
@@ -65,12 +65,12 @@ impl Reporting {
         let journal = Journal::open(&self.plan.journal.path)?;
         let link = match Standby::from_journal(&journal)? {
             Standby::Flipping(phase) => {
-                eprintln!("standby: the {phase} is under way; nothing reported until it is finished or undone");
+                println!("standby: the {phase} is under way; nothing reported until it is finished or undone");
                 return Ok(false);
             }
             Standby::Retired => {
                 let reported = self.send("blue", StandbyState::Retired, None).await;
-                eprintln!("standby blue: retired, {reported}");
+                println!("standby blue: retired, {reported}");
                 return Ok(true);
             }
             Standby::Replicating(link) => link,
@@ -83,7 +83,7 @@ impl Reporting {
             }
         };
         let reported = self.send(link.to, StandbyState::Replicating, lag.and_then(|l| l.seconds)).await;
-        eprintln!("{}", line(link, lag.as_ref(), reported));
+        println!("{}", line(link, lag.as_ref(), reported));
         Ok(false)
     }
 
