@@ -14,7 +14,9 @@ use crate::duration::Written;
 use crate::proxy::auth::AuthFile;
 use crate::proxy::upstream::{Secrets, UpstreamUrl};
 
+use file_error::toml_error;
 pub use standby::StandbyConfig;
+pub use unix::UnixListenConfig;
 
 /// `pgflip proxy` flags.
 #[derive(Debug, Default, Clone, clap::Args)]
@@ -66,6 +68,13 @@ pub struct ProxyArgs {
     /// it is seen to SET. Repeatable.
     #[arg(long = "track-setting", value_name = "NAME")]
     pub track_setting: Vec<String>,
+    /// Also listen on a Unix-domain socket in this directory: DIR/.s.PGSQL.PORT, PORT being
+    /// the --listen port, as PostgreSQL names it (libpq: host=DIR port=PORT).
+    #[arg(long, value_name = "DIR")]
+    pub listen_unix: Option<PathBuf>,
+    /// Permissions of the Unix-domain socket, in octal [default: 0777].
+    #[arg(long, value_name = "MODE")]
+    pub unix_socket_mode: Option<String>,
     /// Address of the standby listener: read-only sessions on the upstream that is not active.
     #[arg(long, value_name = "ADDR")]
     pub listen_standby: Option<String>,
@@ -99,6 +108,8 @@ struct ProxyFile {
     worker_threads: Option<usize>,
     #[serde(default)]
     track_setting: Vec<String>,
+    listen_unix: Option<PathBuf>,
+    unix_socket_mode: Option<String>,
     listen_standby: Option<String>,
     standby_fallback: Option<String>,
     max_standby_lag: Option<Written>,
@@ -147,6 +158,8 @@ fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
     pub listen: SocketAddr,
+    /// The Unix-domain socket, when configured.
+    pub listen_unix: Option<UnixListenConfig>,
     pub admin_listen: SocketAddr,
     /// Named upstreams in the order given.
     pub upstreams: Vec<(String, UpstreamUrl)>,
@@ -210,6 +223,8 @@ impl ProxyConfig {
             track_settings: file.track_setting.into_iter().chain(args.track_setting.iter().cloned()).collect(),
             generation: file.generation,
             config_path: args.config.clone(),
+            listen_unix: args.listen_unix.clone().or(rel(file.listen_unix)),
+            unix_socket_mode: args.unix_socket_mode.clone().or(file.unix_socket_mode),
             listen_standby: args.listen_standby.clone().or(file.listen_standby),
             standby_fallback: args.standby_fallback.clone().or(file.standby_fallback),
             max_standby_lag: args.max_standby_lag.or(file.max_standby_lag.map(|w| w.0)),
@@ -220,6 +235,7 @@ impl ProxyConfig {
         let listen = socket_addr("listen", m.listen.as_deref().unwrap_or("127.0.0.1:6432"))?;
         let admin_listen = socket_addr("admin_listen", m.admin_listen.as_deref().unwrap_or("127.0.0.1:9187"))?;
         let standby = standby::standby_config(&m, listen, admin_listen)?;
+        let listen_unix = unix::unix_config(&m, listen)?;
         if m.upstreams.is_empty() {
             return Err(err("upstream", "no upstream given; add --upstream NAME=postgres://USER@HOST:PORT/DB"));
         }
@@ -290,6 +306,7 @@ impl ProxyConfig {
         }
         Ok(ProxyConfig {
             listen,
+            listen_unix,
             admin_listen,
             upstreams,
             active,
@@ -327,6 +344,8 @@ struct Merged {
     track_settings: Vec<String>,
     generation: Option<u64>,
     config_path: Option<PathBuf>,
+    listen_unix: Option<PathBuf>,
+    unix_socket_mode: Option<String>,
     listen_standby: Option<String>,
     standby_fallback: Option<String>,
     max_standby_lag: Option<Duration>,
@@ -353,34 +372,8 @@ fn at_most_a_day(key: &str, value: Duration) -> Result<Duration, ConfigError> {
     Ok(value)
 }
 
-fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
-    let msg = e.message().trim();
-    // serde quotes an unknown key in its message; for a bad value, find the key by position.
-    let key = match msg.split('`').nth(1) {
-        Some(quoted) if msg.starts_with("unknown field") => quoted.to_owned(),
-        _ => e.span().and_then(|span| key_at(text, span.start)).unwrap_or_else(|| "config".to_owned()),
-    };
-    err(key, format!("{msg} (in {})", path.display()))
-}
-
-/// The dotted key whose line contains byte `offset` of a TOML document.
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let mut table = String::new();
-    let mut start = 0;
-    for line in text.split_inclusive('\n') {
-        let trimmed = line.trim();
-        if let Some(header) = trimmed.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            table = header.trim().to_owned();
-        }
-        if offset < start + line.len() {
-            let key = trimmed.split_once('=')?.0.trim().trim_matches('"');
-            return Some(if table.is_empty() { key.to_owned() } else { format!("{table}.{key}") });
-        }
-        start += line.len();
-    }
-    None
-}
-
+mod file_error;
 mod standby;
 #[cfg(test)]
 mod tests;
+mod unix;

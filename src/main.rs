@@ -134,12 +134,23 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 pgflip::proxy::tls::server(cert, key)?;
             }
             println!("listen        {}", config.listen);
+            match &config.listen_unix {
+                Some(unix) => println!("listen_unix   {} (mode {:04o})", unix.path.display(), unix.mode),
+                None => println!("listen_unix   off"),
+            }
             println!("admin_listen  {}", config.admin_listen);
             for (name, url) in &config.upstreams {
                 let mark = if *name == config.active { " (active)" } else { "" };
                 println!("upstream      {name} = {url}{mark}");
             }
-            println!("client auth   {}", if config.auth.is_some() { "auth file" } else { "trust (loopback only)" });
+            println!(
+                "client auth   {}",
+                if config.auth.is_some() {
+                    "auth file"
+                } else {
+                    "trust (local clients only: loopback and the Unix socket)"
+                }
+            );
             println!("client TLS    {}", if config.client_tls.is_some() { "offered" } else { "off" });
             match &config.standby {
                 Some(standby) => println!(

@@ -122,3 +122,25 @@ fn durations_take_seconds_or_a_unit_and_a_bad_one_names_its_key() {
     let e = load("active = \"blue\"\nshutdown_grace = \"5 parsecs\"").unwrap_err();
     assert!(e.to_string().contains("parsecs") && e.to_string().contains("unit"), "{e}");
 }
+
+#[test]
+fn the_unix_socket_is_named_like_postgresql_s_and_relative_to_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(&path, "listen = \"127.0.0.1:7000\"\nlisten_unix = \"run\"\n[upstream]\nblue = \"postgres://b\"\n")
+        .unwrap();
+    let c = ProxyConfig::load(&ProxyArgs { config: Some(path.clone()), ..ProxyArgs::default() }).unwrap();
+    let unix = c.listen_unix.expect("configured");
+    assert_eq!(unix.path, dir.path().join("run/.s.PGSQL.7000"));
+    assert_eq!(unix.mode, 0o777);
+    let mut a = args(&["blue=postgres://h"]);
+    a.listen_unix = Some("/run/pgflip".into());
+    a.unix_socket_mode = Some("0700".into());
+    let unix = ProxyConfig::load(&a).unwrap().listen_unix.expect("configured");
+    assert_eq!((unix.path.to_str(), unix.mode), (Some("/run/pgflip/.s.PGSQL.6432"), 0o700));
+    a.unix_socket_mode = Some("rw-------".into());
+    assert_eq!(ProxyConfig::load(&a).unwrap_err().key, "unix_socket_mode");
+    let mut orphan = args(&["blue=postgres://h"]);
+    orphan.unix_socket_mode = Some("0700".into());
+    assert_eq!(ProxyConfig::load(&orphan).unwrap_err().key, "unix_socket_mode");
+}

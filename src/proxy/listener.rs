@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -16,10 +16,13 @@ use crate::config::ProxyConfig;
 use crate::proxy::admin::{self, AdminState};
 use crate::proxy::context::{Limits, ProxyContext};
 use crate::proxy::metrics::Metrics;
+use crate::proxy::peer::Peer;
 use crate::proxy::reload;
 use crate::proxy::session;
 use crate::proxy::standby::{self, Listener, Standby};
+use crate::proxy::stream::Handover;
 use crate::proxy::tls::{self, TlsConfigError};
+use crate::proxy::unix_socket::{UnixSocket, UnixSocketError};
 use crate::proxy::upstream::{Registry, Upstream, UpstreamConfigError};
 use crate::proxy::workers::Workers;
 
@@ -28,6 +31,8 @@ use crate::proxy::workers::Workers;
 pub enum ProxyError {
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind { addr: SocketAddr, what: &'static str, source: std::io::Error },
+    #[error("listen_unix: {0}")]
+    Unix(#[from] UnixSocketError),
     #[error(transparent)]
     Upstream(#[from] UpstreamConfigError),
     #[error("client TLS: {0}")]
@@ -73,12 +78,17 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
     };
     let listener = bind(config.listen, "listen").await?;
     let admin_listener = bind(config.admin_listen, "admin_listen").await?;
+    let unix_socket = match &config.listen_unix {
+        Some(unix) => Some(UnixSocket::bind(&unix.path, unix.mode)?),
+        None => None,
+    };
     let standby_listener = match &config.standby {
         Some(standby) => Some(bind(standby.listen, "listen_standby").await?),
         None => None,
     };
     info!(
         listen = %config.listen,
+        listen_unix = unix_socket.as_ref().map(|s| s.path().display().to_string()),
         admin_listen = %config.admin_listen,
         listen_standby = config.standby.as_ref().map(|s| s.listen.to_string()),
         active = %snapshot.active,
@@ -102,26 +112,29 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
     let sessions = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
+        let tcp = |accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>| {
+            accepted.and_then(|(stream, addr)| Ok((Handover::from_tcp(stream)?, Peer::Tcp(addr))))
+        };
         let (accepted, kind) = tokio::select! {
-            accepted = listener.accept() => (accepted, Listener::Main),
+            accepted = listener.accept() => (tcp(accepted), Listener::Main),
+            accepted = async { unix_socket.as_ref().expect("guarded").accept().await }, if unix_socket.is_some() => {
+                (accepted.and_then(|(stream, peer)| Ok((Handover::from_unix(stream)?, peer))), Listener::Main)
+            }
             accepted = async { standby_listener.as_ref().expect("guarded").accept().await },
-                if standby_listener.is_some() => (accepted, Listener::Standby),
+                if standby_listener.is_some() => (tcp(accepted), Listener::Standby),
             _ = &mut shutdown => break,
         };
         match accepted {
-            Ok((tcp, peer)) => match tcp.into_std() {
-                // The socket moves to the worker's own I/O driver.
-                Ok(std_tcp) => {
-                    let ctx = ctx.clone();
-                    workers.spawn(sessions.track_future(async move {
-                        match TcpStream::from_std(std_tcp) {
-                            Ok(tcp) => session::serve(tcp, peer, ctx, kind).await,
-                            Err(e) => warn!(client.addr = %peer, error = %e, "cannot register connection"),
-                        }
-                    }));
-                }
-                Err(e) => warn!(client.addr = %peer, error = %e, "cannot hand over connection"),
-            },
+            // The socket moves to the worker's own I/O driver.
+            Ok((handover, peer)) => {
+                let ctx = ctx.clone();
+                workers.spawn(sessions.track_future(async move {
+                    match handover.register() {
+                        Ok(stream) => session::serve(stream, peer, ctx, kind).await,
+                        Err(e) => warn!(client.addr = %peer, error = %e, "cannot register connection"),
+                    }
+                }));
+            }
             Err(e) => {
                 // Out of file descriptors, usually: back off instead of spinning.
                 warn!(error = %e, "accept failed");
@@ -131,6 +144,8 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
     }
 
     drop(listener);
+    // Removes the socket file: new clients find no socket rather than one that never answers.
+    drop(unix_socket);
     drop(standby_listener);
     ctx.begin_shutdown();
     sessions.close();

@@ -23,6 +23,7 @@ pub struct ProxyBuilder {
     admin_port: Option<u16>,
     config: Option<ConfigFn>,
     extra_args: Vec<String>,
+    unix_socket: bool,
 }
 
 /// How a process that was expected to stop by itself ended.
@@ -95,6 +96,12 @@ impl ProxyBuilder {
         self
     }
 
+    /// Also listen on a Unix-domain socket in the proxy's directory (`--listen-unix`).
+    pub fn unix_socket(mut self) -> Self {
+        self.unix_socket = true;
+        self
+    }
+
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra_args.push(arg.to_string());
         self
@@ -138,6 +145,9 @@ impl ProxyBuilder {
             // One second unless a test asks for more, so that dropping a proxy with
             // sessions still open does not wait for the 30 s default.
             cmd.arg("--shutdown-grace").arg(self.shutdown_grace.unwrap_or(1).to_string());
+        }
+        if self.unix_socket {
+            cmd.arg("--listen-unix").arg(dir);
         }
         cmd.args(&self.extra_args);
         let log = std::fs::File::create(dir.join("proxy.log")).expect("create proxy.log");
@@ -237,6 +247,17 @@ impl Proxy {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The directory of the proxy's Unix-domain socket (with [`ProxyBuilder::unix_socket`]):
+    /// libpq's `host` for it.
+    pub fn unix_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The proxy's Unix-domain socket file, `.s.PGSQL.PORT` in [`Proxy::unix_dir`].
+    pub fn unix_socket_path(&self) -> PathBuf {
+        self.dir.path().join(format!(".s.PGSQL.{}", self.port))
     }
 
     /// libpq conninfo through the proxy, TLS off.

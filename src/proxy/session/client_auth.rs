@@ -1,13 +1,13 @@
-//! Authenticating the application client: trust (loopback only), or SCRAM-SHA-256 and md5
-//! against the auth file. The proxy plays the server here.
-
-use std::net::SocketAddr;
+//! Authenticating the application client: trust (local clients only: loopback or the
+//! Unix-domain socket), or SCRAM-SHA-256 and md5 against the auth file. The proxy plays the
+//! server here.
 
 use bytes::BytesMut;
 
 use crate::proxy::auth::{md5_response_matches, AuthError, ScramServer, Secret, SCRAM_SHA_256};
 use crate::proxy::context::ProxyContext;
 use crate::proxy::io::{read_message, write_all, MAX_HANDSHAKE_MESSAGE};
+use crate::proxy::peer::Peer;
 use crate::proxy::session::SessionError;
 use crate::proxy::stream::ClientStream;
 use crate::wire::backend::{self, auth_code};
@@ -19,18 +19,16 @@ pub async fn authenticate(
     stream: &mut ClientStream,
     buf: &mut BytesMut,
     user: &str,
-    peer: SocketAddr,
+    peer: Peer,
     ctx: &ProxyContext,
 ) -> Result<(), SessionError> {
     let Some(auth_file) = &ctx.auth else {
-        if peer.ip().is_loopback() {
+        if peer.is_local() {
             return Ok(());
         }
         return Err(SessionError::Refused {
             code: "28000",
-            message: format!(
-                "trust authentication is only for loopback clients; {peer} needs an auth file (--auth-file)"
-            ),
+            message: format!("trust authentication is only for local clients; {peer} needs an auth file (--auth-file)"),
         });
     };
     let failed = |reason| SessionError::AuthFailed { user: user.to_owned(), reason };

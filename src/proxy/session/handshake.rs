@@ -2,14 +2,13 @@
 //! StartupMessage with protocol version negotiation.
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::proxy::cancel;
 use crate::proxy::context::ProxyContext;
 use crate::proxy::io::{read_startup, write_all};
 use crate::proxy::session::SessionError;
-use crate::proxy::stream::{ClientStream, MaybeTls};
+use crate::proxy::stream::ClientStream;
 use crate::wire::backend;
 use crate::wire::startup::{StartupMessage, StartupPacket};
 use crate::wire::DEFAULT_MAX_STARTUP;
@@ -34,19 +33,18 @@ enum Step {
 
 /// Runs the startup phase on a new connection. On failure the stream comes back, so the
 /// caller can answer the client.
-pub async fn accept(tcp: TcpStream, ctx: &ProxyContext) -> Result<Accepted, (SessionError, ClientStream)> {
-    let mut stream: ClientStream = MaybeTls::Plain(tcp);
+pub async fn accept(mut stream: ClientStream, ctx: &ProxyContext) -> Result<Accepted, (SessionError, ClientStream)> {
     let mut buf = BytesMut::with_capacity(1024);
     loop {
         match step(&mut stream, &mut buf, ctx).await {
             Ok(Step::Again) => {}
             Ok(Step::StartTls) => {
-                let (MaybeTls::Plain(tcp), Some(acceptor)) = (stream, &ctx.tls_acceptor) else {
-                    unreachable!("TLS is offered only on a plain stream with an acceptor");
+                let (ClientStream::Tcp(tcp), Some(acceptor)) = (stream, &ctx.tls_acceptor) else {
+                    unreachable!("TLS is offered only on a plain TCP stream with an acceptor");
                 };
                 stream = match acceptor.accept(tcp).into_fallible().await {
-                    Ok(tls) => MaybeTls::Tls(Box::new(tls)),
-                    Err((e, tcp)) => return Err((SessionError::ClientTls(e), MaybeTls::Plain(tcp))),
+                    Ok(tls) => ClientStream::Tls(Box::new(tls)),
+                    Err((e, tcp)) => return Err((SessionError::ClientTls(e), ClientStream::Tcp(tcp))),
                 };
             }
             Ok(Step::Session(startup)) => return Ok(Accepted::Session { stream, startup, pending: buf }),
@@ -64,7 +62,10 @@ async fn step(stream: &mut ClientStream, buf: &mut BytesMut, ctx: &ProxyContext)
                 // Bytes sent before the TLS handshake could be injected by a third party.
                 return Err(refused("08P01", "received unencrypted data after an encryption request".into()));
             }
-            let offer_tls = packet == StartupPacket::SslRequest && ctx.tls_acceptor.is_some() && !stream.is_tls();
+            // Over TCP only: a Unix-domain socket is local, and PostgreSQL offers no TLS there.
+            let offer_tls = packet == StartupPacket::SslRequest
+                && ctx.tls_acceptor.is_some()
+                && matches!(stream, ClientStream::Tcp(_));
             let answer = if offer_tls { b"S" } else { b"N" };
             write_all(stream, answer).await.map_err(SessionError::ClientIo)?;
             Ok(if offer_tls { Step::StartTls } else { Step::Again })

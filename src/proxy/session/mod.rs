@@ -15,10 +15,8 @@ mod state;
 mod statements;
 mod target;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
 use tracing::{debug, info_span, warn, Instrument};
 
 use prometheus::IntGauge;
@@ -26,6 +24,7 @@ use prometheus::IntGauge;
 use crate::proxy::cancel::{CancelHandle, CancelTarget};
 use crate::proxy::context::ProxyContext;
 use crate::proxy::io::write_all;
+use crate::proxy::peer::Peer;
 use crate::proxy::standby::Listener;
 use crate::proxy::stream::{ClientStream, ServerStream};
 use crate::proxy::upstream::{ServerConn, Upstream};
@@ -40,15 +39,17 @@ pub use state::{SessionState, Tracker, TxStatus};
 
 /// Serves one client connection to its end. Never panics on bad input; errors are
 /// answered to the client where the protocol allows, then logged.
-pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, listener: Listener) {
+pub async fn serve(stream: ClientStream, peer: Peer, ctx: Arc<ProxyContext>, listener: Listener) {
     let span = match listener {
         Listener::Main => info_span!("session", client.addr = %peer),
         Listener::Standby => info_span!("session", client.addr = %peer, listener = "standby"),
     };
-    let _ = tcp.set_nodelay(true);
+    if let ClientStream::Tcp(tcp) = &stream {
+        let _ = tcp.set_nodelay(true);
+    }
     let entry = ctx.sessions.insert(peer, listener);
     let gauge = StateGauge::new(ctx.metrics.clone(), entry, SessionState::Startup);
-    let result = match establish(tcp, peer, &ctx, gauge, listener).instrument(span.clone()).await {
+    let result = match establish(stream, peer, &ctx, gauge, listener).instrument(span.clone()).await {
         // Forwarding runs outside the span: entering it on every wake-up costs more than
         // the forwarding itself. Its end is logged inside the span.
         Ok(Some(session)) => forward::forward(session, &ctx).await,
@@ -106,13 +107,13 @@ impl Established {
 
 /// Startup, client authentication and the upstream login. `None` for a cancel request.
 async fn establish(
-    tcp: TcpStream,
-    peer: SocketAddr,
+    stream: ClientStream,
+    peer: Peer,
     ctx: &ProxyContext,
     mut gauge: StateGauge,
     listener: Listener,
 ) -> Result<Option<Established>, SessionError> {
-    let (mut client, mut startup, mut pending) = match handshake::accept(tcp, ctx).await {
+    let (mut client, mut startup, mut pending) = match handshake::accept(stream, ctx).await {
         Ok(Accepted::Session { stream, startup, pending }) => (stream, startup, pending),
         Ok(Accepted::Cancelled) => return Ok(None),
         Err((e, mut stream)) => return Err(answer(&mut stream, ctx, e).await),

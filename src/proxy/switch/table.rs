@@ -2,7 +2,6 @@
 //! is running, so a pause can count the parked and name the blockers.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -10,6 +9,7 @@ use std::time::Instant;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::proxy::peer::Peer;
 use crate::proxy::session::SessionState;
 use crate::proxy::standby::Listener;
 
@@ -20,7 +20,7 @@ const QUERY_PREFIX: usize = 256;
 #[derive(Debug)]
 pub struct SessionInfo {
     pub id: u64,
-    pub peer: SocketAddr,
+    pub peer: Peer,
     /// The listener the client came in by.
     pub listener: Listener,
     pub started: Instant,
@@ -155,7 +155,7 @@ pub struct SessionTable {
 
 impl SessionTable {
     /// Adds a session; it leaves the table when the returned entry drops.
-    pub fn insert(self: &Arc<Self>, peer: SocketAddr, listener: Listener) -> SessionEntry {
+    pub fn insert(self: &Arc<Self>, peer: Peer, listener: Listener) -> SessionEntry {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let now = Instant::now();
         let info = Arc::new(SessionInfo {
