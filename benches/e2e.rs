@@ -1,5 +1,6 @@
 //! End-to-end comparison on one machine: `pgbench -S` straight to PostgreSQL, through
-//! PgBouncer (session mode) and through `pgflip proxy`, in interleaved rounds.
+//! PgBouncer (session mode) and through `pgflip proxy`, each over TCP and over its
+//! Unix-domain socket, in interleaved rounds.
 //!
 //! Run with `cargo bench --bench e2e`. `PGFLIP_BENCH_SECS` (default 10) sets the length
 //! of each pgbench run and `PGFLIP_BENCH_ROUNDS` (default 3) the number of rounds. A target
@@ -16,7 +17,7 @@ mod report;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use pgbench::{Load, QueryMode};
+use pgbench::{Endpoint, Load, QueryMode};
 use pgbouncer::PgBouncer;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -33,31 +34,80 @@ const POOL_SIZE: u32 = 20;
 /// Length of the warm-up run that also checks each target serves queries.
 const WARM_UP_SECS: u64 = 2;
 
-/// Index of each target in [`Targets`]; also the column order of the report.
-pub const DIRECT: usize = 0;
-pub const PGBOUNCER: usize = 1;
-pub const PGFLIP: usize = 2;
+/// What pgbench talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Direct,
+    PgBouncer,
+    Pgflip,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Direct, Kind::PgBouncer, Kind::Pgflip];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::PgBouncer => "PgBouncer",
+            Kind::Pgflip => "pgflip",
+        }
+    }
+}
+
+/// How pgbench reaches it. The proxies reach PostgreSQL over TCP either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP on 127.0.0.1.
+    Tcp,
+    /// The target's Unix-domain socket (`-h DIR`).
+    Unix,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 2] = [Transport::Tcp, Transport::Unix];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Unix => "unix",
+        }
+    }
+}
 
 /// A place pgbench connects to, or why it cannot.
 pub struct Target {
-    pub name: &'static str,
-    pub port: Option<u16>,
-    /// Log of the server or proxy listening on `port`, quoted when a run against it fails.
+    pub kind: Kind,
+    pub transport: Transport,
+    pub endpoint: Option<Endpoint>,
+    /// Log of the server or proxy listening there, quoted when a run against it fails.
     pub log: Option<PathBuf>,
     pub failure: Option<String>,
 }
 
 impl Target {
-    /// A target from its start-up outcome: its port and log, or why it did not start.
-    fn new(name: &'static str, started: Result<(u16, PathBuf), &String>) -> Target {
+    /// A target from its start-up outcome: where it listens and its log, or why it did not start.
+    fn new(kind: Kind, transport: Transport, started: Result<(Endpoint, PathBuf), &String>) -> Target {
         match started {
-            Ok((port, log)) => Target { name, port: Some(port), log: Some(log), failure: None },
-            Err(reason) => Target { name, port: None, log: None, failure: Some(reason.clone()) },
+            Ok((endpoint, log)) => Target { kind, transport, endpoint: Some(endpoint), log: Some(log), failure: None },
+            Err(reason) => Target { kind, transport, endpoint: None, log: None, failure: Some(reason.clone()) },
         }
+    }
+
+    /// `pgflip/unix`.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.kind.as_str(), self.transport.as_str())
     }
 }
 
-pub type Targets = [Target; 3];
+/// Every kind over every transport, TCP first.
+pub type Targets = Vec<Target>;
+
+/// The index of `kind` over `transport` in [`Targets`].
+pub fn index(kind: Kind, transport: Transport) -> usize {
+    let t = Transport::ALL.iter().position(|&x| x == transport).expect("a transport");
+    let k = Kind::ALL.iter().position(|&x| x == kind).expect("a kind");
+    t * Kind::ALL.len() + k
+}
 
 /// One throughput run's result.
 pub struct Sample {
@@ -102,15 +152,29 @@ fn run() -> Result<bool, String> {
     // Declared in this order so that the proxies stop before the cluster does.
     let cluster = caught(|| Cluster::start_with(ClusterOptions::default().conf("shared_buffers = 256MB")))?;
     println!("loading: pgbench -i -s {SCALE} ...");
-    pgbench::initialize(cluster.port(), SCALE)?;
+    pgbench::initialize(&Endpoint::tcp(cluster.port()), SCALE)?;
     let bouncer = PgBouncer::start(cluster.port(), POOL_SIZE);
     let proxy = start_pgflip(cluster.port());
 
-    let mut targets: Targets = [
-        Target::new("direct", Ok((cluster.port(), cluster.dir().join("server.log")))),
-        Target::new("PgBouncer", bouncer.as_ref().map(|b| (b.port(), b.log_path()))),
-        Target::new("pgflip", proxy.as_ref().map(|p| (p.port(), p.log_path()))),
-    ];
+    let server_log = cluster.dir().join("server.log");
+    let mut targets: Targets = Vec::new();
+    for transport in Transport::ALL {
+        let at = |port: u16, dir: &std::path::Path| match transport {
+            Transport::Tcp => Endpoint::tcp(port),
+            Transport::Unix => Endpoint::unix(dir, port),
+        };
+        targets.push(Target::new(Kind::Direct, transport, Ok((at(cluster.port(), cluster.dir()), server_log.clone()))));
+        targets.push(Target::new(
+            Kind::PgBouncer,
+            transport,
+            bouncer.as_ref().map(|b| (at(b.port(), b.dir()), b.log_path())),
+        ));
+        targets.push(Target::new(
+            Kind::Pgflip,
+            transport,
+            proxy.as_ref().map(|p| (at(p.port(), p.unix_dir()), p.log_path())),
+        ));
+    }
     report::print_configs(bouncer.as_ref().ok().map(PgBouncer::ini), proxy.as_ref().ok().map(Proxy::pid));
     report::print_failures(&targets);
 
@@ -124,10 +188,11 @@ fn run() -> Result<bool, String> {
         "\nthroughput: {} rounds x {} s per mode and target, -c {CLIENTS} -j {THREADS}, order rotated each round",
         settings.rounds, settings.secs
     );
+    let count = targets.len();
     let mut samples = Vec::new();
     for round in 0..settings.rounds {
         for mode in QueryMode::ALL {
-            for target in rotated(round) {
+            for target in rotated(round, count) {
                 let figures = measure(&mut targets[target], &load(mode, CLIENTS, THREADS, settings.secs));
                 if let Some(figures) = figures {
                     samples.push(Sample { round, mode, target, tps: figures.tps });
@@ -137,32 +202,32 @@ fn run() -> Result<bool, String> {
     }
 
     println!("\n1-client latency: -M simple -c 1 -j 1, {} s per target", settings.secs);
-    let mut latency = [None; 3];
-    for target in rotated(settings.rounds) {
+    let mut latency = vec![None; count];
+    for target in rotated(settings.rounds, count) {
         latency[target] =
             measure(&mut targets[target], &load(QueryMode::Simple, 1, 1, settings.secs)).map(|f| f.latency_ms);
     }
 
     report::print_raw(&targets, &samples, settings.rounds);
-    report::print_throughput(&targets, &samples, &settings);
+    report::print_throughput(&samples, &settings);
     report::print_latency(&targets, &latency);
     report::print_failures(&targets);
     Ok(targets.iter().all(|target| target.failure.is_none()))
 }
 
 /// Target indices in the order of `round`: each round starts one target later.
-fn rotated(round: usize) -> impl Iterator<Item = usize> {
-    (0..3).map(move |i| (round + i) % 3)
+fn rotated(round: usize, count: usize) -> impl Iterator<Item = usize> {
+    (0..count).map(move |i| (round + i) % count)
 }
 
 /// Runs one pgbench against `target` unless it already failed; a failure is recorded on it.
 fn measure(target: &mut Target, load: &Load) -> Option<pgbench::Figures> {
-    let port = target.port.filter(|_| target.failure.is_none())?;
-    match pgbench::select_only(port, load) {
+    let endpoint = target.endpoint.clone().filter(|_| target.failure.is_none())?;
+    match pgbench::select_only(&endpoint, load) {
         Ok(figures) => {
             println!(
-                "  {:<9} {:<8} -c {:<2} {:>10.1} tps {:>8.3} ms",
-                target.name,
+                "  {:<15} {:<8} -c {:<2} {:>10.1} tps {:>8.3} ms",
+                target.name(),
                 load.mode.as_str(),
                 load.clients,
                 figures.tps,
@@ -171,8 +236,8 @@ fn measure(target: &mut Target, load: &Load) -> Option<pgbench::Figures> {
             Some(figures)
         }
         Err(reason) => {
-            println!("  {:<9} {:<8} -c {:<2} FAILED", target.name, load.mode.as_str(), load.clients);
-            let args = pgbench::select_only_args(port, load).join(" ");
+            println!("  {:<15} {:<8} -c {:<2} FAILED", target.name(), load.mode.as_str(), load.clients);
+            let args = pgbench::select_only_args(&endpoint, load).join(" ");
             let mut failure = format!("pgbench {args}: {reason}");
             if let Some(log) = &target.log {
                 failure.push_str(&format!("\n{}:\n{}", log.display(), support::tail_file(log, 30)));
@@ -183,10 +248,11 @@ fn measure(target: &mut Target, load: &Load) -> Option<pgbench::Figures> {
     }
 }
 
-/// Starts pgflip in front of the cluster and checks a `SELECT 1` passes through it.
+/// Starts pgflip in front of the cluster, listening on TCP and on a Unix-domain socket,
+/// and checks a `SELECT 1` passes through it.
 fn start_pgflip(pg_port: u16) -> Result<Proxy, String> {
     let url = format!("postgres://postgres@127.0.0.1:{pg_port}/postgres?sslmode=disable");
-    let builder = ProxyBuilder::default().upstream("blue", &url).active("blue");
+    let builder = ProxyBuilder::default().upstream("blue", &url).active("blue").unix_socket();
     let proxy = caught(|| builder.spawn()).map_err(|e| format!("starting {}: {e}", env!("CARGO_BIN_EXE_pgflip")))?;
     let answer = caught(|| psql(&proxy.conninfo("postgres", "postgres"), "SELECT 1"))?;
     if !answer.success() || answer.stdout.trim() != "1" {

@@ -2,6 +2,7 @@
 //! summary: TPS (without initial connection time) and average latency.
 
 use crate::support::{clients::run_with_timeout, pg_bin, PgbenchSummary};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -42,15 +43,34 @@ pub struct Figures {
     pub latency_ms: f64,
 }
 
-/// The connection flags for a target listening on 127.0.0.1:`port`.
-fn connection(port: u16) -> Vec<String> {
-    ["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"].map(String::from).to_vec()
+/// Where a target listens: libpq's host (an address, or a socket's directory) and port.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
 }
 
-/// `pgbench -i -s <scale>` directly against the cluster on `port`.
-pub fn initialize(port: u16, scale: u32) -> Result<(), String> {
+impl Endpoint {
+    /// TCP on 127.0.0.1:`port`.
+    pub fn tcp(port: u16) -> Endpoint {
+        Endpoint { host: "127.0.0.1".into(), port }
+    }
+
+    /// The Unix-domain socket `dir/.s.PGSQL.port`.
+    pub fn unix(dir: &Path, port: u16) -> Endpoint {
+        Endpoint { host: dir.display().to_string(), port }
+    }
+
+    /// pgbench's connection flags.
+    fn flags(&self) -> Vec<String> {
+        ["-h", &self.host, "-p", &self.port.to_string(), "-U", "postgres"].map(String::from).to_vec()
+    }
+}
+
+/// `pgbench -i -s <scale>` directly against the cluster at `endpoint`.
+pub fn initialize(endpoint: &Endpoint, scale: u32) -> Result<(), String> {
     let mut args = vec!["-i".to_string(), "-q".into(), "-s".into(), scale.to_string()];
-    args.extend(connection(port));
+    args.extend(endpoint.flags());
     args.push("postgres".into());
     let out = run(&args, Duration::from_secs(600))?;
     if !out.success() {
@@ -59,19 +79,19 @@ pub fn initialize(port: u16, scale: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// The pgbench arguments of a select-only run against `port` (for printing too).
-pub fn select_only_args(port: u16, load: &Load) -> Vec<String> {
+/// The pgbench arguments of a select-only run against `endpoint` (for printing too).
+pub fn select_only_args(endpoint: &Endpoint, load: &Load) -> Vec<String> {
     let mut args = ["-n", "-S", "-M", load.mode.as_str()].map(String::from).to_vec();
     args.extend(["-c".into(), load.clients.to_string(), "-j".into(), load.threads.to_string()]);
     args.extend(["-T".into(), load.secs.to_string()]);
-    args.extend(connection(port));
+    args.extend(endpoint.flags());
     args.push("postgres".into());
     args
 }
 
-/// Runs `pgbench -n -S` against `port`; an error says what went wrong, with pgbench's output.
-pub fn select_only(port: u16, load: &Load) -> Result<Figures, String> {
-    let out = run(&select_only_args(port, load), Duration::from_secs(load.secs) + RUN_GRACE)?;
+/// Runs `pgbench -n -S` against `endpoint`; an error says what went wrong, with pgbench's output.
+pub fn select_only(endpoint: &Endpoint, load: &Load) -> Result<Figures, String> {
+    let out = run(&select_only_args(endpoint, load), Duration::from_secs(load.secs) + RUN_GRACE)?;
     let detail = || format!("stdout:\n{}\nstderr:\n{}", out.stdout.trim_end(), tail(&out.stderr, 20));
     if !out.success() {
         return Err(format!("pgbench exited with {}\n{}", out.status, detail()));

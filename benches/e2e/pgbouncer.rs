@@ -1,5 +1,6 @@
 //! A throwaway PgBouncer in session mode in front of the bench cluster, as the
-//! reference proxy. It refuses to run as root, so as root it runs as `postgres`.
+//! reference proxy, listening on TCP and on a Unix-domain socket in its directory. It
+//! refuses to run as root, so as root it runs as `postgres`.
 
 use crate::support::{free_port, is_root, psql, tail_file, temp_dir, wait_until};
 use std::net::TcpStream;
@@ -63,6 +64,11 @@ impl PgBouncer {
         self.port
     }
 
+    /// The directory of its Unix-domain socket, `.s.PGSQL.PORT`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// The generated pgbouncer.ini.
     pub fn ini(&self) -> &str {
         &self.ini
@@ -105,7 +111,7 @@ fn ini(dir: &Path, port: u16, pg_port: u16, pool_size: u32) -> String {
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = {port}
-unix_socket_dir =
+unix_socket_dir = {dir}
 pool_mode = session
 default_pool_size = {pool_size}
 max_client_conn = 100

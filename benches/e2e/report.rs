@@ -1,8 +1,9 @@
 //! What the e2e bench prints: the machine, both proxies' configurations, each round's
-//! raw numbers, the median TPS table with ratios, and the 1-client latencies.
+//! raw numbers, the median TPS table with ratios per transport (TCP, Unix socket), and the
+//! 1-client latencies.
 
 use crate::pgbench::QueryMode;
-use crate::{Sample, Settings, Targets, DIRECT, PGBOUNCER, PGFLIP};
+use crate::{index, Kind, Sample, Settings, Targets, Transport};
 
 /// Prints CPU count and model, kernel, memory, and the PostgreSQL and PgBouncer versions.
 pub fn print_machine(pgbouncer_version: &str) {
@@ -10,8 +11,9 @@ pub fn print_machine(pgbouncer_version: &str) {
     crate::common::print_machine();
     println!("PgBouncer:  {pgbouncer_version}");
     println!(
-        "workload:   pgbench -n -S (select only), scale {}, all targets over TCP on 127.0.0.1; \
-         cluster with fsync=off, shared_buffers=256MB",
+        "workload:   pgbench -n -S (select only), scale {}, every target over TCP on 127.0.0.1 and over \
+         its Unix-domain socket (both proxies reach PostgreSQL over TCP); cluster with fsync=off, \
+         shared_buffers=256MB",
         crate::SCALE
     );
 }
@@ -30,20 +32,26 @@ pub fn print_configs(pgbouncer_ini: Option<&str>, pgflip_pid: Option<u32>) {
 /// Prints every throughput run, one line per mode and round.
 pub fn print_raw(targets: &Targets, samples: &[Sample], rounds: usize) {
     println!("\nraw TPS per round (the order rotates each round)");
-    println!("{:<9} {:>5} {:>12} {:>12} {:>12}", "mode", "round", targets[0].name, targets[1].name, targets[2].name);
+    print!("{:<9} {:>5}", "mode", "round");
+    for target in targets {
+        print!(" {:>15}", target.name());
+    }
+    println!();
     for mode in QueryMode::ALL {
         for round in 0..rounds {
-            let cell = |target: usize| {
+            print!("{:<9} {:>5}", mode.as_str(), round + 1);
+            for target in 0..targets.len() {
                 let tps = samples.iter().find(|s| s.mode == mode && s.round == round && s.target == target);
-                number(tps.map(|s| s.tps), 1)
-            };
-            println!("{:<9} {:>5} {:>12} {:>12} {:>12}", mode.as_str(), round + 1, cell(0), cell(1), cell(2));
+                print!(" {:>15}", number(tps.map(|s| s.tps), 1));
+            }
+            println!();
         }
     }
 }
 
-/// Prints the median TPS of each target and mode with the ratios between them.
-pub fn print_throughput(targets: &Targets, samples: &[Sample], settings: &Settings) {
+/// Prints the median TPS of each target and mode with the ratios between them, per
+/// transport; then what the Unix socket gains over TCP for each.
+pub fn print_throughput(samples: &[Sample], settings: &Settings) {
     println!(
         "\nmedian TPS of {} rounds x {} s (-c {} -j {}; higher is better)",
         settings.rounds,
@@ -51,46 +59,58 @@ pub fn print_throughput(targets: &Targets, samples: &[Sample], settings: &Settin
         crate::CLIENTS,
         crate::THREADS
     );
+    let median_tps = |mode: QueryMode, kind: Kind, transport: Transport| {
+        let target = index(kind, transport);
+        median(samples.iter().filter(|s| s.mode == mode && s.target == target).map(|s| s.tps).collect())
+    };
     println!(
-        "{:<9} {:>12} {:>12} {:>12} {:>17} {:>14} {:>17}",
-        "mode",
-        targets[DIRECT].name,
-        targets[PGBOUNCER].name,
-        targets[PGFLIP].name,
-        "PgBouncer/direct",
-        "pgflip/direct",
-        "pgflip/PgBouncer"
+        "{:<9} {:<9} {:>12} {:>12} {:>12} {:>17} {:>14} {:>17}",
+        "mode", "transport", "direct", "PgBouncer", "pgflip", "PgBouncer/direct", "pgflip/direct", "pgflip/PgBouncer"
     );
     for mode in QueryMode::ALL {
-        let tps = |target: usize| {
-            median(samples.iter().filter(|s| s.mode == mode && s.target == target).map(|s| s.tps).collect())
-        };
-        let (direct, bouncer, pgflip) = (tps(DIRECT), tps(PGBOUNCER), tps(PGFLIP));
+        for transport in Transport::ALL {
+            let tps = |kind| median_tps(mode, kind, transport);
+            let (direct, bouncer, pgflip) = (tps(Kind::Direct), tps(Kind::PgBouncer), tps(Kind::Pgflip));
+            println!(
+                "{:<9} {:<9} {:>12} {:>12} {:>12} {:>17} {:>14} {:>17}",
+                mode.as_str(),
+                transport.as_str(),
+                number(direct, 1),
+                number(bouncer, 1),
+                number(pgflip, 1),
+                number(ratio(bouncer, direct), 3),
+                number(ratio(pgflip, direct), 3),
+                number(ratio(pgflip, bouncer), 3)
+            );
+        }
+    }
+    println!("\nunix/tcp: TPS over the Unix socket divided by TPS over TCP");
+    println!("{:<9} {:>12} {:>12} {:>12}", "mode", "direct", "PgBouncer", "pgflip");
+    for mode in QueryMode::ALL {
+        let gain = |kind| ratio(median_tps(mode, kind, Transport::Unix), median_tps(mode, kind, Transport::Tcp));
         println!(
-            "{:<9} {:>12} {:>12} {:>12} {:>17} {:>14} {:>17}",
+            "{:<9} {:>12} {:>12} {:>12}",
             mode.as_str(),
-            number(direct, 1),
-            number(bouncer, 1),
-            number(pgflip, 1),
-            number(ratio(bouncer, direct), 3),
-            number(ratio(pgflip, direct), 3),
-            number(ratio(pgflip, bouncer), 3)
+            number(gain(Kind::Direct), 3),
+            number(gain(Kind::PgBouncer), 3),
+            number(gain(Kind::Pgflip), 3)
         );
     }
 }
 
-/// Prints the 1-client average latency per target and what each proxy adds to it.
-pub fn print_latency(targets: &Targets, latency_ms: &[Option<f64>; 3]) {
+/// Prints the 1-client average latency per target and what each proxy adds to it over the
+/// same transport.
+pub fn print_latency(targets: &Targets, latency_ms: &[Option<f64>]) {
     println!("\n1-client latency (-M simple -c 1 -j 1; lower is better)");
-    println!("{:<9} {:>14} {:>16}", "target", "average ms", "added ms");
-    let direct = latency_ms[DIRECT];
-    for (index, target) in targets.iter().enumerate() {
-        let added = match (index, latency_ms[index], direct) {
-            (DIRECT, _, _) => String::new(),
+    println!("{:<15} {:>14} {:>16}", "target", "average ms", "added ms");
+    for (i, target) in targets.iter().enumerate() {
+        let direct = latency_ms[index(Kind::Direct, target.transport)];
+        let added = match (target.kind, latency_ms[i], direct) {
+            (Kind::Direct, _, _) => String::new(),
             (_, Some(proxy), Some(direct)) => format!("{:+.3}", proxy - direct),
             _ => "-".into(),
         };
-        println!("{:<9} {:>14} {:>16}", target.name, number(latency_ms[index], 3), added);
+        println!("{:<15} {:>14} {:>16}", target.name(), number(latency_ms[i], 3), added);
     }
 }
 
@@ -98,7 +118,7 @@ pub fn print_latency(targets: &Targets, latency_ms: &[Option<f64>; 3]) {
 pub fn print_failures(targets: &Targets) {
     for target in targets.iter() {
         if let Some(reason) = &target.failure {
-            println!("\nFAILED target {}: {}", target.name, reason.trim_end());
+            println!("\nFAILED target {}: {}", target.name(), reason.trim_end());
         }
     }
 }
