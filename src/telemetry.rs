@@ -56,7 +56,9 @@ pub fn init(logs: Logs) -> Option<WorkerGuard> {
     let mut layers: Vec<BoxedLayer> = Vec::new();
     let mut guard = None;
     if let Some(writer) = logs.stderr {
-        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        // Colours at a terminal, unless NO_COLOR (https://no-color.org) is set.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
         let make_writer = match writer {
             LogWriter::Direct => BoxMakeWriter::new(std::io::stderr),
             LogWriter::Background => {

@@ -333,9 +333,29 @@ fn preflight_blockers_stop_the_run_with_a_clear_message() {
         .expect("run pgflip cutover");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
-    // The report is a progress line, on stdout; the error that ends the run, on stderr.
-    assert!(stdout.contains("preflight FAILED") && stdout.contains("public.events"), "{stdout}");
-    assert!(stderr.contains("public.events"), "{stderr}");
+    // The report is a progress line, on stdout; the error that ends the run, on stderr,
+    // with the log from info up when stderr is no terminal (a Job's log, a CI step).
+    assert!(stdout.contains("preflight: started") && stdout.contains("preflight FAILED"), "{stdout}");
+    assert!(stdout.contains("public.events"), "{stdout}");
+    assert!(stderr.contains("public.events") && stderr.contains("INFO pgflip::controller"), "{stderr}");
+    // At a terminal (script(1) runs it on a pseudo-terminal): the same progress lines, and of
+    // the log only its warnings unless asked for more.
+    let command = format!("{} cutover --plan {plan} run", env!("CARGO_BIN_EXE_pgflip"));
+    let at_terminal = |rust_log: Option<&str>| {
+        let mut script = Command::new("script");
+        script.args(["-qec", &command, "/dev/null"]).stdin(Stdio::null()).env_remove("RUST_LOG").env("NO_COLOR", "1");
+        if let Some(level) = rust_log {
+            script.env("RUST_LOG", level);
+        }
+        let out = script.output().expect("run script(1)");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, shown) = at_terminal(None);
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(shown.contains("preflight: started") && shown.contains("preflight FAILED"), "{shown}");
+    assert!(shown.contains("public.events") && !shown.contains("INFO pgflip"), "{shown}");
+    let (_, shown) = at_terminal(Some("info"));
+    assert!(shown.contains("INFO pgflip::controller"), "RUST_LOG asks for the log: {shown}");
     let journal = journal(dir.path()).expect("journal");
     assert!(journal["phases"]["preflight"]["ended_at"].is_null(), "{journal}");
     assert!(journal["phases"]["snapshot"].is_null(), "nothing ran after the preflight: {journal}");

@@ -3,27 +3,15 @@
 
 mod support;
 
-use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{free_port, pgbench_at, shared_cluster, Cluster, PgbenchSummary, Proxy, ProxyBuilder, RawConn};
+use support::{free_port, pgbench_at, Cluster, PgbenchSummary, Proxy, ProxyBuilder, RawConn};
 
-/// Blue is the shared cluster; green is a second one. Each has a `marker` table naming it.
+/// Blue and green, each with a `marker` table naming it.
 fn clusters() -> (&'static Cluster, &'static Cluster) {
-    static GREEN: OnceLock<Cluster> = OnceLock::new();
-    static MARKED: OnceLock<()> = OnceLock::new();
-    let blue = shared_cluster();
-    let green = GREEN.get_or_init(Cluster::start);
-    MARKED.get_or_init(|| {
-        for (cluster, side) in [(blue, "blue"), (green, "green")] {
-            cluster.psql(&format!(
-                "CREATE TABLE IF NOT EXISTS marker(side text); TRUNCATE marker; INSERT INTO marker VALUES ('{side}')"
-            ));
-        }
-    });
-    (blue, green)
+    support::blue_and_green()
 }
 
 fn proxy() -> Proxy {

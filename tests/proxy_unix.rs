@@ -12,19 +12,14 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{pgbench, pgbench_at, psql, shared_cluster, Cluster, PgbenchSummary, ProxyBuilder};
+use support::{pgbench, pgbench_at, psql, Cluster, PgbenchSummary, ProxyBuilder};
 
-/// Blue is the shared cluster; green is a second one. Each has a `marker` table naming it.
+/// Blue and green, each with a `marker` table naming it and pgbench's tables.
 fn clusters() -> (&'static Cluster, &'static Cluster) {
-    static GREEN: OnceLock<Cluster> = OnceLock::new();
-    static MARKED: OnceLock<()> = OnceLock::new();
-    let blue = shared_cluster();
-    let green = GREEN.get_or_init(Cluster::start);
-    MARKED.get_or_init(|| {
-        for (cluster, side) in [(blue, "blue"), (green, "green")] {
-            cluster.psql(&format!(
-                "CREATE TABLE IF NOT EXISTS marker(side text); TRUNCATE marker; INSERT INTO marker VALUES ('{side}')"
-            ));
+    static LOADED: OnceLock<()> = OnceLock::new();
+    let (blue, green) = support::blue_and_green();
+    LOADED.get_or_init(|| {
+        for cluster in [blue, green] {
             pgbench_at(cluster.port(), &["-i", "-s", "1", "-q"]).assert_success("pgbench -i");
         }
     });

@@ -121,6 +121,23 @@ pub fn shared_cluster() -> &'static Cluster {
     SHARED.get_or_init(Cluster::start)
 }
 
+/// Blue (the shared cluster) and green (a second one, started on first use), each with a
+/// one-row table `marker(side)` naming it, so that a test can ask a session where it is.
+pub fn blue_and_green() -> (&'static Cluster, &'static Cluster) {
+    static GREEN: OnceLock<Cluster> = OnceLock::new();
+    static MARKED: OnceLock<()> = OnceLock::new();
+    let blue = shared_cluster();
+    let green = GREEN.get_or_init(Cluster::start);
+    MARKED.get_or_init(|| {
+        for (cluster, side) in [(blue, "blue"), (green, "green")] {
+            cluster.psql(&format!(
+                "CREATE TABLE IF NOT EXISTS marker(side text); TRUNCATE marker; INSERT INTO marker VALUES ('{side}')"
+            ));
+        }
+    });
+    (blue, green)
+}
+
 const HBA: &str = "\
 local all all trust
 host all postgres 127.0.0.1/32 trust

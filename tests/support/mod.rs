@@ -11,7 +11,7 @@ pub mod tls;
 pub mod wire;
 
 pub use clients::{pgbench, pgbench_at, psql, psql_script, CmdOutput, PgbenchSummary};
-pub use cluster::{pg_bin, shared_cluster, Cluster, ClusterOptions, MD5_PASSWORD, SCRAM_PASSWORD};
+pub use cluster::{blue_and_green, pg_bin, shared_cluster, Cluster, ClusterOptions, MD5_PASSWORD, SCRAM_PASSWORD};
 pub use http::{metric_samples, metric_sum};
 pub use proxy::{Exited, Proxy, ProxyBuilder};
 pub use tls::TestCa;

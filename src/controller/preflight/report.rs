@@ -84,7 +84,7 @@ impl fmt::Display for Severity {
         f.pad(match self {
             Severity::Blocker => "BLOCKER",
             Severity::Warning => "WARNING",
-            Severity::Info => "INFO",
+            Severity::Info => "NOTE",
         })
     }
 }
