@@ -127,10 +127,11 @@ impl Demo {
         println!("pgflip demo: PostgreSQL from {}; working in {}", bin.display(), root.path().display());
         println!("{:<12} {:>7}  {} (kept if the demo fails)", "[log]", "", root.log_path().display());
         let result = run_in(&args, &bin, run_as, &root).await;
-        if !report_ok(&result) {
+        let passed = result.as_ref().is_ok_and(|report| report.ok);
+        if !passed {
             root.keep_logs();
         }
-        let report = Report { log: (!report_ok(&result)).then(|| root.log_path().display().to_string()), ..result? };
+        let report = Report { log: (!passed).then(|| root.log_path().display().to_string()), ..result? };
         if let Some(path) = &args.report {
             let json = serde_json::to_string_pretty(&report).expect("the report serializes");
             std::fs::write(path, json + "\n")
@@ -138,10 +139,6 @@ impl Demo {
         }
         Ok(report)
     }
-}
-
-fn report_ok(result: &Result<Report, DemoError>) -> bool {
-    result.as_ref().is_ok_and(|report| report.ok)
 }
 
 async fn run_in(args: &DemoArgs, bin: &Path, run_as: RunAs, root: &workdir::WorkDir) -> Result<Report, DemoError> {
