@@ -195,14 +195,13 @@ fn capture_survives_a_one_millisecond_statement_timeout() {
     let mut conn = RawConn::connect_startup(cluster.port(), "postgres", "postgres").expect("raw connection");
     // As the proxy does on every connection it opens, before its client runs anything.
     let baseline = raw_baseline(&mut conn);
-    assert_eq!(raw_query(&mut conn, baseline.prepare_statement()).1, None);
     let setup_sql = "CREATE TEMP SEQUENCE counter; SELECT pg_catalog.nextval('counter'), pg_catalog.nextval('counter')";
     assert_eq!(raw_query(&mut conn, setup_sql).1, None);
     // jit_above_cost = 0 would JIT-compile even a one-row SELECT, for milliseconds.
     assert_eq!(raw_query(&mut conn, "SET statement_timeout = 1; SET jit_above_cost = 0").1, None);
     conn.parse_statement("named", "SELECT 7");
     conn.parse_statement("", "SELECT 8");
-    let query = capture_query(&[], &baseline, false);
+    let query = capture_query(&[], &baseline);
     // The few statements before the capture's SET LOCAL run under the client's 1 ms: on a
     // loaded machine one may be cancelled, and the proxy asks again.
     let ask = |conn: &mut RawConn, sql: &str| {
@@ -234,8 +233,14 @@ fn capture_survives_a_one_millisecond_statement_timeout() {
     assert_eq!(raw_query(&mut conn, "RESET jit_above_cost; SHOW statement_timeout").0, [Some("1ms".to_string())]);
     assert_eq!(raw_query(&mut conn, "SELECT pg_catalog.lastval()"), (vec![Some("2".to_string())], None, b'I'));
     assert_eq!(conn.run_statement("named"), Ok(Some("7".to_string())));
-    // As documented: a simple Query drops the unnamed statement.
+    // As documented: a simple Query drops the unnamed statement (the proxy parses it
+    // again after a capture: tests/proxy_switch.rs).
     assert_eq!(conn.run_statement(""), Err("26000".to_string()));
+    // And it leaves no statement of its own behind.
+    assert_eq!(
+        raw_query(&mut conn, "SELECT pg_catalog.string_agg(name, ',') FROM pg_catalog.pg_prepared_statements").0,
+        [Some("named".to_string())]
+    );
     conn.terminate();
 }
 
@@ -244,8 +249,8 @@ fn a_failed_capture_leaves_the_session_idle() {
     let cluster = setup();
     let mut conn = RawConn::connect_startup(cluster.port(), "postgres", "postgres").expect("raw connection");
     let baseline = raw_baseline(&mut conn);
-    let broken = capture_query(&[], &baseline, true)
-        .replace("pg_catalog.pg_listening_channels()", "pg_catalog.no_such_function()");
+    let broken =
+        capture_query(&[], &baseline).replace("pg_catalog.pg_listening_channels()", "pg_catalog.no_such_function()");
     let (values, error, status) = raw_query(&mut conn, &broken);
     assert!(error.is_some_and(|e| e.contains("42883")), "the broken capture must fail");
     assert_eq!(status, b'I', "an implicit transaction rolls back on its own");
@@ -270,7 +275,7 @@ async fn settings_changed_out_of_sight_are_captured() {
     assert_ne!(work_mem, "7MB");
     // Unchanged settings are not captured: only what differs, and what was asked for.
     assert!(snap.settings.iter().all(|s| s.name != "DateStyle"), "{:?}", snap.settings);
-    assert!(snap.prepared.iter().all(|p| p.name != "pgflip_capture"), "the capture statement is left out");
+    assert!(snap.prepared.iter().all(|p| !p.name.starts_with("pgflip")), "the capture prepares nothing of its own");
 
     // A setting set back to its value at connection start is not in the diff; asked for
     // by name (the proxy asks for every name it saw in a SET), it is read all the same.
@@ -278,7 +283,7 @@ async fn settings_changed_out_of_sight_are_captured() {
     let snap = capture(&a).await;
     assert_eq!(snap.setting("work_mem"), None);
     let names = vec!["work_mem".to_string(), "no_such_setting".to_string()];
-    let values = all_values(&a, &capture_query(&names, &a.baseline, false)).await;
+    let values = all_values(&a, &capture_query(&names, &a.baseline)).await;
     let columns: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
     let snap = parse_capture_row(&columns, &a.baseline).expect("parse");
     assert_eq!(snap.setting("work_mem"), Some(work_mem.as_str()));
@@ -288,17 +293,4 @@ async fn settings_changed_out_of_sight_are_captured() {
     let plan = replay_statements(&snap, APP_USER, Some(&b.baseline));
     assert!(!plan.statements.iter().any(|s| s.contains("'work_mem'")), "{:?}", plan.statements);
     assert!(!plan.affects_parsing, "{:?}", plan.statements);
-}
-
-#[tokio::test]
-async fn a_dropped_capture_statement_is_prepared_again() {
-    let a = connect(setup()).await;
-    capture(&a).await;
-    a.simple_query("DEALLOCATE ALL").await.expect("deallocate all");
-    let sql = capture_query(&[], &a.baseline, false);
-    let err = a.simple_query(&sql).await.expect_err("the statement is gone");
-    assert_eq!(err.code().map(|c| c.code()), Some("26000"));
-    let values = all_values(&a, &capture_query(&[], &a.baseline, true)).await;
-    let columns: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
-    parse_capture_row(&columns, &a.baseline).expect("captured after preparing again");
 }

@@ -1,7 +1,6 @@
 //! What the capture tests share: the cluster with their roles, schemas and enum, tokio-postgres
 //! connections that know their baseline, and a raw connection's simple Query.
 
-use std::cell::Cell;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -44,12 +43,11 @@ pub fn setup() -> &'static support::Cluster {
     cluster
 }
 
-/// A client connection, its settings before it ran anything (as the proxy reads them
-/// on every connection it opens), and whether its capture statement is prepared.
+/// A client connection and its settings before it ran anything (as the proxy reads them
+/// on every connection it opens).
 pub struct Conn {
     pub client: Client,
     pub baseline: Baseline,
-    pub prepared: Cell<bool>,
 }
 
 impl std::ops::Deref for Conn {
@@ -74,7 +72,7 @@ pub async fn connect_with(conninfo: &str) -> Conn {
     });
     let baseline = all_values(&client, &baseline_query()).await;
     let baseline = Baseline::parse(baseline[0].as_deref()).expect("parse the baseline");
-    Conn { client, baseline, prepared: Cell::new(false) }
+    Conn { client, baseline }
 }
 
 /// Runs `sql` as one simple Query; the values of every row of every result, in order.
@@ -95,7 +93,7 @@ pub async fn value(client: &Client, sql: &str) -> String {
 
 pub async fn capture(conn: &Conn) -> SessionSnapshot {
     let custom: Vec<String> = CUSTOM.iter().map(|s| s.to_string()).collect();
-    let values = all_values(conn, &capture_query(&custom, &conn.baseline, !conn.prepared.replace(true))).await;
+    let values = all_values(conn, &capture_query(&custom, &conn.baseline)).await;
     let columns: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
     let mut snapshot = parse_capture_row(&columns, &conn.baseline).expect("parse the capture");
     if let Some((oids, temp_schema)) = snapshot.details_wanted() {

@@ -3,9 +3,15 @@
 use super::wire::{frame, PgError, RawConn};
 
 impl RawConn {
+    /// The next message, skipping ParameterStatus (a server may report a change inside any
+    /// answer, before its ReadyForQuery).
     fn next(&mut self) -> (u8, Vec<u8>) {
-        let message = self.read_message().expect("read").expect("connection open");
-        (message.tag, message.body)
+        loop {
+            let message = self.read_message().expect("read").expect("connection open");
+            if message.tag != b'S' {
+                return (message.tag, message.body);
+            }
+        }
     }
 
     /// Parse (and Sync) of statement `name`; panics unless it works.

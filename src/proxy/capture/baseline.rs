@@ -1,8 +1,8 @@
-//! A server connection's settings before its client ran anything, and the prepared
-//! statement that captures the state of that connection's session against them.
+//! A server connection's settings before its client ran anything, and the SELECT that
+//! captures the state of that connection's session against them.
 
 use super::error::CaptureError;
-use super::query::{state_select, CAPTURE_STATEMENT, OVERRIDDEN_SETTINGS};
+use super::query::{state_select, OVERRIDDEN_SETTINGS};
 
 /// The values a connection's settings had when it was opened (startup packet, role and
 /// database defaults and server configuration applied; nothing of the client's yet).
@@ -12,8 +12,8 @@ pub struct Baseline {
     settings: Vec<(String, String)>,
     /// The settings a capture compares: all but the [`OVERRIDDEN_SETTINGS`].
     compared: Vec<(String, String)>,
-    /// `PREPARE pgflip_capture(...) AS ...` with these values built in.
-    prepare: String,
+    /// The state SELECT with these settings built in, split where the names to read go.
+    select: (String, String),
 }
 
 impl Baseline {
@@ -27,8 +27,10 @@ impl Baseline {
             .filter(|(name, _)| !OVERRIDDEN_SETTINGS.iter().any(|(overridden, _)| overridden == name))
             .cloned()
             .collect();
-        let prepare = format!("PREPARE {CAPTURE_STATEMENT}(pg_catalog.text[]) AS {}", state_select(&compared));
-        Ok(Baseline { settings, compared, prepare })
+        let text = state_select(&compared);
+        let (head, tail) = text.split_once("$1").expect("the state SELECT reads the names from $1");
+        let select = (head.to_owned(), tail.to_owned());
+        Ok(Baseline { settings, compared, select })
     }
 
     /// The baseline value of a setting (names are case-insensitive).
@@ -52,8 +54,9 @@ impl Baseline {
         self.settings.is_empty()
     }
 
-    /// The `PREPARE` of the capture statement, for [`super::capture_query`].
-    pub fn prepare_statement(&self) -> &str {
-        &self.prepare
+    /// The state SELECT of [`super::capture_query`], before and after the `text[]` of names
+    /// to read.
+    pub fn state_select(&self) -> (&str, &str) {
+        (&self.select.0, &self.select.1)
     }
 }

@@ -3,7 +3,7 @@
 //! [`SessionSnapshot`], and the statements that replay that state on a new server.
 //!
 //! - [`baseline_query`] and [`Baseline`]: a fresh connection's settings, read once,
-//!   and the prepared statement that captures against them.
+//!   and the SELECT that captures against them.
 //! - [`capture_query`]: the one simple Query; what it returns and its side effects.
 //!   [`details_query`]: the second one, only for a session with a temporary schema or a
 //!   prepared statement whose parameter types must be named.
@@ -27,9 +27,8 @@ pub use baseline::Baseline;
 pub use error::CaptureError;
 pub use prepare_text::{prepare_body, rebuild_prepare, PrepareTextError};
 pub use query::{
-    baseline_query, capture_query, details_query, ADVISORY_HOLDERS_QUERY, CAPTURE_COLUMNS, CAPTURE_STATEMENT,
-    DETAILS_COLUMNS, EXCLUDED_SETTINGS, OVERRIDDEN_SETTINGS, OVERRIDE_COLUMNS, SETTABLE_CONTEXTS, SHOWN_VALUES,
-    STATE_COLUMNS,
+    baseline_query, capture_query, details_query, ADVISORY_HOLDERS_QUERY, CAPTURE_COLUMNS, DETAILS_COLUMNS,
+    EXCLUDED_SETTINGS, OVERRIDDEN_SETTINGS, OVERRIDE_COLUMNS, SETTABLE_CONTEXTS, SHOWN_VALUES, STATE_COLUMNS,
 };
 pub use quote::{is_custom_setting_name, quote_ident, quote_literal};
 pub use replay::{replay_statements, NotReplayable, ReplayPlan};

@@ -1,20 +1,18 @@
 //! The capture query: one simple Query that reads a session's movable state and
-//! what keeps it from moving, in one round trip.
+//! what keeps it from moving, in one round trip, and leaves no statement behind.
 
 use super::quote::{is_custom_setting_name, quote_literal};
 
 /// Settings the capture overrides for itself with `SET LOCAL` (name, value):
 /// `statement_timeout` so that a tiny client timeout cannot cancel it, `jit` because
 /// the planner's estimates for these catalog functions cross `jit_above_cost` and JIT
-/// compiling would cost 50 to 100 ms, `plan_cache_mode` so that the statement is
-/// planned once per connection, not on every capture. `jit` comes first: it is read
-/// with `SHOW` and set with `SET LOCAL`, utility statements that are never planned, so
-/// that a client's `jit_above_cost = 0` cannot JIT-compile the statement reading the
-/// others, which reads the client's values before it overrides them (`current_setting`
-/// is evaluated before `set_config`: a target list is computed left to right). A move
-/// replays the client's values where the new connection's differ.
-pub const OVERRIDDEN_SETTINGS: &[(&str, &str)] =
-    &[("jit", "off"), ("plan_cache_mode", "force_generic_plan"), ("statement_timeout", "0")];
+/// compiling would cost 50 to 100 ms. `jit` comes first: it is read with `SHOW` and set
+/// with `SET LOCAL`, utility statements that are never planned, so that a client's
+/// `jit_above_cost = 0` cannot JIT-compile the statement reading the others, which reads
+/// the client's values before it overrides them (`current_setting` is evaluated before
+/// `set_config`: a target list is computed left to right). A move replays the client's
+/// values where the new connection's differ.
+pub const OVERRIDDEN_SETTINGS: &[(&str, &str)] = &[("jit", "off"), ("statement_timeout", "0")];
 
 /// Settings never read into a baseline or a capture's diff: the transaction ones
 /// belong to one transaction; identity travels as `SET SESSION AUTHORIZATION`/`SET ROLE`;
@@ -38,10 +36,6 @@ pub const EXCLUDED_SETTINGS: &[&str] = &[
 
 /// The only setting contexts a session can change with `SET`; the baseline holds these.
 pub const SETTABLE_CONTEXTS: &[&str] = &["user", "superuser"];
-
-/// Name of the prepared statement that reads a session's state, made once per server
-/// connection (see [`super::Baseline::prepare_statement`]) and left out of every capture.
-pub const CAPTURE_STATEMENT: &str = "pgflip_capture";
 
 /// The client's values of the [`OVERRIDDEN_SETTINGS`], in that order: the first values of
 /// the capture's answer.
@@ -101,7 +95,7 @@ const STATE_TAIL: &str = "  (SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json
             'param_oids', pg_catalog.to_json(p.parameter_types::pg_catalog.oid[]::pg_catalog.int8[]))
           ORDER BY p.name), '[]')
      FROM pg_catalog.pg_prepared_statements AS p
-    WHERE p.name OPERATOR(pg_catalog.<>) 'pgflip_capture') AS prepared,
+  ) AS prepared,
   (SELECT COALESCE(pg_catalog.json_agg(l.channel ORDER BY l.channel), '[]')
      FROM pg_catalog.pg_listening_channels() AS l(channel)) AS listen,
   pg_catalog.pg_my_temp_schema()::pg_catalog.int8 AS temp_schema,
@@ -138,11 +132,11 @@ ELSE (SELECT pg_catalog.count(*) FROM (
         WHERE y.typnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
           AND y.typtype OPERATOR(pg_catalog.=) ANY ('{e,d,r}')) AS o) END AS temp_objects";
 
-/// The text of the prepared statement that reads the state (after `PREPARE name(text[]) AS`):
-/// `settings` is the current value of every [`super::Baseline::compared`] setting, in
-/// that order, as a JSON array, one function call each in a single array expression
-/// (cheaper than comparing row by row on the server: the proxy compares);
-/// `$1` names further settings to read whatever their value.
+/// The SELECT that reads the state: `settings` is the current value of every
+/// [`super::Baseline::compared`] setting, in that order, as a JSON array, one function call
+/// each in a single array expression (cheaper than comparing row by row on the server: the
+/// proxy compares); `$1`, a `text[]` the caller puts in its place, names further settings
+/// to read whatever their value.
 pub(super) fn state_select(compared: &[(String, String)]) -> String {
     let mut sql = String::with_capacity(4096 + 40 * compared.len());
     sql.push_str(STATE_HEAD);
@@ -157,28 +151,27 @@ pub(super) fn state_select(compared: &[(String, String)]) -> String {
 /// The SQL text to send, as one simple Query, to a session's server while its
 /// client is parked at a transaction boundary (ReadyForQuery said `I`).
 ///
-/// It is five statements in the implicit transaction of one Query message (six
-/// when `prepare` is given: the `PREPARE` of the [`CAPTURE_STATEMENT`] goes just
-/// before its `EXECUTE`, for a connection whose statement is missing):
+/// It is five statements in the implicit transaction of one Query message:
 ///
 /// 1. `SET TRANSACTION ISOLATION LEVEL READ COMMITTED`: no wait for a safe snapshot
 ///    under a client's serializable, read-only, deferrable defaults.
 /// 2. `SHOW jit`: **one DataRow**, one column, the client's value.
 /// 3. `SET LOCAL jit = off`.
-/// 4. `SELECT current_setting('plan_cache_mode'), current_setting('statement_timeout'),
-///    set_config('plan_cache_mode', 'force_generic_plan', true), set_config(...)`:
-///    **one DataRow**, the client's values of the other [`OVERRIDDEN_SETTINGS`], then
-///    the overrides (`set_config(..., true)` is `SET LOCAL`).
-/// 5. `EXECUTE pgflip_capture(names)`: **the last DataRow**, [`STATE_COLUMNS`] text
+/// 4. `SELECT current_setting('statement_timeout'), set_config('statement_timeout', '0',
+///    true)`: **one DataRow**, the client's values of the other [`OVERRIDDEN_SETTINGS`],
+///    then the overrides (`set_config(..., true)` is `SET LOCAL`).
+/// 5. The state SELECT, with `names` in it: **the last DataRow**, [`STATE_COLUMNS`] text
 ///    columns (pid, session_authorization, role, settings JSON, custom_settings JSON,
-///    prepared JSON, listen JSON, temp_schema, holdable_cursors, holds_xid).
+///    prepared JSON, listen JSON, temp_schema, holdable_cursors, holds_xid). It is sent
+///    in full each time rather than prepared once per connection, which would cost a
+///    planning less but leave a statement of the proxy's own in the client's session
+///    (`pg_prepared_statements`).
 ///
 /// Collect the values of every DataRow in order ([`CAPTURE_COLUMNS`] in all) and
 /// hand them to [`super::parse_capture_row`]. None of the answer is for the client.
 ///
 /// No explicit BEGIN/COMMIT: if any statement fails, the server rolls the implicit
-/// transaction back and the session is again idle (`I`), with nothing to clean up
-/// (a `PREPARE` stays: prepared statements are not transactional); and a capture
+/// transaction back and the session is again idle (`I`), with nothing to clean up; and a capture
 /// sent by mistake inside a client's transaction cannot commit it (it would run
 /// inside it, and `holds_xid` says so when that transaction wrote). `SET LOCAL` and
 /// `SET TRANSACTION` do hold for the rest of an implicit transaction (PostgreSQL 15,
@@ -200,18 +193,16 @@ pub(super) fn state_select(compared: &[(String, String)]) -> String {
 /// are left out, since reading them could fail; duplicates are read once.
 ///
 /// Side effects: a simple Query drops the client's unnamed prepared statement and
-/// unnamed portal (send it only when the client has none pending, or re-Parse it);
+/// unnamed portal (the caller parses the client's unnamed statement again afterwards);
 /// the query shows in `pg_stat_statements`, `pg_stat_activity` and the server log
 /// like any other. lastval/currval, named statements, cursors, LISTENs and settings
 /// are left as they were. Values come back in the session's `client_encoding`.
-pub fn capture_query(names: &[String], baseline: &super::Baseline, prepare: bool) -> String {
+pub fn capture_query(names: &[String], baseline: &super::Baseline) -> String {
     let mut sql = prelude();
-    if prepare {
-        sql.push_str(baseline.prepare_statement());
-        sql.push_str(";\n");
-    }
-    let names = readable_names(names, baseline);
-    sql.push_str(&format!("EXECUTE {CAPTURE_STATEMENT}({})", text_array(names)));
+    let (head, tail) = baseline.state_select();
+    sql.push_str(head);
+    sql.push_str(&text_array(readable_names(names, baseline)));
+    sql.push_str(tail);
     sql
 }
 

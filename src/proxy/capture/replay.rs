@@ -37,38 +37,40 @@ fn as_text<S: serde::Serializer>(reason: &PrepareTextError, serializer: S) -> Re
 
 /// The statements that recreate `snapshot` on a connection opened with the same
 /// startup packet as the captured one (so startup-packet settings are already in
-/// place and `RESET` keeps returning to them). `login_user` is the startup user.
-/// `target`, the new connection's baseline when known, leaves out settings that
-/// already have the captured value there.
+/// place and `RESET` keeps returning to them). `source_user` is the user the captured
+/// connection logged in as. `target`, the new connection's baseline when known, leaves
+/// out settings that already have the captured value there.
 ///
 /// Order, and why:
-/// 1. `SET SESSION AUTHORIZATION`, only when it differs from `login_user`: it
-///    resets the role, so it goes before `SET ROLE`.
-/// 2. `SET ROLE`, when a role is set.
-/// 3. The session's settings, then the custom settings that have a value, each as
-///    `SELECT pg_catalog.set_config(name, value, false)`. Timeouts wait for step 6.
-/// 4. `PREPARE` of each SQL-prepared statement whose stored text is exactly one
-///    PREPARE (see [`super::rebuild_prepare`]); after the settings, since the body
-///    resolves names with the current `search_path`. Protocol-level statements are
-///    not here: the proxy re-Parses them from its own record
-///    ([`SessionSnapshot::protocol_statements`] lists them for a cross-check).
-/// 5. `LISTEN` of each channel.
-/// 6. Settings whose name ends in `_timeout`, then the [`super::OVERRIDDEN_SETTINGS`]
+/// 1. The session's settings, then the custom settings that have a value, each as
+///    `SELECT pg_catalog.set_config(name, value, false)`, as the login user: a setting
+///    that only a superuser may set was set before a `SET ROLE` to a lesser role, and
+///    would be refused after it. Timeouts wait for step 5.
+/// 2. `SET SESSION AUTHORIZATION`, only when it differs from `source_user` (the captured
+///    connection's login: the target's may log in as another user): it resets the role,
+///    so it goes before `SET ROLE`. Then `SET ROLE`, when a role is set.
+/// 3. `PREPARE` of each SQL-prepared statement whose stored text is exactly one
+///    PREPARE (see [`super::rebuild_prepare`]); after the settings and the identity,
+///    since the body resolves names with the current `search_path` and privileges.
+///    Protocol-level statements are not here: the proxy re-Parses them from its own
+///    record ([`SessionSnapshot::protocol_statements`] lists them for a cross-check).
+/// 4. `LISTEN` of each channel.
+/// 5. Settings whose name ends in `_timeout`, then the [`super::OVERRIDDEN_SETTINGS`]
 ///    (`statement_timeout` last of all, so a client's tiny timeout cannot cancel the
 ///    replay itself). They come after protocol-level Parses too ([`ReplayPlan::timeouts`]).
-pub fn replay_statements(snapshot: &SessionSnapshot, login_user: &str, target: Option<&Baseline>) -> ReplayPlan {
+pub fn replay_statements(snapshot: &SessionSnapshot, source_user: &str, target: Option<&Baseline>) -> ReplayPlan {
     let mut plan = ReplayPlan::default();
-    if snapshot.session_authorization != login_user {
+    let already = |setting: &&Setting| target.and_then(|t| t.value(&setting.name)) == Some(setting.value.as_str());
+    let settings = settings_to_replay(snapshot).into_iter().chain(&snapshot.overridden).filter(|s| !already(s));
+    let (timeouts, others): (Vec<&Setting>, Vec<&Setting>) = settings.partition(|setting| is_last(&setting.name));
+    plan.statements.extend(others.into_iter().map(set_config));
+    if snapshot.session_authorization != source_user {
         plan.statements.push(format!("SET SESSION AUTHORIZATION {}", quote_ident(&snapshot.session_authorization)));
     }
     if let Some(role) = &snapshot.role {
         plan.statements.push(format!("SET ROLE {}", quote_ident(role)));
     }
-    let already = |setting: &&Setting| target.and_then(|t| t.value(&setting.name)) == Some(setting.value.as_str());
-    let settings = settings_to_replay(snapshot).into_iter().chain(&snapshot.overridden).filter(|s| !already(s));
-    let (timeouts, others): (Vec<&Setting>, Vec<&Setting>) = settings.partition(|setting| is_last(&setting.name));
-    plan.affects_parsing = !plan.statements.is_empty() || !others.is_empty();
-    plan.statements.extend(others.into_iter().map(set_config));
+    plan.affects_parsing = !plan.statements.is_empty();
     for statement in snapshot.sql_statements() {
         match rebuild_prepare(statement) {
             Ok(sql) => plan.statements.push(sql),

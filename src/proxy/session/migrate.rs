@@ -9,14 +9,13 @@ use std::time::Instant;
 use tracing::{debug, info};
 
 use crate::proxy::cancel::CancelTarget;
-use crate::proxy::capture::{self, Baseline, SessionSnapshot};
+use crate::proxy::capture::{self, Baseline, PreparedStatement, SessionSnapshot};
 use crate::proxy::context::ProxyContext;
 use crate::proxy::io::write_all;
 use crate::proxy::session::setup::{self, CaptureSetup, Opened, Prepared};
 use crate::proxy::session::{Established, ServerGauge, SessionError};
-use crate::proxy::stream::ServerStream;
-use crate::proxy::upstream::{query, ServerConn, Upstream, UpstreamError};
-use crate::wire::backend;
+use crate::proxy::upstream::query::{self, Answer, Conn};
+use crate::proxy::upstream::{ServerConn, Upstream, UpstreamError};
 
 /// True when losing the server now costs the client nothing: it is parked (every answer
 /// delivered, its next request held) and its state was captured.
@@ -26,8 +25,9 @@ pub(super) fn can_reconnect(s: &Established) -> bool {
 
 /// Reads the parked session's state from its server, in one round trip the client never
 /// sees (two for a session with a temporary schema or a prepared statement whose
-/// parameter types must be named). Notifications that arrive meanwhile are passed on to
-/// the client.
+/// parameter types must be named, and one more to parse the client's unnamed statement
+/// again, which the capture's simple Query destroyed). Notifications that arrive meanwhile
+/// are passed on to the client; parameter changes wait for its next request's answer.
 pub(super) async fn capture(s: &mut Established, ctx: &ProxyContext) -> Result<(), SessionError> {
     // Nothing reached the server since the last capture on this connection: its session
     // state cannot have changed (only the client changes it).
@@ -37,53 +37,104 @@ pub(super) async fn capture(s: &mut Established, ctx: &ProxyContext) -> Result<(
         debug!(server.pid = mark.0, "session ran nothing since its last capture: the capture stands");
         return Ok(());
     }
-    let (baseline, prepared) = match &s.capture_setup {
-        CaptureSetup::Ready { baseline, prepared } => (baseline.clone(), *prepared),
+    let baseline = match &s.capture_setup {
+        CaptureSetup::Ready { baseline } => baseline.clone(),
         CaptureSetup::Failed(reason) => {
             return Err(SessionError::State(format!("state capture could not be set up on its connection: {reason}")))
         }
     };
     let mut names = ctx.track_settings.clone();
     names.extend(s.pump.custom_settings().iter().filter(|n| !names.contains(n)).cloned().collect::<Vec<_>>());
-    // A client's DEALLOCATE ALL or DISCARD ALL drops the capture statement: prepare it again.
-    let answer = match ask(s, &capture::capture_query(&names, &baseline, !prepared)).await {
-        Err(SessionError::Upstream(UpstreamError::Server { fields, .. })) if prepared && fields.code == "26000" => {
-            ask(s, &capture::capture_query(&names, &baseline, true)).await
-        }
-        other => other,
-    }?;
-    s.capture_setup = CaptureSetup::Ready { baseline: baseline.clone(), prepared: true };
-    let columns: Vec<Option<&str>> = answer.iter().flatten().map(|c| c.as_deref()).collect();
-    let mut snapshot =
-        capture::parse_capture_row(&columns, &baseline).map_err(|e| SessionError::State(e.to_string()))?;
-    if let Some((type_oids, temp_schema)) = snapshot.details_wanted() {
-        let answer = ask(s, &capture::details_query(&type_oids, temp_schema)).await?;
-        let columns: Vec<Option<&str>> = answer.iter().flatten().map(|c| c.as_deref()).collect();
-        snapshot.apply_details(&columns).map_err(|e| SessionError::State(e.to_string()))?;
-    }
-    s.snapshot = Some(snapshot);
+    let result = read_state(s, &names, &baseline).await;
+    // Whatever came of it, the client's unnamed statement is as it was.
+    restore_unnamed(s).await?;
+    s.snapshot = Some(result?);
     s.captured_at = Some(mark);
     debug!(server.pid = mark.0, capture_us = began.elapsed().as_micros() as u64, "session captured");
     Ok(())
 }
 
-/// Sends `sql` as one Query to the parked session's server and returns the rows. The
-/// statements before the capture lifts the client's statement_timeout run under it: a
-/// timeout of a millisecond or so can cancel one, and asking again is harmless.
-/// Notifications that arrive meanwhile go on to the client.
+/// The capture's questions: the state, then the details some sessions need. The
+/// client's unnamed statement goes into the snapshot from the proxy's record, since the
+/// server lists it nowhere.
+async fn read_state(
+    s: &mut Established,
+    names: &[String],
+    baseline: &Baseline,
+) -> Result<SessionSnapshot, SessionError> {
+    let answer = ask(s, &capture::capture_query(names, baseline)).await?;
+    let columns: Vec<Option<&str>> = answer.iter().flatten().map(|c| c.as_deref()).collect();
+    let mut snapshot =
+        capture::parse_capture_row(&columns, baseline).map_err(|e| SessionError::State(e.to_string()))?;
+    if let Some(unnamed) = s.pump.unnamed() {
+        snapshot.prepared.push(PreparedStatement {
+            name: String::new(),
+            statement: unnamed.query.clone(),
+            from_sql: false,
+            param_types: Vec::new(),
+            param_oids: unnamed.param_types.clone(),
+        });
+    }
+    if let Some((type_oids, temp_schema)) = snapshot.details_wanted() {
+        let answer = ask(s, &capture::details_query(&type_oids, temp_schema)).await?;
+        let columns: Vec<Option<&str>> = answer.iter().flatten().map(|c| c.as_deref()).collect();
+        snapshot.apply_details(&columns).map_err(|e| SessionError::State(e.to_string()))?;
+    }
+    Ok(snapshot)
+}
+
+/// Parses the client's unnamed statement again on its server, as the client last parsed
+/// it: the capture's simple Query destroyed it. If the server refuses it now, it refused it
+/// the first time too; that error was the client's to see then, and is not shown again.
+async fn restore_unnamed(s: &mut Established) -> Result<(), SessionError> {
+    let Some(unnamed) = s.pump.unnamed().cloned() else { return Ok(()) };
+    let mut out = Vec::new();
+    query::put_parse(&mut out, "", &unnamed.query, &unnamed.param_types);
+    match run(s, &out).await {
+        Ok(_) => Ok(()),
+        Err(SessionError::Upstream(UpstreamError::Server { fields, .. })) if !fields.is_fatal() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sends `sql` as one Query to the parked session's server and returns the rows.
 async fn ask(s: &mut Established, sql: &str) -> Result<Vec<Vec<Option<String>>>, SessionError> {
+    let mut out = Vec::with_capacity(sql.len() + 6);
+    query::put_query(&mut out, sql);
+    Ok(run(s, &out).await?.rows)
+}
+
+/// Sends `out`, one unit of a [`query::pipeline`], to the parked session's server, through
+/// the pump's buffer of that connection (which may hold a notification already, and keeps
+/// what follows). The statements before the capture lifts the client's statement_timeout
+/// run under it: a timeout of a millisecond or so can cancel one, and asking again is
+/// harmless. What the server sent for the client meanwhile is passed on.
+async fn run(s: &mut Established, out: &[u8]) -> Result<Answer, SessionError> {
     let mut attempts = 0;
-    let answer = loop {
+    loop {
         attempts += 1;
-        match query::simple_query(&mut s.server, &s.upstream.name, sql).await {
-            Err(UpstreamError::Server { fields, .. }) if fields.code == "57014" && attempts < 4 => continue,
-            other => break other?,
+        let mut conn = Conn { stream: &mut s.server, buf: s.pump.server_buf(), upstream: &s.upstream.name };
+        let (answer, failure) = query::pipeline_answer(&mut conn, out, 1).await?;
+        pass_on(s, &answer).await?;
+        match failure {
+            Some(UpstreamError::Server { fields, .. }) if fields.code == "57014" && attempts < 4 => continue,
+            Some(e) => return Err(e.into()),
+            None => return Ok(answer),
         }
-    };
+    }
+}
+
+/// Passes on to the client what the server sent it while the proxy's own statements ran:
+/// notifications now (an idle client gets them as PostgreSQL sends them), parameter
+/// changes with the answer to its next request.
+async fn pass_on(s: &mut Established, answer: &Answer) -> Result<(), SessionError> {
+    for (name, value) in &answer.params {
+        s.pump.tell_client_later(name, value);
+    }
     if !answer.notifications.is_empty() {
         write_all(&mut s.client, &answer.notifications).await.map_err(SessionError::ClientIo)?;
     }
-    Ok(answer.rows)
+    Ok(())
 }
 
 /// Groups replay statements into as few Query messages as keep each PREPARE in a Query
@@ -112,20 +163,20 @@ fn round_trips(statements: &[String]) -> Vec<String> {
 /// Recreates the captured state on a new connection, whose settings before the client
 /// are `target` (when known) and on which `prepared` statements were made ahead, in one
 /// round trip (two when a protocol-level statement has a parameter of a type that is not
-/// built in, whose OID must be looked up; none when nothing is left to do). Returns the
-/// ParameterStatus values the server reported meanwhile.
+/// built in, whose OID must be looked up; none when nothing is left to do). `source_user`
+/// is the user the captured connection logged in as. Returns what the server said
+/// meanwhile that is for the client (parameter changes, notifications).
 async fn replay(
-    stream: &mut ServerStream,
-    upstream: &str,
+    on: &mut Conn<'_>,
     snapshot: &SessionSnapshot,
-    login_user: &str,
+    source_user: &str,
     target: Option<&Baseline>,
     prepared: &[Prepared],
-) -> Result<Vec<(String, String)>, SessionError> {
+) -> Result<Answer, SessionError> {
     if !snapshot.unmovable.is_empty() {
         return Err(SessionError::State(format!("holds state that cannot move: {}", snapshot.unmovable.describe())));
     }
-    let plan = capture::replay_statements(snapshot, login_user, target);
+    let plan = capture::replay_statements(snapshot, source_user, target);
     if let Some(first) = plan.not_replayable.first() {
         return Err(SessionError::State(format!(
             "prepared statement {:?} cannot be recreated: {}",
@@ -137,7 +188,7 @@ async fn replay(
         .filter(|statement| statement.stable_oids().is_none())
         .flat_map(|statement| statement.param_types.iter().cloned())
         .collect();
-    let mut looked_up = query::type_oids(stream, upstream, &lookup).await?.into_iter();
+    let mut looked_up = query::type_oids(on, &lookup).await?.into_iter();
 
     let (settings, timeouts) = plan.statements.split_at(plan.statements.len() - plan.timeouts);
     let mut out = Vec::new();
@@ -174,9 +225,9 @@ async fn replay(
         units += 1;
     }
     if units == 0 {
-        return Ok(Vec::new());
+        return Ok(Answer::default());
     }
-    Ok(query::pipeline(stream, upstream, &out, units).await?.params)
+    Ok(query::pipeline(on, &out, units).await?)
 }
 
 /// Moves the session to `to`, which is at registry generation `generation`.
@@ -194,26 +245,25 @@ pub(super) async fn migrate(
             ctx.metrics.upstream_error(&to.name, e.kind());
         })?,
     };
-    let Opened { conn: ServerConn { mut stream, mut params, backend_key, leftover }, setup: capture_setup, prepared } =
-        opened;
+    let Opened { mut conn, setup: capture_setup, prepared } = opened;
     let snapshot =
         s.snapshot.as_ref().ok_or_else(|| SessionError::State("it was not captured when the session parked".into()))?;
     let target = match &capture_setup {
-        CaptureSetup::Ready { baseline, .. } => Some(baseline.as_ref()),
+        CaptureSetup::Ready { baseline } => Some(baseline.as_ref()),
         CaptureSetup::Failed(_) => None,
     };
-    params.extend(replay(&mut stream, &to.name, snapshot, &login.user, target, &prepared).await?);
+    let source_user = ctx.login_for(&s.upstream, &s.user).user;
+    let answer = replay(&mut conn.query(&to.name), snapshot, &source_user, target, &prepared).await?;
+    let ServerConn { stream, mut params, backend_key, leftover } = conn;
+    params.extend(answer.params.iter().cloned());
 
-    // ParameterStatus the client has not seen with these values (server_version, ...).
-    let mut out = Vec::new();
+    // ParameterStatus the client has not seen with these values (server_version, ...): with
+    // the answer to its next request, as a server reports a change, never to an idle client.
     for (name, value) in &params {
-        if s.pump.client_param(name) != Some(value.as_str()) {
-            backend::parameter_status(&mut out, name, value);
-            s.pump.set_client_param(name, value);
-        }
+        s.pump.tell_client_later(name, value);
     }
-    if !out.is_empty() {
-        write_all(&mut s.client, &out).await.map_err(SessionError::ClientIo)?;
+    if !answer.notifications.is_empty() {
+        write_all(&mut s.client, &answer.notifications).await.map_err(SessionError::ClientIo)?;
     }
 
     let old = std::mem::replace(&mut s.server, stream);

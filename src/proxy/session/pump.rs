@@ -65,8 +65,12 @@ pub struct Pump {
     parked: bool,
     /// Park at the next boundary whatever the gate says (see [`Pump::set_hold`]).
     hold: bool,
-    /// ParameterStatus values the client was told, latest last.
+    /// ParameterStatus values the client was told, or is to be told, latest last.
     client_params: Vec<(String, String)>,
+    /// ParameterStatus values to tell the client with the answer to its next request,
+    /// just before its ReadyForQuery, as a server reports a change (never to an idle
+    /// client, which may not expect one: pgjdbc's notification reader, say).
+    untold: Vec<(String, String)>,
     /// Custom setting names (`myapp.tenant`) the client has set.
     custom_settings: Vec<String>,
     statements: StatementLog,
@@ -96,6 +100,7 @@ impl Pump {
             parked: false,
             hold: false,
             client_params,
+            untold: Vec::new(),
             custom_settings: Vec::new(),
             statements: StatementLog::default(),
             client_terminated: false,
@@ -159,10 +164,30 @@ impl Pump {
         self.statements.statements()
     }
 
-    /// Records that the client was told `name = value`.
-    pub fn set_client_param(&mut self, name: &str, value: &str) {
+    /// The client's unnamed statement, as its last Parse of it declared it.
+    pub fn unnamed(&self) -> Option<&Logged> {
+        self.statements.unnamed()
+    }
+
+    /// Tells the client `name = value`, unless that is what it was told, with the answer
+    /// to its next request.
+    pub fn tell_client_later(&mut self, name: &str, value: &str) {
+        if self.client_param(name) == Some(value) {
+            return;
+        }
         self.client_params.retain(|(k, _)| k != name);
         self.client_params.push((name.to_owned(), value.to_owned()));
+        self.untold.retain(|(k, _)| k != name);
+        self.untold.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// The buffer of bytes read from the server and not yet forwarded, for reading the
+    /// answers to the proxy's own statements through it while parked: it may hold an
+    /// asynchronous message that came first, and whatever follows those answers stays in
+    /// it, for the pump to pass on.
+    pub fn server_buf(&mut self) -> &mut BytesMut {
+        debug_assert!(self.parked && self.s2c.ready == 0 && self.s2c.scanner.at_message_start());
+        &mut self.s2c.buf
     }
 
     /// Starts the server direction afresh on a new server connection. Only for a parked
@@ -278,7 +303,8 @@ impl Pump {
             .scanner
             .scan(
                 &half.buf[half.ready..],
-                |_| false,
+                // Query texts are read whole: a setting they change may be anywhere in them.
+                |tag| tag == frontend::QUERY || tag == frontend::PARSE,
                 |frame| {
                     let tag = frame.tag();
                     if *terminated {
@@ -289,16 +315,17 @@ impl Pump {
                     }
                     match frame {
                         Frame::Streamed { tag: frontend::TERMINATE, .. } => *terminated = true,
-                        Frame::Streamed { tag: frontend::QUERY, prefix, .. } => {
-                            info.set_query(prefix);
-                            custom_gucs::notice(prefix, custom);
+                        Frame::Whole { tag: frontend::QUERY, body } => {
+                            info.set_query(body);
+                            custom_gucs::notice(body, custom);
+                            statements.query();
                         }
-                        Frame::Streamed { tag: frontend::PARSE, prefix, body_len } => {
+                        Frame::Whole { tag: frontend::PARSE, body } => {
                             // The statement name, then the query text.
-                            let text = prefix.iter().position(|&b| b == 0).map_or(&[][..], |end| &prefix[end + 1..]);
+                            let text = body.iter().position(|&b| b == 0).map_or(&[][..], |end| &body[end + 1..]);
                             info.set_query(text);
                             custom_gucs::notice(text, custom);
-                            statements.parse(body_len, prefix);
+                            statements.parse(body.len(), body);
                         }
                         Frame::Streamed { tag: frontend::CLOSE, prefix, body_len } => {
                             statements.close(body_len, prefix)
@@ -319,42 +346,64 @@ impl Pump {
     /// the FATAL of a backend terminated by a fence, is held back and dropped if the
     /// session reconnects.
     fn scan_server(&mut self, metrics: &Metrics) -> Result<(), PumpEnd> {
-        let parked = self.parked;
-        let tracker = &mut self.tracker;
-        let fatal = &mut self.server_fatal;
-        let client_params = &mut self.client_params;
-        let half = &mut self.s2c;
-        let n = half
-            .scanner
-            .scan_until(&half.buf[half.ready..], inspect_server, |frame| {
-                if parked && !is_asynchronous(frame.tag()) {
-                    return Ok(Visit::Stop);
-                }
-                match frame {
-                    Frame::Whole { tag: backend::ERROR_RESPONSE, body } => {
-                        let fields = ErrorFields::parse(body)?;
-                        metrics.client_error(&fields.code);
-                        *fatal = fields.is_fatal();
-                        tracker.server_message(backend::ERROR_RESPONSE, body);
+        loop {
+            let parked = self.parked;
+            let tracker = &mut self.tracker;
+            let fatal = &mut self.server_fatal;
+            let client_params = &mut self.client_params;
+            let untold = &mut self.untold;
+            let mut tell_here = false;
+            let half = &mut self.s2c;
+            let n = half
+                .scanner
+                .scan_until(&half.buf[half.ready..], inspect_server, |frame| {
+                    if parked && !is_asynchronous(frame.tag()) {
+                        return Ok(Visit::Stop);
                     }
-                    Frame::Whole { tag: backend::PARAMETER_STATUS, body } => {
-                        let (name, value) = backend::parse_parameter_status(body)?;
-                        client_params.retain(|(k, _)| k != name);
-                        client_params.push((name.to_owned(), value.to_owned()));
-                    }
-                    Frame::Whole { tag, body } => {
-                        if let Some(started) = tracker.server_message(tag, body) {
-                            metrics.transaction_seconds.observe(started.elapsed().as_secs_f64());
+                    match frame {
+                        Frame::Whole { tag: backend::READY_FOR_QUERY, .. } if !untold.is_empty() => {
+                            tell_here = true;
+                            return Ok(Visit::Stop);
+                        }
+                        Frame::Whole { tag: backend::ERROR_RESPONSE, body } => {
+                            let fields = ErrorFields::parse(body)?;
+                            metrics.client_error(&fields.code);
+                            *fatal = fields.is_fatal();
+                            tracker.server_message(backend::ERROR_RESPONSE, body);
+                        }
+                        Frame::Whole { tag: backend::PARAMETER_STATUS, body } => {
+                            let (name, value) = backend::parse_parameter_status(body)?;
+                            client_params.retain(|(k, _)| k != name);
+                            client_params.push((name.to_owned(), value.to_owned()));
+                            // The server's own report is newer than one still to tell.
+                            untold.retain(|(k, _)| k != name);
+                        }
+                        Frame::Whole { tag, body } => {
+                            if let Some(started) = tracker.server_message(tag, body) {
+                                metrics.transaction_seconds.observe(started.elapsed().as_secs_f64());
+                            }
+                        }
+                        Frame::Streamed { tag, .. } => {
+                            tracker.server_message(tag, &[]);
                         }
                     }
-                    Frame::Streamed { tag, .. } => {
-                        tracker.server_message(tag, &[]);
-                    }
-                }
-                Ok(Visit::Continue)
-            })
-            .map_err(PumpEnd::ServerProtocol)?;
-        half.ready += n;
+                    Ok(Visit::Continue)
+                })
+                .map_err(PumpEnd::ServerProtocol)?;
+            half.ready += n;
+            if !tell_here {
+                break;
+            }
+            // Put the untold ParameterStatus messages just before this ReadyForQuery.
+            let mut told = Vec::with_capacity(64 * self.untold.len());
+            for (name, value) in self.untold.drain(..) {
+                backend::parameter_status(&mut told, &name, &value);
+            }
+            let rest = self.s2c.buf.split_off(self.s2c.ready);
+            self.s2c.buf.extend_from_slice(&told);
+            self.s2c.buf.unsplit(rest);
+            self.s2c.ready += told.len();
+        }
         if !self.parked {
             self.gauge.set(self.tracker.state());
         }

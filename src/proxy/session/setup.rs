@@ -1,7 +1,6 @@
 //! Opening a server connection for a session: log in, then read the connection's
-//! settings before the client runs anything (the baseline a capture compares with) and
-//! prepare the capture statement, so that capturing a parked session later costs one
-//! short round trip.
+//! settings before the client runs anything (the baseline a capture compares with), so
+//! that capturing a parked session later costs one short round trip.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,16 +9,15 @@ use tracing::{debug, warn};
 
 use crate::proxy::capture::{self, Baseline};
 use crate::proxy::session::statements::Logged;
-use crate::proxy::stream::ServerStream;
+use crate::proxy::upstream::query::Conn;
 use crate::proxy::upstream::{connect, query, Login, ServerConn, Upstream, UpstreamError};
 use crate::wire::startup::StartupMessage;
 
 /// Whether a connection's session state can be captured.
 #[derive(Debug, Clone)]
 pub(super) enum CaptureSetup {
-    /// The baseline was read; `prepared` is false once the capture statement is
-    /// known to be gone (the client ran `DEALLOCATE ALL` or `DISCARD ALL`).
-    Ready { baseline: Arc<Baseline>, prepared: bool },
+    /// The baseline was read.
+    Ready { baseline: Arc<Baseline> },
     /// Setting up failed with this message: the session works but cannot move.
     Failed(String),
 }
@@ -57,11 +55,12 @@ pub(super) async fn open(
     }
     let timeout = upstream.url.connect_timeout.unwrap_or(timeout);
     let work = async {
-        let setup = set_up(&mut conn.stream, &upstream.name).await?;
+        let mut on = conn.query(&upstream.name);
+        let setup = set_up(&mut on).await?;
         let prepared = match setup {
             CaptureSetup::Ready { .. } if !statements.is_empty() => {
-                let prepared = prepare(&mut conn.stream, &upstream.name, &statements).await?;
-                warm(&mut conn.stream, &upstream.name, &prepared).await?;
+                let prepared = prepare(&mut on, &statements).await?;
+                warm(&mut on, &prepared).await?;
                 prepared
             }
             _ => Vec::new(),
@@ -81,14 +80,10 @@ pub(super) async fn open(
 }
 
 /// Prepares the logged statements; those the server refuses are left out.
-async fn prepare(
-    stream: &mut ServerStream,
-    upstream: &str,
-    statements: &[Logged],
-) -> Result<Vec<Prepared>, UpstreamError> {
+async fn prepare(on: &mut Conn<'_>, statements: &[Logged]) -> Result<Vec<Prepared>, UpstreamError> {
     let asked: Vec<(&str, &str, &[u32])> =
         statements.iter().map(|s| (s.name.as_str(), s.query.as_str(), s.param_types.as_slice())).collect();
-    let settled = query::prepare_all(stream, upstream, &asked).await?;
+    let settled = query::prepare_all(on, &asked).await?;
     Ok(statements
         .iter()
         .zip(settled)
@@ -109,7 +104,7 @@ const WARM_MAX: usize = 32;
 /// `lock_timeout` keeps a planning lock from waiting behind DDL. A statement that cannot be
 /// planned this way (a utility statement, a privilege only a later `SET ROLE` gives) is
 /// left cold: only a lost connection is an error.
-async fn warm(stream: &mut ServerStream, upstream: &str, prepared: &[Prepared]) -> Result<(), UpstreamError> {
+async fn warm(on: &mut Conn<'_>, prepared: &[Prepared]) -> Result<(), UpstreamError> {
     let mut out = Vec::new();
     let mut units = 0;
     for statement in prepared.iter().take(WARM_MAX) {
@@ -126,30 +121,24 @@ async fn warm(stream: &mut ServerStream, upstream: &str, prepared: &[Prepared]) 
     if units == 0 {
         return Ok(());
     }
-    match query::pipeline(stream, upstream, &out, units).await {
+    match query::pipeline(on, &out, units).await {
         Ok(_) => Ok(()),
         Err(e @ UpstreamError::Server { .. }) if !is_fatal(&e) => {
-            debug!(upstream, error = %e, "a statement made ahead could not be planned ahead");
+            debug!(upstream = on.upstream, error = %e, "a statement made ahead could not be planned ahead");
             Ok(())
         }
         Err(e) => Err(e),
     }
 }
 
-/// Reads the baseline, then prepares and runs the capture once, which plans it.
-async fn set_up(stream: &mut ServerStream, upstream: &str) -> Result<CaptureSetup, UpstreamError> {
-    let answer = query::simple_query(stream, upstream, &capture::baseline_query()).await?;
+/// Reads the baseline.
+async fn set_up(on: &mut Conn<'_>) -> Result<CaptureSetup, UpstreamError> {
+    let answer = query::simple_query(on, &capture::baseline_query()).await?;
     let value = answer.rows.first().and_then(|row| row.first()).and_then(|v| v.as_deref());
-    let baseline = match Baseline::parse(value) {
-        Ok(baseline) => Arc::new(baseline),
-        Err(e) => return Ok(CaptureSetup::Failed(format!("reading the connection's settings: {e}"))),
-    };
-    let answer = query::simple_query(stream, upstream, &capture::capture_query(&[], &baseline, true)).await?;
-    let columns: Vec<Option<&str>> = answer.rows.iter().flatten().map(|c| c.as_deref()).collect();
-    if let Err(e) = capture::parse_capture_row(&columns, &baseline) {
-        return Ok(CaptureSetup::Failed(format!("the capture statement answered unexpectedly: {e}")));
+    match Baseline::parse(value) {
+        Ok(baseline) => Ok(CaptureSetup::Ready { baseline: Arc::new(baseline) }),
+        Err(e) => Ok(CaptureSetup::Failed(format!("reading the connection's settings: {e}"))),
     }
-    Ok(CaptureSetup::Ready { baseline, prepared: true })
 }
 
 fn is_fatal(e: &UpstreamError) -> bool {

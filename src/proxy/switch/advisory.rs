@@ -65,8 +65,7 @@ pub async fn holders(
             return Err(UpstreamError::Io { upstream: probe.upstream.name.clone(), source });
         }
     };
-    let upstream = &probe.upstream.name;
-    let answer = query::simple_query(&mut conn.stream, upstream, ADVISORY_HOLDERS_QUERY).await;
+    let answer = query::simple_query(&mut conn.query(&probe.upstream.name), ADVISORY_HOLDERS_QUERY).await;
     super::retire(conn.stream, ctx, conn.backend_key.0);
     let column = |row: &Vec<Option<String>>, i: usize| row.get(i)?.as_deref().map(str::to_owned);
     let parsed = |row: &Vec<Option<String>>| Some((column(row, 0)?.parse().ok()?, column(row, 1)?.parse().ok()?));

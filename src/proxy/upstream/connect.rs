@@ -46,6 +46,14 @@ pub struct ServerConn {
     pub leftover: BytesMut,
 }
 
+impl ServerConn {
+    /// The connection, for the proxy's own statements ([`super::query`]), reading through
+    /// `leftover`.
+    pub fn query<'a>(&'a mut self, upstream: &'a str) -> super::query::Conn<'a> {
+        super::query::Conn { stream: &mut self.stream, buf: &mut self.leftover, upstream }
+    }
+}
+
 /// Connects to `upstream` and logs in, sending the client's startup parameters.
 pub async fn connect(
     upstream: &Upstream,

@@ -1,5 +1,9 @@
 //! Running the proxy's own statements on a server connection that no client is using at
 //! that moment (a parked session's): simple queries with text rows, and Parse.
+//!
+//! Every call reads through the caller's buffer of the connection (`buf`): it may hold
+//! bytes the server sent before (a notification not yet passed on) and keeps whatever
+//! follows the last answer, so that nothing the server sent is lost.
 
 use bytes::BytesMut;
 
@@ -25,12 +29,21 @@ pub struct Answer {
     pub param_descriptions: Vec<Vec<u32>>,
 }
 
+/// Where the proxy's statements run: a server connection and its read buffer.
+pub struct Conn<'a> {
+    pub stream: &'a mut ServerStream,
+    /// Bytes read from the server and not yet used; what follows an answer stays here.
+    pub buf: &'a mut BytesMut,
+    /// The upstream's name, for errors.
+    pub upstream: &'a str,
+}
+
 /// Sends `sql` as one simple Query and reads up to its ReadyForQuery. An ErrorResponse
 /// makes it fail (after the ReadyForQuery, so the connection stays usable).
-pub async fn simple_query(stream: &mut ServerStream, upstream: &str, sql: &str) -> Result<Answer, UpstreamError> {
+pub async fn simple_query(conn: &mut Conn<'_>, sql: &str) -> Result<Answer, UpstreamError> {
     let mut out = Vec::with_capacity(sql.len() + 6);
     put_query(&mut out, sql);
-    pipeline(stream, upstream, &out, 1).await
+    pipeline(conn, &out, 1).await
 }
 
 /// Appends a simple Query message: one unit of a [`pipeline`].
@@ -72,32 +85,34 @@ fn put_parse_body(b: &mut Vec<u8>, name: &str, query: &str, param_types: &[u32])
 /// Parse + Sync), in one write, and reads every answer: one round trip for all. Rows and
 /// parameters are gathered in order. The first ErrorResponse makes it fail, once every
 /// unit is answered, so that the connection stays usable; later units still ran.
-pub async fn pipeline(
-    stream: &mut ServerStream,
-    upstream: &str,
+pub async fn pipeline(conn: &mut Conn<'_>, out: &[u8], units: usize) -> Result<Answer, UpstreamError> {
+    match pipeline_answer(conn, out, units).await? {
+        (_, Some(err)) => Err(err),
+        (answer, None) => Ok(answer),
+    }
+}
+
+/// Like [`pipeline`], but a server's ErrorResponse comes back beside the answer (whose
+/// notifications and parameter changes are still for the client); only a connection that
+/// is no longer usable is an `Err`.
+pub async fn pipeline_answer(
+    conn: &mut Conn<'_>,
     out: &[u8],
     units: usize,
-) -> Result<Answer, UpstreamError> {
-    write_all(stream, out).await.map_err(|source| UpstreamError::Io { upstream: upstream.to_owned(), source })?;
-    let mut buf = BytesMut::with_capacity(4096);
+) -> Result<(Answer, Option<UpstreamError>), UpstreamError> {
+    let upstream = conn.upstream;
+    write_all(conn.stream, out).await.map_err(|source| UpstreamError::Io { upstream: upstream.to_owned(), source })?;
     let mut answer = Answer::default();
     let mut failure = None;
-    for unit in 0..units {
-        read_answer(stream, upstream, &mut buf, &mut answer, &mut failure).await?;
-        if unit + 1 == units && !buf.is_empty() {
-            let source = WireError::Malformed("bytes after ReadyForQuery");
-            return Err(UpstreamError::Protocol { upstream: upstream.to_owned(), source });
-        }
+    for _ in 0..units {
+        read_answer(conn, &mut answer, &mut failure).await?;
     }
-    match failure {
-        Some(err) => Err(err),
-        None => Ok(answer),
-    }
+    Ok((answer, failure))
 }
 
 /// Resolves type names (`pg_catalog.int4`, `"My Schema"."Mood"[]`) to the OIDs they have on
 /// this server, in one round trip.
-pub async fn type_oids(stream: &mut ServerStream, upstream: &str, names: &[String]) -> Result<Vec<u32>, UpstreamError> {
+pub async fn type_oids(conn: &mut Conn<'_>, names: &[String]) -> Result<Vec<u32>, UpstreamError> {
     if names.is_empty() {
         return Ok(Vec::new());
     }
@@ -105,7 +120,8 @@ pub async fn type_oids(stream: &mut ServerStream, upstream: &str, names: &[Strin
         .iter()
         .map(|name| format!("{}::pg_catalog.regtype::pg_catalog.oid", crate::proxy::capture::quote_literal(name)))
         .collect();
-    let answer = simple_query(stream, upstream, &format!("SELECT {}", columns.join(", "))).await?;
+    let answer = simple_query(conn, &format!("SELECT {}", columns.join(", "))).await?;
+    let upstream = conn.upstream;
     let protocol = |what| UpstreamError::Protocol { upstream: upstream.to_owned(), source: WireError::Malformed(what) };
     let row = answer.rows.first().ok_or_else(|| protocol("no row for the type lookup"))?;
     row.iter()
@@ -117,10 +133,10 @@ pub async fn type_oids(stream: &mut ServerStream, upstream: &str, names: &[Strin
 /// and Sync, all in one round trip. For each: the parameter types the server settled
 /// on, or `None` when it refused the statement.
 pub async fn prepare_all(
-    stream: &mut ServerStream,
-    upstream: &str,
+    conn: &mut Conn<'_>,
     statements: &[(&str, &str, &[u32])],
 ) -> Result<Vec<Option<Vec<u32>>>, UpstreamError> {
+    let upstream = conn.upstream;
     let mut out = Vec::new();
     for (name, query, types) in statements {
         put_message(&mut out, frontend::PARSE, |b| put_parse_body(b, name, query, types));
@@ -131,42 +147,34 @@ pub async fn prepare_all(
         });
         put_message(&mut out, frontend::SYNC, |_| {});
     }
-    write_all(stream, &out).await.map_err(|source| UpstreamError::Io { upstream: upstream.to_owned(), source })?;
-    let mut buf = BytesMut::with_capacity(4096);
+    write_all(conn.stream, &out).await.map_err(|source| UpstreamError::Io { upstream: upstream.to_owned(), source })?;
     let mut results = Vec::with_capacity(statements.len());
     for _ in statements {
         let (mut answer, mut failure) = (Answer::default(), None);
-        read_answer(stream, upstream, &mut buf, &mut answer, &mut failure).await?;
+        read_answer(conn, &mut answer, &mut failure).await?;
         results.push(if failure.is_some() { None } else { answer.param_descriptions.pop() });
     }
     Ok(results)
 }
 
-/// Prepares a named statement with Parse + Sync.
-pub async fn parse(
-    stream: &mut ServerStream,
-    upstream: &str,
-    name: &str,
-    query: &str,
-    param_types: &[u32],
-) -> Result<Answer, UpstreamError> {
+/// Prepares a statement (named, or the unnamed one with `""`) with Parse + Sync.
+pub async fn parse(conn: &mut Conn<'_>, name: &str, query: &str, param_types: &[u32]) -> Result<Answer, UpstreamError> {
     let mut out = Vec::with_capacity(query.len() + name.len() + 32);
     put_parse(&mut out, name, query, param_types);
-    pipeline(stream, upstream, &out, 1).await
+    pipeline(conn, &out, 1).await
 }
 
 /// Reads one unit's answer, up to its ReadyForQuery, into `answer`; the first
 /// ErrorResponse is kept in `failure`. Fails at once only when the connection is unusable.
 async fn read_answer(
-    stream: &mut ServerStream,
-    upstream: &str,
-    buf: &mut BytesMut,
+    conn: &mut Conn<'_>,
     answer: &mut Answer,
     failure: &mut Option<UpstreamError>,
 ) -> Result<(), UpstreamError> {
+    let upstream = conn.upstream;
     let protocol = |source| UpstreamError::Protocol { upstream: upstream.to_owned(), source };
     loop {
-        let (tag, body) = read_message(stream, buf, MAX_ANSWER.max(MAX_HANDSHAKE_MESSAGE))
+        let (tag, body) = read_message(conn.stream, conn.buf, MAX_ANSWER.max(MAX_HANDSHAKE_MESSAGE))
             .await
             .map_err(|e| UpstreamError::from_read(upstream, e))?;
         match tag {
