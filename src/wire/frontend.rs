@@ -40,6 +40,35 @@ pub fn is_known_tag(tag: u8) -> bool {
     )
 }
 
+/// True for the messages that end a request: the server answers each with ReadyForQuery.
+pub fn ends_request(tag: u8) -> bool {
+    matches!(tag, QUERY | SYNC | FUNCTION_CALL)
+}
+
+/// The length of the leading whole messages of `buf` that make up the client's first
+/// request (up to and including the first Query, FunctionCall or Sync), or `None` when
+/// `buf` holds no whole request yet (or starts with something else that cannot be one,
+/// such as Terminate).
+pub fn first_request_len(buf: &[u8]) -> Option<usize> {
+    let mut pos = 0;
+    while buf.len() - pos >= crate::wire::frame::HEADER_LEN {
+        let tag = buf[pos];
+        let len = u32::from_be_bytes([buf[pos + 1], buf[pos + 2], buf[pos + 3], buf[pos + 4]]) as usize;
+        if len < 4 || tag == TERMINATE || !is_known_tag(tag) {
+            return None;
+        }
+        let end = pos + 1 + len;
+        if end > buf.len() {
+            return None;
+        }
+        if ends_request(tag) {
+            return Some(end);
+        }
+        pos = end;
+    }
+    None
+}
+
 /// Decodes a PasswordMessage body (cleartext or md5 answer).
 pub fn parse_password(body: &[u8]) -> Result<&str, WireError> {
     Ok(read_cstr(body)?.0)
@@ -95,6 +124,27 @@ pub fn terminate(out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_request_ends_at_its_query_sync_or_function_call() {
+        let message = |tag: u8, body: &[u8]| {
+            let mut out = Vec::new();
+            put_message(&mut out, tag, |b| b.extend_from_slice(body));
+            out
+        };
+        let query = message(QUERY, b"SELECT 1\0");
+        let mut buf = query.clone();
+        buf.extend(message(QUERY, b"SELECT 2\0"));
+        assert_eq!(first_request_len(&buf), Some(query.len()));
+        let extended: Vec<u8> =
+            [message(PARSE, b"\0SELECT 1\0\0\0"), message(BIND, &[0; 6]), message(SYNC, b"")].concat();
+        assert_eq!(first_request_len(&extended), Some(extended.len()));
+        assert_eq!(first_request_len(&extended[..extended.len() - 1]), None, "the Sync is not whole yet");
+        assert_eq!(first_request_len(&message(PARSE, b"\0SELECT 1\0\0\0")), None, "no Sync yet");
+        assert_eq!(first_request_len(&message(TERMINATE, b"")), None);
+        assert_eq!(first_request_len(&[b'Q', 0, 0, 0, 2]), None, "a bogus length is no request");
+        assert_eq!(first_request_len(&[]), None);
+    }
 
     #[test]
     fn sasl_initial_round_trips() {

@@ -32,6 +32,7 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
         _ => None,
     };
     let kill = s.pump.info().kill.clone();
+    let held = s.pump.held().clone();
     // A connection to a coming switch's target, being opened or ready.
     let mut warming: Option<(Arc<Upstream>, u64, Connecting)> = None;
     loop {
@@ -97,10 +98,13 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
                 Want::Refuse(_) => s.adopt_generation(generation),
             }
             s.pump.set_hold(false);
-        } else if s.listener == Listener::Standby {
-            // Park at the next boundary to move when the standby's state sends the session
-            // elsewhere.
-            let elsewhere = matches!(target::now(&s, ctx).0, Want::Serve(to) if to.name != s.upstream.name);
+        } else {
+            // Park at the next boundary, and move, when the session belongs elsewhere: a
+            // repoint it was not parked for (it was logging in, say), or for the standby
+            // listener, a change of the standby's state.
+            let (want, generation) = target::now(&s, ctx);
+            let elsewhere = matches!(want, Want::Serve(to) if to.name != s.upstream.name)
+                && (generation != s.generation || s.listener == Listener::Standby);
             s.pump.set_hold(elsewhere);
         }
         if !s.server_alive {
@@ -127,6 +131,12 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
             }
             // The pump reads the gate when it runs; a change only needs to wake it.
             _ = gate.changed() => continue,
+            _ = held.cancelled() => {
+                if held.take() {
+                    s.pump.answer_held_cancel(&ctx.metrics);
+                }
+                continue;
+            }
             _ = standby_changed(&mut standby) => continue,
             _ = kill.cancelled() => return end_session_if_clean(&mut s, ctx, KILLED).await,
             _ = ctx.terminate.cancelled() => return end_session_if_clean(&mut s, ctx, SHUTTING_DOWN).await,

@@ -71,13 +71,13 @@ async fn step(stream: &mut ClientStream, buf: &mut BytesMut, ctx: &ProxyContext)
             Ok(if offer_tls { Step::StartTls } else { Step::Again })
         }
         StartupPacket::Cancel { pid, key } => {
-            match ctx.cancels.lookup(pid, key) {
+            match ctx.cancels.cancel(pid, key) {
                 Some(target) => {
                     if let Err(e) = cancel::forward(&target).await {
                         debug!(error = %e, "cancel forwarding failed");
                     }
                 }
-                None => debug!(pid, "cancel request for an unknown key"),
+                None => debug!(pid, "cancel request for a held request or an unknown key"),
             }
             Ok(Step::Cancelled)
         }

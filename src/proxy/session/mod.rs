@@ -21,7 +21,7 @@ use tracing::{debug, info_span, warn, Instrument};
 
 use prometheus::IntGauge;
 
-use crate::proxy::cancel::{CancelHandle, CancelTarget};
+use crate::proxy::cancel::{CancelHandle, CancelTarget, HeldCancel};
 use crate::proxy::context::ProxyContext;
 use crate::proxy::io::write_all;
 use crate::proxy::peer::Peer;
@@ -127,7 +127,7 @@ async fn establish(
     if listener == Listener::Standby {
         target::read_only(&mut startup);
     }
-    let first = match target::open_first(ctx, listener, &startup, &user).await {
+    let first = match target::open_current(ctx, listener, &startup, &user).await {
         Ok(first) => first,
         Err(e) => return Err(answer(&mut client, ctx, e).await),
     };
@@ -139,8 +139,10 @@ async fn establish(
     gauge.info().set_server_pid(backend_key.0);
     gauge.info().set_login(startup.clone(), user.clone());
     gauge.info().set_generation(generation);
-    let cancel =
-        ctx.cancels.register(CancelTarget { upstream: upstream.clone(), pid: backend_key.0, key: backend_key.1 });
+    let held = Arc::new(HeldCancel::default());
+    let cancel = ctx
+        .cancels
+        .register(CancelTarget { upstream: upstream.clone(), pid: backend_key.0, key: backend_key.1 }, held.clone());
     debug!(upstream = %upstream.name, server.pid = backend_key.0, user = %login.user, "session established");
 
     let mut greeting = Vec::with_capacity(512);
@@ -153,7 +155,7 @@ async fn establish(
     backend::ready_for_query(&mut greeting, b'I');
     // Idle in the session table before the client can see ReadyForQuery: a pause that
     // follows at once must wait for this session to park.
-    let pump = Pump::new(pending, leftover, ctx.limits.max_message, gauge, params);
+    let pump = Pump::new(pending, leftover, ctx.limits.max_message, gauge, params, held);
     write_all(&mut client, &greeting).await.map_err(SessionError::ClientIo)?;
     Ok(Some(Established {
         listener,

@@ -12,9 +12,12 @@ use std::io;
 
 use std::task::{Context, Poll};
 
-use bytes::BytesMut;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::proxy::cancel::HeldCancel;
 use crate::proxy::context::ProxyContext;
 use crate::proxy::metrics::Metrics;
 use crate::proxy::session::custom_gucs;
@@ -77,6 +80,8 @@ pub struct Pump {
     client_terminated: bool,
     /// Client bytes written to the server so far (held bytes count once forwarded).
     forwarded: u64,
+    /// Whether a whole request is held behind the closed gate, and a cancel for it.
+    held: Arc<HeldCancel>,
 }
 
 impl Pump {
@@ -88,6 +93,7 @@ impl Pump {
         max_message: usize,
         mut gauge: StateGauge,
         client_params: Vec<(String, String)>,
+        held: Arc<HeldCancel>,
     ) -> Pump {
         let tracker = Tracker::default();
         gauge.set(tracker.state());
@@ -105,7 +111,51 @@ impl Pump {
             statements: StatementLog::default(),
             client_terminated: false,
             forwarded: 0,
+            held,
         }
+    }
+
+    /// The held-request cancel state this session shares with cancel requests.
+    pub fn held(&self) -> &Arc<HeldCancel> {
+        &self.held
+    }
+
+    /// Answers the first request held behind the closed gate with 57014, as a server
+    /// answers a cancelled statement, and drops it: it never runs. Requests after it stay
+    /// held. For a cancel that came for it ([`HeldCancel::take`]).
+    pub fn answer_held_cancel(&mut self, metrics: &Metrics) {
+        let Some(len) = frontend::first_request_len(&self.c2s.buf[self.c2s.ready..]) else { return };
+        let at = self.c2s.ready;
+        let rest = self.c2s.buf.split_off(at);
+        let mut rest = rest;
+        rest.advance(len);
+        self.c2s.buf.unsplit(rest);
+        let mut answer = Vec::with_capacity(96);
+        backend::error_response(
+            &mut answer,
+            backend::Severity::Error,
+            "57014",
+            "canceling statement due to user request",
+        );
+        backend::ready_for_query(&mut answer, b'I');
+        metrics.client_error("57014");
+        self.put_for_client(&answer);
+        self.note_held();
+    }
+
+    /// Queues `bytes` (whole messages) for the client, after what is ready and before what
+    /// the server sent that is not scanned yet.
+    fn put_for_client(&mut self, bytes: &[u8]) {
+        let rest = self.s2c.buf.split_off(self.s2c.ready);
+        self.s2c.buf.extend_from_slice(bytes);
+        self.s2c.buf.unsplit(rest);
+        self.s2c.ready += bytes.len();
+    }
+
+    /// Tells cancel requests whether a whole request is held now.
+    fn note_held(&self) {
+        let holding = self.parked && frontend::first_request_len(&self.c2s.buf[self.c2s.ready..]).is_some();
+        self.held.set_holding(holding);
     }
 
     /// Runs until forwarding ends or the session parks. Cancel-safe: all state lives in `self`.
@@ -222,17 +272,30 @@ impl Pump {
         let metrics = &ctx.metrics;
         loop {
             let closed = self.holding(ctx);
-            if self.parked != closed {
-                if !closed {
-                    self.parked = false;
-                    self.gauge.set(self.tracker.state());
-                    if let Err(end) = self.scan_client(false) {
-                        return Poll::Ready(end);
-                    }
-                } else if self.parkable() {
+            if self.parked && !closed {
+                if self.held.release() {
+                    // A cancel came for the first held request: it never runs.
+                    self.answer_held_cancel(metrics);
+                }
+                self.parked = false;
+                self.held.set_holding(false);
+                self.gauge.set(self.tracker.state());
+                if let Err(end) = self.scan_client(false) {
+                    return Poll::Ready(end);
+                }
+            } else if !self.parked && closed {
+                if self.parkable() {
                     self.parked = true;
                     self.gauge.set(SessionState::Parked);
+                    self.note_held();
                     return Poll::Ready(PumpEnd::Parked);
+                }
+                if self.tracker.may_send_next() && self.c2s.buf.len() > self.c2s.ready {
+                    // Behind the closed gate, inside a transaction: its previous request
+                    // is answered, so the next one may go.
+                    if let Err(end) = self.scan_client(true) {
+                        return Poll::Ready(end);
+                    }
                 }
             }
             let mut progress = false;
@@ -261,6 +324,9 @@ impl Pump {
                         if let Err(end) = self.scan_client(closed) {
                             return Poll::Ready(end);
                         }
+                        if self.parked {
+                            self.note_held();
+                        }
                         progress = true;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(PumpEnd::ClientIo(e)),
@@ -288,11 +354,13 @@ impl Pump {
     }
 
     /// Marks the client's complete messages ready, except that behind a closed gate a
-    /// session at a boundary holds its next request.
+    /// session at a boundary holds its next request, and one inside a transaction sends
+    /// one request at a time (so that a pipelining client stops at its first boundary).
     fn scan_client(&mut self, gate_closed: bool) -> Result<(), PumpEnd> {
         if self.parked || (gate_closed && self.tracker.at_boundary()) {
             return Ok(());
         }
+        let mut request_sent = false;
         let info = self.gauge.info();
         let custom = &mut self.custom_settings;
         let statements = &mut self.statements;
@@ -301,12 +369,16 @@ impl Pump {
         let half = &mut self.c2s;
         let n = half
             .scanner
-            .scan(
+            .scan_until(
                 &half.buf[half.ready..],
                 // Query texts are read whole: a setting they change may be anywhere in them.
                 |tag| tag == frontend::QUERY || tag == frontend::PARSE,
                 |frame| {
                     let tag = frame.tag();
+                    if gate_closed && request_sent && !tracker.may_send_next() {
+                        return Ok(Visit::Stop);
+                    }
+                    request_sent |= frontend::ends_request(tag);
                     if *terminated {
                         return Err(WireError::Malformed("message after Terminate"));
                     }
@@ -333,7 +405,7 @@ impl Pump {
                         _ => {}
                     }
                     tracker.client_message(tag);
-                    Ok(())
+                    Ok(Visit::Continue)
                 },
             )
             .map_err(PumpEnd::ClientProtocol)?;
@@ -399,10 +471,7 @@ impl Pump {
             for (name, value) in self.untold.drain(..) {
                 backend::parameter_status(&mut told, &name, &value);
             }
-            let rest = self.s2c.buf.split_off(self.s2c.ready);
-            self.s2c.buf.extend_from_slice(&told);
-            self.s2c.buf.unsplit(rest);
-            self.s2c.ready += told.len();
+            self.put_for_client(&told);
         }
         if !self.parked {
             self.gauge.set(self.tracker.state());

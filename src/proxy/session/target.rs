@@ -169,6 +169,33 @@ pub(super) async fn open_first(
     }
 }
 
+/// How many times a login is made again because a switch changed its target meanwhile;
+/// past this (switches back to back), the session moves at its first boundary instead.
+const LOGIN_RETRIES: usize = 3;
+
+/// Opens a new session's first server connection, on the upstream it belongs on once the
+/// login is done: a switch that repointed while it logged in sends it to the new target
+/// before its client has seen anything (a switch moves only the sessions it parked).
+pub(super) async fn open_current(
+    ctx: &ProxyContext,
+    listener: Listener,
+    startup: &StartupMessage,
+    user: &str,
+) -> Result<First, SessionError> {
+    let mut first = open_first(ctx, listener, startup, user).await?;
+    for _ in 0..LOGIN_RETRIES {
+        let (want, generation) = want(ctx, listener, &first.refusal, None);
+        match want {
+            Want::Serve(to) if generation != first.generation && to.name != first.upstream.name => {
+                info!(from = %first.upstream.name, to = %to.name, "a switch repointed during the login: logging in again");
+                first = open_first(ctx, listener, startup, user).await?;
+            }
+            _ => break,
+        }
+    }
+    Ok(first)
+}
+
 /// Moves a parked session to `to`. A standby session whose standby does not take it falls
 /// back: it stays on its server when that is where the fallback would put it, or moves
 /// to the active upstream.

@@ -109,6 +109,12 @@ impl Tracker {
         self.tx == TxStatus::Idle && self.awaiting == 0 && !self.extended_open && self.copy == CopyMode::None
     }
 
+    /// True when every request sent has been answered, or the server is reading COPY
+    /// data: behind a closed gate, the client's next request (or its data) may go.
+    pub fn may_send_next(&self) -> bool {
+        self.awaiting == 0 || self.copy == CopyMode::In
+    }
+
     /// The state to report for this session.
     pub fn state(&self) -> SessionState {
         if self.copy != CopyMode::None {
