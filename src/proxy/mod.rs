@@ -17,6 +17,7 @@ pub mod context;
 mod io;
 pub mod listener;
 pub mod metrics;
+pub mod oids;
 pub mod peer;
 mod reload;
 mod session;
