@@ -48,6 +48,8 @@ pub struct ProxyContext {
     pub gate: Arc<Gate>,
     /// Every live session.
     pub sessions: Arc<SessionTable>,
+    /// The upstreams' user catalogs, for moved sessions' OID translation.
+    pub catalogs: crate::proxy::catalogs::Catalogs,
     /// The standby listener, when configured.
     pub standby: Option<crate::proxy::standby::Standby>,
     /// Cancelled when the shutdown grace period is over: sessions close with 57P01.
@@ -83,6 +85,7 @@ impl ProxyContext {
             prewarm_slots: Arc::new(tokio::sync::Semaphore::new(PREWARM_SLOTS)),
             gate: Arc::default(),
             sessions: Arc::default(),
+            catalogs: Default::default(),
             standby: None,
             terminate: CancellationToken::new(),
             shutting_down: AtomicBool::new(false),

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod auth;
 mod cancel;
 pub mod capture;
+pub mod catalogs;
 pub mod context;
 mod io;
 pub mod listener;

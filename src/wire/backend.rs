@@ -18,6 +18,10 @@ pub const NOTIFICATION_RESPONSE: u8 = b'A';
 pub const PARAMETER_DESCRIPTION: u8 = b't';
 pub const PARAMETER_STATUS: u8 = b'S';
 pub const READY_FOR_QUERY: u8 = b'Z';
+pub const ROW_DESCRIPTION: u8 = b'T';
+pub const NO_DATA: u8 = b'n';
+pub const EMPTY_QUERY_RESPONSE: u8 = b'I';
+pub const PORTAL_SUSPENDED: u8 = b's';
 
 /// Appends a message with `tag` whose body `fill` writes, fixing up the length.
 pub fn put_message(out: &mut Vec<u8>, tag: u8, fill: impl FnOnce(&mut Vec<u8>)) {

@@ -63,6 +63,9 @@ impl OidMap {
 #[derive(Debug)]
 pub struct Translator {
     map: Arc<OidMap>,
+    /// Serving OIDs are home OIDs: the session is at home (it is tracked only for its
+    /// statements whose results changed shape).
+    identity: bool,
     /// Serving OIDs the home side lacks, and the synthetic OIDs they got.
     synthetic: HashMap<u32, u32>,
     /// The other way.
@@ -72,7 +75,25 @@ pub struct Translator {
 
 impl Translator {
     pub fn new(map: Arc<OidMap>) -> Translator {
-        Translator { map, synthetic: HashMap::new(), synthetic_back: HashMap::new(), next: FIRST_SYNTHETIC_OID }
+        Translator {
+            map,
+            identity: false,
+            synthetic: HashMap::new(),
+            synthetic_back: HashMap::new(),
+            next: FIRST_SYNTHETIC_OID,
+        }
+    }
+
+    /// A translator that changes nothing, for a session at home; `serving` is its catalog
+    /// (for the kinds of its types).
+    pub fn identity(serving: Arc<Catalog>) -> Translator {
+        let map = OidMap { serving: serving.clone(), home: serving, ..OidMap::default() };
+        Translator { identity: true, ..Translator::new(Arc::new(map)) }
+    }
+
+    /// True for a translator that changes nothing.
+    pub fn is_identity(&self) -> bool {
+        self.identity
     }
 
     /// The map this translator uses.
@@ -87,7 +108,7 @@ impl Translator {
 
     /// The OID the client knows for the serving side's `oid` (a type or a relation).
     pub fn to_home(&mut self, oid: u32) -> u32 {
-        if oid < FIRST_USER_OID {
+        if oid < FIRST_USER_OID || self.identity {
             return oid;
         }
         if let Some(&home) = self.map.to_home.get(&oid) {
@@ -109,7 +130,7 @@ impl Translator {
     /// The serving side's OID for the `oid` the client knows; `None` for a user object of
     /// the home side that the serving side lacks (or an OID the client made up).
     pub fn to_serving(&self, oid: u32) -> Option<u32> {
-        if oid < FIRST_USER_OID {
+        if oid < FIRST_USER_OID || self.identity {
             return Some(oid);
         }
         self.map.to_serving.get(&oid).or_else(|| self.synthetic_back.get(&oid)).copied()
@@ -118,7 +139,7 @@ impl Translator {
     /// The home side's number of a serving relation's column: 0 when the home relation has
     /// no such column (or the relation is not one the home side has).
     pub fn column_to_home(&self, relation: u32, attnum: i16) -> i16 {
-        if relation < FIRST_USER_OID || attnum <= 0 {
+        if relation < FIRST_USER_OID || attnum <= 0 || self.identity {
             return attnum;
         }
         match self.map.columns.get(&(relation, attnum)) {

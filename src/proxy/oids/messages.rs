@@ -3,6 +3,7 @@
 //! and the values of DataRow. Bodies only (no tag, no length): rewrites that keep the
 //! length happen in place; the others return the new body.
 
+use super::catalog::Catalog;
 use super::map::Translator;
 use super::values::{rewrite_binary, translate_oid_value, Direction, INT4, OID, OID_ARRAY, REGCLASS, REGCLASS_ARRAY};
 use super::values::{REGTYPE, REGTYPE_ARRAY};
@@ -35,6 +36,19 @@ pub fn row_description_to_home(body: &mut [u8], tr: &mut Translator) -> Option<V
         body[at + 4..at + 6].copy_from_slice(&home_attnum.to_be_bytes());
         body[at + 6..at + 10].copy_from_slice(&home_type.to_be_bytes());
         fields.push(Field { type_oid, format });
+        at += 18;
+    }
+    Some(fields)
+}
+
+/// Reads the columns of a RowDescription body.
+pub fn row_fields(body: &[u8]) -> Option<Vec<Field>> {
+    let count = read_i16(body, 0)?;
+    let mut at = 2;
+    let mut fields = Vec::with_capacity(count.max(0) as usize);
+    for _ in 0..count.max(0) {
+        at += body.get(at..)?.iter().position(|&b| b == 0)? + 1;
+        fields.push(Field { type_oid: read_u32(body, at + 6)?, format: read_i16(body, at + 16)? });
         at += 18;
     }
     Some(fields)
@@ -154,9 +168,10 @@ pub struct Column {
 }
 
 impl Column {
-    /// True when values of this column may need rewriting.
-    pub fn needs_rewrite(&self, tr: &Translator) -> bool {
-        (self.binary && tr.serving().holds_oids(self.type_oid)) || (self.introspection && is_oid_type(self.type_oid))
+    /// True when values of this column may need rewriting, `serving` being the serving
+    /// side's catalog.
+    pub fn needs_rewrite(&self, serving: &Catalog) -> bool {
+        (self.binary && serving.holds_oids(self.type_oid)) || (self.introspection && is_oid_type(self.type_oid))
     }
 }
 

@@ -11,12 +11,15 @@
 //!   session's [`Translator`], which gives OIDs only the serving side has synthetic ones.
 //! - [`values`]: OIDs inside binary arrays and composites, and OID values.
 //! - [`messages`]: RowDescription, ParameterDescription, Parse, Bind and DataRow.
+//! - [`shapes`]: which statement or portal each answer belongs to, for the columns of a
+//!   DataRow and the parameters of a Bind.
 //!
 //! Pure: no I/O.
 
 pub mod catalog;
 pub mod map;
 pub mod messages;
+pub mod shapes;
 pub mod values;
 
 pub use catalog::{Catalog, CatalogError, Kind, CATALOG_QUERY, FIRST_USER_OID};

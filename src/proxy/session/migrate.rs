@@ -6,13 +6,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::proxy::cancel::CancelTarget;
 use crate::proxy::capture::{self, Baseline, PreparedStatement, SessionSnapshot};
 use crate::proxy::context::ProxyContext;
 use crate::proxy::io::write_all;
+use crate::proxy::oids::Translator;
 use crate::proxy::session::setup::{self, CaptureSetup, Opened, Prepared};
+use crate::proxy::session::shapes::{self, Described, Moving};
 use crate::proxy::session::{Established, ServerGauge, SessionError};
 use crate::proxy::upstream::query::{self, Answer, Conn};
 use crate::proxy::upstream::{ServerConn, Upstream, UpstreamError};
@@ -163,16 +165,16 @@ fn round_trips(statements: &[String]) -> Vec<String> {
 /// Recreates the captured state on a new connection, whose settings before the client
 /// are `target` (when known) and on which `prepared` statements were made ahead, in one
 /// round trip (two when a protocol-level statement has a parameter of a type that is not
-/// built in, whose OID must be looked up; none when nothing is left to do). `source_user`
-/// is the user the captured connection logged in as. Returns what the server said
-/// meanwhile that is for the client (parameter changes, notifications).
+/// built in, whose OID must be looked up). `source_user` is the user the captured
+/// connection logged in as. Returns what the server said meanwhile that is for the client
+/// (parameter changes, notifications), and how it describes each protocol-level statement.
 async fn replay(
     on: &mut Conn<'_>,
     snapshot: &SessionSnapshot,
     source_user: &str,
     target: Option<&Baseline>,
     prepared: &[Prepared],
-) -> Result<Answer, SessionError> {
+) -> Result<(Answer, Vec<Option<Described>>), SessionError> {
     if !snapshot.unmovable.is_empty() {
         return Err(SessionError::State(format!("holds state that cannot move: {}", snapshot.unmovable.describe())));
     }
@@ -200,6 +202,9 @@ async fn replay(
     // Statements made ahead were parsed under the connection's own settings: they are
     // the session's only when the replay changes no setting that parsing reads.
     let ahead = if plan.affects_parsing { &[][..] } else { prepared };
+    // The unit that parses the unnamed statement: the new side may refuse it (it names
+    // something only the old side has); the client's next Parse replaces it anyway.
+    let mut unnamed = None;
     for statement in snapshot.protocol_statements() {
         let oids = match statement.stable_oids() {
             Some(oids) => oids.to_vec(),
@@ -213,6 +218,9 @@ async fn replay(
             query::put_close(&mut out, &statement.name);
             units += 1;
         }
+        if statement.name.is_empty() {
+            unnamed = Some(units);
+        }
         query::put_parse(&mut out, &statement.name, &statement.statement, &oids);
         units += 1;
     }
@@ -220,14 +228,80 @@ async fn replay(
         query::put_close(&mut out, &extra.name);
         units += 1;
     }
+    // How the new side describes each statement: its translation's starting point, and
+    // whether its results still have the shape the client was told.
+    let describes = units;
+    for statement in snapshot.protocol_statements() {
+        query::put_describe(&mut out, &statement.name);
+        units += 1;
+    }
     if !timeouts.is_empty() {
         query::put_query(&mut out, &timeouts.join(";\n"));
         units += 1;
     }
     if units == 0 {
-        return Ok(Answer::default());
+        return Ok((Answer::default(), Vec::new()));
     }
-    Ok(query::pipeline(on, &out, units).await?)
+    let answers = query::pipeline_each(on, &out, units).await?;
+    let statements = snapshot.protocol_statements().count();
+    let unnamed_describe =
+        unnamed.map(|_| describes + snapshot.protocol_statements().position(|s| s.name.is_empty()).unwrap_or(0));
+    let mut answer = Answer::default();
+    let mut described = Vec::with_capacity(statements);
+    for (unit, (each, failure)) in answers.into_iter().enumerate() {
+        match failure {
+            Some(_) if Some(unit) == unnamed || Some(unit) == unnamed_describe => {
+                debug!(upstream = on.upstream, "the unnamed statement cannot be parsed on the new side: dropped");
+            }
+            Some(e) => return Err(e.into()),
+            None => {}
+        }
+        if (describes..describes + statements).contains(&unit) {
+            described.push(shapes::described(&each));
+        }
+        answer.params.extend(each.params);
+        answer.notifications.extend(each.notifications);
+    }
+    Ok((answer, described))
+}
+
+/// How the session's current server describes its protocol-level statements `names`: what
+/// their clients were told. Any failure leaves them unknown (they are then not compared).
+async fn describe_here(s: &mut Established, names: &[String]) -> Result<Vec<Option<Described>>, SessionError> {
+    if names.is_empty() || !s.server_alive {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for name in names {
+        query::put_describe(&mut out, name);
+    }
+    let mut conn = Conn { stream: &mut s.server, buf: s.pump.server_buf(), upstream: &s.upstream.name };
+    let answers = query::pipeline_each(&mut conn, &out, names.len()).await?;
+    for (answer, _) in &answers {
+        pass_on(s, answer).await?;
+    }
+    Ok(answers.iter().map(|(answer, _)| shapes::described(answer)).collect())
+}
+
+/// The translator of a session moving to `to`: `None` at home. Its home side's catalog is
+/// the one read at the first switch that took it away from home, kept for its whole life.
+fn translator_for(s: &mut Established, ctx: &ProxyContext, to: &Upstream) -> Option<Translator> {
+    if to.name == s.home {
+        return None;
+    }
+    let home = match &s.home_catalog {
+        Some(catalog) => catalog.clone(),
+        None => {
+            let catalog = ctx.catalogs.latest(&s.home)?;
+            s.home_catalog = Some(catalog.clone());
+            catalog
+        }
+    };
+    let Some(serving) = ctx.catalogs.latest(&to.name) else {
+        warn!(upstream = %to.name, "no catalog of the new side: this session's OIDs are not translated");
+        return None;
+    };
+    Some(Translator::new(ctx.catalogs.map(&home, &serving)))
 }
 
 /// Moves the session to `to`, which is at registry generation `generation`.
@@ -246,6 +320,12 @@ pub(super) async fn migrate(
         })?,
     };
     let Opened { mut conn, setup: capture_setup, prepared } = opened;
+    let statements: Vec<(String, String)> = match &s.snapshot {
+        Some(snapshot) => snapshot.protocol_statements().map(|p| (p.name.clone(), p.statement.clone())).collect(),
+        None => Vec::new(),
+    };
+    let names: Vec<String> = statements.iter().map(|(name, _)| name.clone()).collect();
+    let before = describe_here(s, &names).await?;
     let snapshot =
         s.snapshot.as_ref().ok_or_else(|| SessionError::State("it was not captured when the session parked".into()))?;
     let target = match &capture_setup {
@@ -253,7 +333,11 @@ pub(super) async fn migrate(
         CaptureSetup::Failed(_) => None,
     };
     let source_user = ctx.login_for(&s.upstream, &s.user).user;
-    let answer = replay(&mut conn.query(&to.name), snapshot, &source_user, target, &prepared).await?;
+    let (answer, after) = replay(&mut conn.query(&to.name), snapshot, &source_user, target, &prepared).await?;
+    let moving: Vec<Moving> = statements.iter().map(|(name, query)| Moving { name, query }).collect();
+    let new = translator_for(s, ctx, &to);
+    let old = s.pump.translation().map(|t| t.translator());
+    let translation = shapes::after_move(&moving, &before, old, &after, new);
     let ServerConn { stream, mut params, backend_key, leftover } = conn;
     params.extend(answer.params.iter().cloned());
 
@@ -277,6 +361,7 @@ pub(super) async fn migrate(
     s.capture_setup = capture_setup;
     s.generation = generation;
     s.pump.reset_server(leftover);
+    s.pump.set_translation(translation);
     s.cancel.retarget(CancelTarget { upstream: to.clone(), pid: backend_key.0, key: backend_key.1 });
     s.server_gauge = ServerGauge::new(ctx.metrics.server_connections(&to.name));
     let info = s.pump.info();

@@ -11,9 +11,11 @@ mod handshake;
 mod migrate;
 mod pump;
 mod setup;
+mod shapes;
 mod state;
 mod statements;
 mod target;
+mod translate;
 
 use std::sync::Arc;
 
@@ -76,6 +78,10 @@ struct Established {
     /// when it resumes.
     server_alive: bool,
     upstream: Arc<Upstream>,
+    /// The upstream the session logged in to: its client knows that side's OIDs.
+    home: String,
+    /// The home side's catalog, from the first move away from it on.
+    home_catalog: Option<Arc<crate::proxy::oids::Catalog>>,
     /// Registry generation when the server connection was opened.
     generation: u64,
     /// The client's StartupMessage, replayed to every new server.
@@ -163,6 +169,8 @@ async fn establish(
         client,
         server: server_stream,
         server_alive: true,
+        home: upstream.name.clone(),
+        home_catalog: None,
         upstream,
         generation,
         startup,

@@ -25,6 +25,7 @@ use crate::proxy::session::gauge::StateGauge;
 use crate::proxy::session::half::Half;
 use crate::proxy::session::state::Tracker;
 use crate::proxy::session::statements::{Logged, StatementLog};
+use crate::proxy::session::translate::Translation;
 use crate::proxy::session::SessionState;
 use crate::proxy::switch::SessionInfo;
 use crate::wire::backend::{self, ErrorFields};
@@ -82,6 +83,8 @@ pub struct Pump {
     forwarded: u64,
     /// Whether a whole request is held behind the closed gate, and a cancel for it.
     held: Arc<HeldCancel>,
+    /// While another side than the session's home serves it: the rewriting of OIDs.
+    translation: Option<Box<Translation>>,
 }
 
 impl Pump {
@@ -112,7 +115,19 @@ impl Pump {
             client_terminated: false,
             forwarded: 0,
             held,
+            translation: None,
         }
+    }
+
+    /// Starts or ends translating (at a move, while parked: nothing is in flight).
+    pub fn set_translation(&mut self, translation: Option<Translation>) {
+        debug_assert!(self.parked, "only a parked session changes servers");
+        self.translation = translation.map(Box::new);
+    }
+
+    /// The session's translation, while another side serves it.
+    pub fn translation(&mut self) -> Option<&mut Translation> {
+        self.translation.as_deref_mut()
     }
 
     /// The held-request cancel state this session shares with cancel requests.
@@ -130,6 +145,9 @@ impl Pump {
         let mut rest = rest;
         rest.advance(len);
         self.c2s.buf.unsplit(rest);
+        if let Some(translation) = &mut self.translation {
+            translation.framed_client(len);
+        }
         let mut answer = Vec::with_capacity(96);
         backend::error_response(
             &mut answer,
@@ -237,6 +255,9 @@ impl Pump {
     /// it, for the pump to pass on.
     pub fn server_buf(&mut self) -> &mut BytesMut {
         debug_assert!(self.parked && self.s2c.ready == 0 && self.s2c.scanner.at_message_start());
+        if let Some(translation) = &mut self.translation {
+            translation.restart_server();
+        }
         &mut self.s2c.buf
     }
 
@@ -361,16 +382,24 @@ impl Pump {
             return Ok(());
         }
         let mut request_sent = false;
+        // A translated session's bytes are framed only once rewritten.
+        let walked = match &mut self.translation {
+            Some(translation) => {
+                translation.walk_client(&mut self.c2s, gate_closed).map_err(PumpEnd::ClientProtocol)?
+            }
+            None => usize::MAX,
+        };
         let info = self.gauge.info();
         let custom = &mut self.custom_settings;
         let statements = &mut self.statements;
         let tracker = &mut self.tracker;
         let terminated = &mut self.client_terminated;
         let half = &mut self.c2s;
+        let end = half.buf.len().min(half.ready.saturating_add(walked));
         let n = half
             .scanner
             .scan_until(
-                &half.buf[half.ready..],
+                &half.buf[half.ready..end],
                 // Query texts are read whole: a setting they change may be anywhere in them.
                 |tag| tag == frontend::QUERY || tag == frontend::PARSE,
                 |frame| {
@@ -410,6 +439,9 @@ impl Pump {
             )
             .map_err(PumpEnd::ClientProtocol)?;
         half.ready += n;
+        if let Some(translation) = &mut self.translation {
+            translation.framed_client(n);
+        }
         Ok(())
     }
 
@@ -425,10 +457,15 @@ impl Pump {
             let client_params = &mut self.client_params;
             let untold = &mut self.untold;
             let mut tell_here = false;
+            let walked = match &mut self.translation {
+                Some(translation) => translation.walk_server(&mut self.s2c).map_err(PumpEnd::ServerProtocol)?,
+                None => usize::MAX,
+            };
             let half = &mut self.s2c;
+            let end = half.buf.len().min(half.ready.saturating_add(walked));
             let n = half
                 .scanner
-                .scan_until(&half.buf[half.ready..], inspect_server, |frame| {
+                .scan_until(&half.buf[half.ready..end], inspect_server, |frame| {
                     if parked && !is_asynchronous(frame.tag()) {
                         return Ok(Visit::Stop);
                     }
@@ -463,6 +500,9 @@ impl Pump {
                 })
                 .map_err(PumpEnd::ServerProtocol)?;
             half.ready += n;
+            if let Some(translation) = &mut self.translation {
+                translation.framed_server(n);
+            }
             if !tell_here {
                 break;
             }
@@ -475,6 +515,9 @@ impl Pump {
         }
         if !self.parked {
             self.gauge.set(self.tracker.state());
+        }
+        if self.translation.as_ref().is_some_and(|t| t.is_done()) && self.tracker.at_boundary() {
+            self.translation = None;
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
+use crate::proxy::catalogs::Catalogs;
 use crate::proxy::context::ProxyContext;
 use crate::proxy::session::SessionState;
 use crate::proxy::switch::advisory::Probe;
@@ -91,7 +92,9 @@ pub async fn switch(ctx: &Arc<ProxyContext>, options: SwitchOptions) -> Result<S
         // The pause's question about advisory locks goes on a connection that logs in
         // meanwhile, not while clients are held.
         let probe = Probe::start(ctx);
-        prewarm(ctx, &target).await;
+        // Both sides' catalogs, for the OIDs of sessions moved away from home.
+        let sides = [from.clone(), target.clone()];
+        tokio::join!(prewarm(ctx, &target), Catalogs::refresh(ctx, &sides, ctx.limits.connect_timeout));
         timings.prewarm = Some(started.elapsed());
         match pause_with(ctx, options.pause, probe).await {
             Ok(paused) => timings.drain = Some(paused.waited),
@@ -100,6 +103,10 @@ pub async fn switch(ctx: &Arc<ProxyContext>, options: SwitchOptions) -> Result<S
                 return Err(SwitchError::Pause(failure));
             }
         }
+    }
+    if !paused_here {
+        // The caller paused: the catalogs are read while clients are held.
+        Catalogs::refresh(ctx, &[from.clone(), target.clone()], ctx.limits.connect_timeout).await;
     }
     let failed_before = ctx.metrics.session_migrations.with_label_values(&["failed"]).get();
     let generation = match ctx.registry.repoint(&target.name, options.generation) {

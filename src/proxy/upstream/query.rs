@@ -27,6 +27,8 @@ pub struct Answer {
     pub notifications: Vec<u8>,
     /// Parameter type OIDs of every ParameterDescription, in order.
     pub param_descriptions: Vec<Vec<u32>>,
+    /// The body of every RowDescription, and `None` for every NoData, in order.
+    pub row_descriptions: Vec<Option<Vec<u8>>>,
 }
 
 /// Where the proxy's statements run: a server connection and its read buffer.
@@ -57,6 +59,17 @@ pub fn put_query(out: &mut Vec<u8>, sql: &str) {
 /// Appends Parse + Sync of a named statement: one unit of a [`pipeline`].
 pub fn put_parse(out: &mut Vec<u8>, name: &str, query: &str, param_types: &[u32]) {
     put_message(out, frontend::PARSE, |b| put_parse_body(b, name, query, param_types));
+    put_message(out, frontend::SYNC, |_| {});
+}
+
+/// Appends Describe of a statement + Sync: one unit of a [`pipeline`], answered by a
+/// ParameterDescription and a RowDescription or NoData.
+pub fn put_describe(out: &mut Vec<u8>, name: &str) {
+    put_message(out, frontend::DESCRIBE, |b| {
+        b.push(b'S');
+        b.extend_from_slice(name.as_bytes());
+        b.push(0);
+    });
     put_message(out, frontend::SYNC, |_| {});
 }
 
@@ -108,6 +121,23 @@ pub async fn pipeline_answer(
         read_answer(conn, &mut answer, &mut failure).await?;
     }
     Ok((answer, failure))
+}
+
+/// Like [`pipeline_answer`], with each unit's answer and error apart.
+pub async fn pipeline_each(
+    conn: &mut Conn<'_>,
+    out: &[u8],
+    units: usize,
+) -> Result<Vec<(Answer, Option<UpstreamError>)>, UpstreamError> {
+    let upstream = conn.upstream;
+    write_all(conn.stream, out).await.map_err(|source| UpstreamError::Io { upstream: upstream.to_owned(), source })?;
+    let mut answers = Vec::with_capacity(units);
+    for _ in 0..units {
+        let (mut answer, mut failure) = (Answer::default(), None);
+        read_answer(conn, &mut answer, &mut failure).await?;
+        answers.push((answer, failure));
+    }
+    Ok(answers)
 }
 
 /// Resolves type names (`pg_catalog.int4`, `"My Schema"."Mood"[]`) to the OIDs they have on
@@ -196,6 +226,8 @@ async fn read_answer(
             backend::PARAMETER_DESCRIPTION => {
                 answer.param_descriptions.push(backend::parse_parameter_description(&body).map_err(protocol)?)
             }
+            backend::ROW_DESCRIPTION => answer.row_descriptions.push(Some(body.to_vec())),
+            backend::NO_DATA => answer.row_descriptions.push(None),
             backend::NOTIFICATION_RESPONSE => {
                 put_message(&mut answer.notifications, tag, |b| b.extend_from_slice(&body))
             }

@@ -108,7 +108,7 @@ fn binds_and_data_rows_carry_nested_oids_across() {
         Column { type_oid: 16384, binary: true, introspection: false },
         Column { type_oid: 26, binary: false, introspection: true },
     ];
-    assert!(columns.iter().all(|c| c.needs_rewrite(&tr)));
+    assert!(columns.iter().all(|c| c.needs_rewrite(tr.serving())));
     assert_eq!(data_row_to_home(&mut row, &columns, &mut tr), None, "same lengths: in place");
     assert_eq!(row[14..18], be(16394));
     assert_eq!(&row[row.len() - 5..], b"16397");
