@@ -114,7 +114,6 @@ fn error(messages: &[(u8, Vec<u8>)]) -> Option<String> {
 fn descriptions_parse_records_and_arrays_keep_home_oids() {
     let (blue, green) = clusters();
     let blue_mood = oid(blue, "SELECT 'mood'::regtype::oid");
-    let blue_pair = oid(blue, "SELECT 'pair'::regtype::oid");
     let blue_readings = oid(blue, "SELECT 'readings'::regclass::oid");
     let green_mood = oid(green, "SELECT 'mood'::regtype::oid");
     assert_ne!(blue_mood, green_mood, "the test needs the OIDs to differ");
@@ -145,10 +144,26 @@ fn descriptions_parse_records_and_arrays_keep_home_oids() {
     let fresh = extended(&mut conn, "SELECT 'g'::only_green", &[], 0);
     let synthetic = description(&fresh)[0].2;
     assert!(synthetic >= 0xF000_0000, "{synthetic}");
-    // Back home: blue's OIDs as they are.
+    // So does a temporary table of the session's own, made on green after the move: its
+    // table OID and its row type's.
+    conn.simple_query("CREATE TEMP TABLE only_here (x only_green, y int)").expect("temp table");
+    let temp = extended(&mut conn, "SELECT only_here, x FROM only_here", &[], 0);
+    assert_eq!(error(&temp), None);
+    let temp_columns = description(&temp);
+    let (row_type, table, enum_type) = (temp_columns[0].2, temp_columns[1].0, temp_columns[1].2);
+    assert_eq!(enum_type, synthetic, "the same synthetic OID for the same type, every time");
+    let synthetics = [synthetic, row_type, table];
+    for oid in synthetics {
+        assert!(oid >= 0xF000_0000, "{temp_columns:?}");
+        let home = blue.psql(&format!("SELECT count(*) FROM pg_class WHERE oid = {oid}")).trim().to_string()
+            + blue.psql(&format!("SELECT count(*) FROM pg_type WHERE oid = {oid}")).trim();
+        assert_eq!(home, "00", "synthetic {oid} means nothing on blue");
+    }
+    assert!(synthetics[1] != synthetics[0] && synthetics[2] != synthetics[0] && synthetics[1] != synthetics[2]);
+    // Back home (a temporary table cannot move): blue's OIDs as they are.
+    conn.simple_query("DROP TABLE only_here").expect("drop the temp table");
     switch(&proxy, "blue");
     assert_eq!(description(&extended(&mut conn, sql, &[], 1)), description(&at_home));
-    let _ = blue_pair;
     conn.terminate();
 }
 
@@ -208,5 +223,37 @@ fn a_prepared_select_star_over_a_widened_table_fails_once_with_0a000() {
     conn.close_statement("star");
     conn.parse_statement("star", "SELECT * FROM wide");
     assert_eq!(conn.run_statement("star"), Ok(Some("1".into())), "prepared again, it runs");
+    conn.terminate();
+}
+
+#[test]
+fn a_statement_prepared_at_home_returns_home_oids_after_the_move() {
+    let (blue, _) = clusters();
+    let blue_mood = oid(blue, "SELECT 'mood'::regtype::oid");
+    let proxy = proxy();
+    let mut conn = RawConn::connect_startup(proxy.port(), "postgres", "postgres").expect("startup");
+    conn.parse_statement("s0", "SELECT m, p FROM readings WHERE id = 1");
+    let run = |conn: &mut RawConn| {
+        let mut bind = b"\0s0\0".to_vec();
+        bind.extend(0i16.to_be_bytes());
+        bind.extend(0i16.to_be_bytes());
+        bind.extend(1i16.to_be_bytes());
+        bind.extend(1i16.to_be_bytes());
+        conn.send(&[frame(b'B', &bind), frame(b'E', &[0, 0, 0, 0, 0]), frame(b'S', &[])].concat()).expect("send");
+        let mut row = Vec::new();
+        loop {
+            let m = conn.read_message().expect("read").expect("open");
+            match m.tag {
+                b'D' => row = m.body,
+                b'E' => panic!("{}", support::PgError::parse(&m.body)),
+                b'Z' => return row,
+                _ => {}
+            }
+        }
+    };
+    let at_home = run(&mut conn);
+    switch(&proxy, "green");
+    let moved = run(&mut conn);
+    assert_eq!(moved, at_home, "the record's field type is blue's mood ({blue_mood}) on green too");
     conn.terminate();
 }

@@ -26,6 +26,8 @@ struct Portal {
     result_formats: Vec<i16>,
     /// Result columns when the portal itself was described.
     fields: Option<Vec<Field>>,
+    /// The number of the request it was bound in (requests the client had ended before).
+    request: u64,
 }
 
 /// An answer the server owes, in order.
@@ -57,6 +59,10 @@ pub struct Shapes {
     expect: VecDeque<Expect>,
     /// The columns of the simple Query result being read.
     current: Option<Vec<Column>>,
+    /// Requests the client ended (Sync, Query, FunctionCall) and the server answered
+    /// (ReadyForQuery): a client may send its next request before the last is answered.
+    sent: u64,
+    answered: u64,
 }
 
 impl Shapes {
@@ -78,8 +84,8 @@ impl Shapes {
     }
 
     pub fn bind(&mut self, portal: &str, statement: &str, result_formats: Vec<i16>) {
-        self.portals
-            .insert(portal.to_owned(), Portal { statement: statement.to_owned(), result_formats, fields: None });
+        let portal_state = Portal { statement: statement.to_owned(), result_formats, fields: None, request: self.sent };
+        self.portals.insert(portal.to_owned(), portal_state);
     }
 
     /// Describe of a statement (`S`) or portal (`P`).
@@ -99,6 +105,7 @@ impl Shapes {
         self.statements.remove("");
         self.portals.remove("");
         self.expect.push_back(Expect::Query { introspection: is_introspection(text) });
+        self.sent += 1;
     }
 
     pub fn close(&mut self, kind: u8, name: &str) {
@@ -111,10 +118,12 @@ impl Shapes {
 
     pub fn sync(&mut self) {
         self.expect.push_back(Expect::Sync);
+        self.sent += 1;
     }
 
     pub fn function_call(&mut self) {
         self.expect.push_back(Expect::FunctionCall);
+        self.sent += 1;
     }
 
     // The server's answers, in the order received.
@@ -214,14 +223,17 @@ impl Shapes {
     }
 
     /// ReadyForQuery: the request it answers is done. Portals do not outlive their
-    /// transaction; when it ended, there are none left.
+    /// transaction: when it ended, those bound up to this request are gone (not those of
+    /// requests the client sent after it).
     pub fn ready_for_query(&mut self, status: u8) {
         if matches!(self.expect.front(), Some(Expect::Sync | Expect::Query { .. } | Expect::FunctionCall)) {
             self.expect.pop_front();
         }
         self.current = None;
+        self.answered += 1;
         if status == b'I' {
-            self.portals.clear();
+            let answered = self.answered;
+            self.portals.retain(|_, portal| portal.request >= answered);
         }
     }
 
@@ -259,6 +271,27 @@ mod tests {
         assert_eq!(shapes.columns(), None, "the Sync's answer has no rows");
         shapes.ready_for_query(b'I');
         assert!(shapes.expect.is_empty());
+    }
+
+    #[test]
+    fn a_portal_bound_after_a_sync_outlives_the_answer_to_that_sync() {
+        let mut shapes = Shapes::default();
+        shapes.adopt(
+            "s0",
+            Statement { fields: Some(vec![Field { type_oid: 16387, format: 1 }]), ..Statement::default() },
+        );
+        // Close + Sync, then Bind + Execute + Sync, all sent before the first answer.
+        shapes.close(b'S', "s4");
+        shapes.sync();
+        shapes.bind("", "s0", vec![1]);
+        shapes.execute("");
+        shapes.sync();
+        shapes.ready_for_query(b'I');
+        let columns = shapes.columns().expect("the portal of the second request is still there");
+        assert_eq!(columns, [Column { type_oid: 16387, binary: true, introspection: false }]);
+        shapes.result_done();
+        shapes.ready_for_query(b'I');
+        assert!(shapes.portals.is_empty(), "its transaction ended");
     }
 
     #[test]

@@ -336,8 +336,11 @@ pub(super) async fn migrate(
     let (answer, after) = replay(&mut conn.query(&to.name), snapshot, &source_user, target, &prepared).await?;
     let moving: Vec<Moving> = statements.iter().map(|(name, query)| Moving { name, query }).collect();
     let new = translator_for(s, ctx, &to);
+    // Home OIDs compare exactly when each side is home or translated.
+    let exact = (s.upstream.name == s.home || s.pump.translation().is_some_and(|t| !t.translator().is_identity()))
+        && (to.name == s.home || new.is_some());
     let old = s.pump.translation().map(|t| t.translator());
-    let translation = shapes::after_move(&moving, &before, old, &after, new);
+    let translation = shapes::after_move(&moving, &before, old, &after, new, exact);
     let ServerConn { stream, mut params, backend_key, leftover } = conn;
     params.extend(answer.params.iter().cloned());
 
