@@ -110,6 +110,11 @@ fn error(messages: &[(u8, Vec<u8>)]) -> Option<String> {
     messages.iter().find(|(tag, _)| *tag == b'E').map(|(_, body)| support::PgError::parse(body).to_string())
 }
 
+fn translated_sessions(proxy: &Proxy) -> f64 {
+    let (_, metrics) = proxy.admin_get("/metrics").expect("metrics");
+    support::metric_sum(&metrics, "pgflip_translated_sessions", "")
+}
+
 #[test]
 fn descriptions_parse_records_and_arrays_keep_home_oids() {
     let (blue, green) = clusters();
@@ -124,6 +129,7 @@ fn descriptions_parse_records_and_arrays_keep_home_oids() {
     switch(&proxy, "green");
     let moved = extended(&mut conn, sql, &[], 1);
     assert_eq!(error(&moved), None);
+    assert_eq!(translated_sessions(&proxy), 1.0, "the moved session counts as translated");
     let description = |messages: &[(u8, Vec<u8>)]| columns(&messages.iter().find(|(t, _)| *t == b'T').expect("T").1);
     assert_eq!(description(&moved), description(&at_home), "the same description on green as on blue");
     assert_eq!(description(&moved)[0], (blue_readings, 2, blue_mood));
@@ -164,6 +170,7 @@ fn descriptions_parse_records_and_arrays_keep_home_oids() {
     conn.simple_query("DROP TABLE only_here").expect("drop the temp table");
     switch(&proxy, "blue");
     assert_eq!(description(&extended(&mut conn, sql, &[], 1)), description(&at_home));
+    assert_eq!(translated_sessions(&proxy), 0.0, "at home");
     conn.terminate();
 }
 

@@ -240,8 +240,8 @@ const LIST_CHECKS: &[ListCheck] = &[
     ListCheck {
         check: "user_types",
         severity: Severity::Info,
-        message: "user-defined types: OIDs will differ after restore; sidecars resolve statement parameter \
-                  types by name",
+        message: "user-defined types: OIDs will differ after restore; sidecars translate them so that \
+                  moved sessions keep seeing their home side's OIDs (binary COPY is not translated)",
         sql: concat!(
             "SELECT pg_catalog.format('%s.%s (%s)', n.nspname, t.typname, CASE t.typtype WHEN 'e' THEN 'enum'
                     WHEN 'c' THEN 'composite' WHEN 'd' THEN 'domain' WHEN 'r' THEN 'range' ELSE 'base' END)

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub pause_seconds: Histogram,
     pub switches: IntCounterVec,
     pub session_migrations: IntCounterVec,
+    /// Sessions served by a side other than their home, their OIDs translated.
+    pub translated_sessions: IntGauge,
     client_errors: IntCounterVec,
     upstream_errors: IntCounterVec,
     pub bytes_client_to_server: IntCounter,
@@ -56,6 +58,10 @@ impl Metrics {
             Opts::new("pgflip_session_migrations_total", "Sessions moved to another server by result"),
             &["result"],
         )?;
+        let translated_sessions = IntGauge::new(
+            "pgflip_translated_sessions",
+            "Sessions served by an upstream other than the one they logged in to, their type OIDs translated",
+        )?;
         let client_errors = IntCounterVec::new(
             Opts::new("pgflip_client_errors_total", "ErrorResponses sent to clients by SQLSTATE class"),
             &["sqlstate_class"],
@@ -91,6 +97,7 @@ impl Metrics {
         registry.register(Box::new(pause_seconds.clone()))?;
         registry.register(Box::new(switches.clone()))?;
         registry.register(Box::new(session_migrations.clone()))?;
+        registry.register(Box::new(translated_sessions.clone()))?;
         registry.register(Box::new(client_errors.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(bytes.clone()))?;
@@ -103,6 +110,7 @@ impl Metrics {
             pause_seconds,
             switches,
             session_migrations,
+            translated_sessions,
             client_errors,
             upstream_errors,
             bytes_client_to_server: bytes.with_label_values(&["client_to_server"]),

@@ -15,7 +15,7 @@ use crate::proxy::io::write_all;
 use crate::proxy::oids::Translator;
 use crate::proxy::session::setup::{self, CaptureSetup, Opened, Prepared};
 use crate::proxy::session::shapes::{self, Described, Moving};
-use crate::proxy::session::{Established, ServerGauge, SessionError};
+use crate::proxy::session::{Established, HeldGauge, SessionError};
 use crate::proxy::upstream::query::{self, Answer, Conn};
 use crate::proxy::upstream::{ServerConn, Upstream, UpstreamError};
 
@@ -365,8 +365,10 @@ pub(super) async fn migrate(
     s.generation = generation;
     s.pump.reset_server(leftover);
     s.pump.set_translation(translation);
+    let translated = to.name != s.home && s.pump.translation().is_some_and(|t| !t.translator().is_identity());
+    s.translated_gauge = translated.then(|| HeldGauge::new(ctx.metrics.translated_sessions.clone()));
     s.cancel.retarget(CancelTarget { upstream: to.clone(), pid: backend_key.0, key: backend_key.1 });
-    s.server_gauge = ServerGauge::new(ctx.metrics.server_connections(&to.name));
+    s.server_gauge = HeldGauge::new(ctx.metrics.server_connections(&to.name));
     let info = s.pump.info();
     info.set_server_pid(backend_key.0);
     info.set_generation(generation);

@@ -98,7 +98,9 @@ struct Established {
     captured_at: Option<(i32, u64)>,
     pump: Pump,
     cancel: CancelHandle,
-    server_gauge: ServerGauge,
+    server_gauge: HeldGauge,
+    /// Counts the session in `pgflip_translated_sessions` while it is away from home.
+    translated_gauge: Option<HeldGauge>,
 }
 
 impl Established {
@@ -141,7 +143,7 @@ async fn establish(
     let login = ctx.login_for(&upstream, &user);
     let (server, capture_setup) = (first.opened.conn, first.opened.setup);
     let ServerConn { stream: server_stream, params, backend_key, leftover } = server;
-    let server_gauge = ServerGauge::new(ctx.metrics.server_connections(&upstream.name));
+    let server_gauge = HeldGauge::new(ctx.metrics.server_connections(&upstream.name));
     gauge.info().set_server_pid(backend_key.0);
     gauge.info().set_login(startup.clone(), user.clone());
     gauge.info().set_generation(generation);
@@ -182,6 +184,7 @@ async fn establish(
         pump,
         cancel,
         server_gauge,
+        translated_gauge: None,
     }))
 }
 
@@ -214,17 +217,18 @@ pub(super) async fn send_error(
     let _ = write_all(client, &out).await;
 }
 
-/// Counts one open server connection in `pgflip_server_connections` until dropped.
-pub(super) struct ServerGauge(IntGauge);
+/// Counts one in a gauge until dropped: an open server connection in
+/// `pgflip_server_connections`, a translated session in `pgflip_translated_sessions`.
+pub(super) struct HeldGauge(IntGauge);
 
-impl ServerGauge {
-    pub(super) fn new(gauge: IntGauge) -> ServerGauge {
+impl HeldGauge {
+    pub(super) fn new(gauge: IntGauge) -> HeldGauge {
         gauge.inc();
-        ServerGauge(gauge)
+        HeldGauge(gauge)
     }
 }
 
-impl Drop for ServerGauge {
+impl Drop for HeldGauge {
     fn drop(&mut self) {
         self.0.dec();
     }
