@@ -17,9 +17,9 @@ mod report;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use common::caught;
 use pgbench::{Endpoint, Load, QueryMode};
 use pgbouncer::PgBouncer;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use support::{psql, Cluster, ClusterOptions, Proxy, ProxyBuilder};
@@ -263,20 +263,4 @@ fn start_pgflip(pg_port: u16) -> Result<Proxy, String> {
         ));
     }
     Ok(proxy)
-}
-
-/// Runs `f`, turning a panic of the shared test support into an error message. The
-/// message is reported by the caller, so the panic hook stays quiet meanwhile.
-pub fn caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = catch_unwind(AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
-    result.map_err(|payload| {
-        payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "panicked".into())
-    })
 }

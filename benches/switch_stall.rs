@@ -22,8 +22,8 @@ mod support;
 #[path = "switch_stall/switches.rs"]
 mod switches;
 
+use common::caught;
 use serde_json::Value;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use support::{Cluster, Proxy, ProxyBuilder};
@@ -156,20 +156,4 @@ fn proxy_log(proxy: &Proxy) -> String {
         notable.push("(no warnings or errors)");
     }
     format!("{}\n--- last lines ---\n{}", notable.join("\n"), support::tail_file(&proxy.log_path(), 10))
-}
-
-/// Runs `f`, turning a panic of the shared test support into an error message. The
-/// message is reported by the caller, so the panic hook stays quiet meanwhile.
-fn caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = catch_unwind(AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
-    result.map_err(|payload| {
-        payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "panicked".into())
-    })
 }

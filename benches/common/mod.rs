@@ -1,6 +1,7 @@
 //! What the end-to-end benchmarks share: settings from the environment, the check that
 //! `cargo test --benches` skips them, and the machine lines of their reports.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::{Command, ExitCode};
 
 use crate::support::pg_bin;
@@ -63,4 +64,20 @@ pub fn version(program: &std::path::Path) -> String {
         .output()
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
         .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+/// Runs `f`, turning a panic of the shared test support into an error message. The
+/// message is reported by the caller, so the panic hook stays quiet meanwhile.
+pub fn caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panicked".into())
+    })
 }
