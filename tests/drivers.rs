@@ -74,7 +74,7 @@ mod tokio_driver {
     use postgres_types::{FromSql, ToSql};
     use tokio_postgres::{AsyncMessage, NoTls};
 
-    use super::driver_support::{clusters, proxy, switch};
+    use super::driver_support::{clusters, home_level_oid, proxy, switch};
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq, ToSql, FromSql)]
     #[postgres(name = "mood")]
@@ -97,6 +97,22 @@ mod tokio_driver {
     #[derive(Debug, Clone, Copy, PartialEq, Eq, ToSql, FromSql)]
     #[postgres(name = "score")]
     struct Score(i32);
+
+    /// A type first met away from home: tokio-postgres looks it up by OID (its typeinfo
+    /// statements, an oid parameter) and must learn it under its home OID; the catalogs
+    /// answer home OIDs by name and by OID.
+    async fn meet_level(client: &tokio_postgres::Client) {
+        let home = home_level_oid();
+        let row = client.query_one("SELECT 'high'::level, ARRAY['low']::level[]", &[]).await.expect("a level");
+        let (level, levels) = (row.columns()[0].type_(), row.columns()[1].type_());
+        assert_eq!((level.name(), level.oid()), ("level", home));
+        assert_eq!(levels.name(), "_level");
+        assert!(matches!(level.kind(), postgres_types::Kind::Enum(labels) if labels == &["low", "high"]), "{level:?}");
+        let by_name = "SELECT oid FROM pg_catalog.pg_type WHERE typname = 'level'";
+        assert_eq!(client.query_one(by_name, &[]).await.expect("by name").get::<_, u32>(0), home);
+        let by_oid = "SELECT typname::text FROM pg_catalog.pg_type WHERE oid = $1";
+        assert_eq!(client.query_one(by_oid, &[&home]).await.expect("by OID").get::<_, String>(0), "level");
+    }
 
     #[test]
     fn tokio_postgres_keeps_its_type_cache_across_switches() {
@@ -124,6 +140,9 @@ mod tokio_driver {
                 client.prepare("SELECT m, p, s, ms, ps, ss FROM readings WHERE id = 1").await.expect("prepare");
             let mut side = "blue";
             for round in 0..4 {
+                if round == 1 {
+                    meet_level(&client).await;
+                }
                 let row = client.query_one(&row_statement, &[]).await.expect("the row");
                 assert_eq!(row.get::<_, Mood>(0), Mood::Happy);
                 assert_eq!(row.get::<_, Pair>(1), Pair { m: Mood::Ok, n: 7 });

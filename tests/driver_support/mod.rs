@@ -15,9 +15,11 @@ use serde_json::Value;
 use crate::support::{self, clients::run_with_timeout, pg_bin, Cluster, Proxy, ProxyBuilder};
 
 /// The types every driver reads and writes: an enum, a composite with an enum field, a
-/// domain, and arrays of each.
+/// domain, and arrays of each; and `level`, which each driver meets only after its first
+/// switch, away from home, so that it looks it up there.
 const SCHEMA: &str = "
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TYPE level AS ENUM ('low', 'high');
 CREATE TYPE pair AS (m mood, n int4);
 CREATE DOMAIN score AS int4 CHECK (VALUE >= 0);
 CREATE TABLE readings (id serial PRIMARY KEY, m mood, p pair, s score, ms mood[], ps pair[], ss score[], who text);
@@ -51,11 +53,19 @@ pub fn clusters() -> (&'static Cluster, &'static Cluster) {
             Duration::from_secs(120),
         );
         out.assert_success("pg_restore into green");
-        let oid = |c: &Cluster| c.psql("SELECT 'mood'::regtype::oid").trim().to_string();
-        assert_ne!(oid(&blue), oid(&green), "the restore must give the types other OIDs");
+        for name in ["mood", "level"] {
+            let oid = |c: &Cluster| c.psql(&format!("SELECT '{name}'::regtype::oid")).trim().to_string();
+            assert_ne!(oid(&blue), oid(&green), "the restore must give {name} another OID");
+        }
         (blue, green)
     });
     (blue, green)
+}
+
+/// `level`'s OID on blue, the drivers' home.
+pub fn home_level_oid() -> u32 {
+    let oid = clusters().0.psql("SELECT 'level'::regtype::oid");
+    oid.trim().parse().unwrap_or_else(|e| panic!("level's OID {oid:?}: {e}"))
 }
 
 /// A sidecar in front of blue (active) and green.
@@ -121,7 +131,8 @@ pub fn python_packages() -> Option<PathBuf> {
     Some(dir)
 }
 
-/// node-postgres from npm, into `target/`; `None` (skipped) without node and npm.
+/// node-postgres and pg-copy-streams from npm, into `target/`; `None` (skipped) without
+/// node and npm.
 pub fn node_packages() -> Option<PathBuf> {
     let present = runs("node", &["--version"]) && runs("npm", &["--version"]);
     if !have("node and npm", present, "apt-get install -y nodejs npm") {
@@ -129,13 +140,13 @@ pub fn node_packages() -> Option<PathBuf> {
     }
     let _one = FETCH.lock().unwrap_or_else(|e| e.into_inner());
     let dir = drivers_dir().join("node");
-    if !dir.join("node_modules/pg").is_dir() {
+    if !dir.join("node_modules/pg").is_dir() || !dir.join("node_modules/pg-copy-streams").is_dir() {
         std::fs::create_dir_all(&dir).expect("create the node directory");
         let out = run_with_timeout(
             Command::new("npm")
                 .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
                 .arg(&dir)
-                .arg("pg@8"),
+                .args(["pg@8", "pg-copy-streams@6"]),
             None,
             Duration::from_secs(300),
         );
@@ -158,10 +169,12 @@ pub fn script(name: &str) -> PathBuf {
 }
 
 /// Runs a driver script, answering its switch requests on `proxy`, which starts on blue;
-/// returns the sides it saw after each switch. Panics with its output when it fails.
+/// returns the sides it saw after each switch. Panics with its output when it fails. The
+/// script finds `level`'s home OID in `PGFLIP_HOME_LEVEL_OID`.
 pub fn run_driver(mut command: Command, proxy: &Proxy) -> Vec<String> {
     let started = Instant::now();
     support::clear_pg_env(&mut command);
+    command.env("PGFLIP_HOME_LEVEL_OID", home_level_oid().to_string());
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

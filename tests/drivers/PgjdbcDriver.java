@@ -34,6 +34,37 @@ public class PgjdbcDriver {
         if (!ok) throw new AssertionError(String.valueOf(what));
     }
 
+    /** A type first met away from home: pgjdbc looks its name up by OID (bound as int4)
+     * for the column's type name, and an OID read by name must be the home one. */
+    static void meetLevel(Connection conn, int homeLevel) throws SQLException {
+        try (Statement st = conn.createStatement(); ResultSet rs = st.executeQuery("SELECT 'high'::level AS l")) {
+            check(rs.next() && rs.getString(1).equals("high"), "a level");
+            String name = rs.getMetaData().getColumnTypeName(1);
+            check(name.equals("level"), name);
+        }
+        try (PreparedStatement ps = conn.prepareStatement("SELECT oid FROM pg_catalog.pg_type WHERE typname = ?")) {
+            ps.setString(1, "level");
+            try (ResultSet rs = ps.executeQuery()) {
+                check(rs.next() && rs.getLong(1) == homeLevel, "level's OID by name");
+            }
+        }
+        try (PreparedStatement ps = conn.prepareStatement("SELECT typname FROM pg_catalog.pg_type WHERE oid = ?")) {
+            ps.setInt(1, homeLevel);
+            try (ResultSet rs = ps.executeQuery()) {
+                check(rs.next() && rs.getString(1).equals("level"), "level by its home OID");
+            }
+        }
+        try (PreparedStatement ps = conn.prepareStatement("SELECT ?::text")) {
+            PGobject level = new PGobject();
+            level.setType("level");
+            level.setValue("low");
+            ps.setObject(1, level);
+            try (ResultSet rs = ps.executeQuery()) {
+                check(rs.next() && rs.getString(1).equals("low"), "a level parameter");
+            }
+        }
+    }
+
     static PGobject mood(String value) throws SQLException {
         PGobject o = new PGobject();
         o.setType("mood");
@@ -43,6 +74,7 @@ public class PgjdbcDriver {
 
     public static void main(String[] args) throws Exception {
         String url = args[0], tag = args[1];
+        int homeLevel = Integer.parseInt(System.getenv("PGFLIP_HOME_LEVEL_OID"));
         Connection conn = DriverManager.getConnection(url + "&prepareThreshold=1");
         conn.setAutoCommit(true);
         try (Statement st = conn.createStatement()) {
@@ -51,6 +83,7 @@ public class PgjdbcDriver {
         List<String> sides = new ArrayList<>();
         List<String> notes = new ArrayList<>();
         for (int round = 0; round < 4; round++) {
+            if (round == 1) meetLevel(conn, homeLevel);
             try (PreparedStatement ps = conn.prepareStatement("SELECT m, p, s, ms FROM readings WHERE id = ? AND m = ?")) {
                 ps.setInt(1, 1);
                 ps.setObject(2, mood("happy"));

@@ -5,6 +5,7 @@ each, LISTEN/NOTIFY, COPY, a cancelled query, executemany, and a transaction ope
 switch is asked for."""
 
 import asyncio
+import os
 import sys
 
 import asyncpg
@@ -12,6 +13,20 @@ import asyncpg
 from switcher import begin_switch, check, done, switch, wait_switch
 
 ROW = "SELECT m, p, s, ms, ps, ss FROM readings WHERE id = 1"
+HOME_LEVEL = int(os.environ["PGFLIP_HOME_LEVEL_OID"])
+
+
+async def meet_level(conn):
+    """A type first met away from home: asyncpg introspects it by OID (an oid[] parameter)
+    and must learn home OIDs; lookups by name and by OID answer home OIDs too."""
+    row = await conn.fetchrow("SELECT 'high'::level AS l, ARRAY['low', 'high']::level[] AS ls")
+    check(row["l"] == "high" and list(row["ls"]) == ["low", "high"], row)
+    stmt = await conn.prepare("SELECT 'high'::level AS l")
+    check(stmt.get_attributes()[0].type.oid == HOME_LEVEL, stmt.get_attributes())
+    oid = await conn.fetchval("SELECT oid FROM pg_catalog.pg_type WHERE typname = 'level'")
+    check(oid == HOME_LEVEL, oid)
+    name = await conn.fetchval("SELECT typname::text FROM pg_catalog.pg_type WHERE oid = $1", HOME_LEVEL)
+    check(name == "level", name)
 
 
 async def main(dsn, tag):
@@ -20,6 +35,8 @@ async def main(dsn, tag):
     await conn.add_listener("driver_" + tag, lambda *args: notified.append(args[3]))
     sides = []
     for round_ in range(4):
+        if round_ == 1:
+            await meet_level(conn)
         row = await conn.fetchrow(ROW)
         check(row["m"] == "happy", row)
         check(tuple(row["p"]) == ("ok", 7), row)

@@ -1,8 +1,10 @@
 // node-postgres through the sidecar across switches: named prepared statements (its
 // statement cache), queries queued without waiting (its way of pipelining), user types as
-// text, LISTEN/NOTIFY, a cancelled query and a transaction open when a switch is asked for.
+// text, a type met first away from home, LISTEN/NOTIFY, COPY (pg-copy-streams), a
+// cancelled query and a transaction open when a switch is asked for.
 'use strict';
 const { Client } = require('pg');
+const { from: copyFrom } = require('pg-copy-streams');
 const readline = require('readline');
 
 const lines = readline.createInterface({ input: process.stdin });
@@ -17,6 +19,19 @@ const check = (ok, what) => {
   if (!ok) throw new Error('check failed: ' + JSON.stringify(what));
 };
 
+const homeLevel = Number(process.env.PGFLIP_HOME_LEVEL_OID);
+
+// A type first met away from home: its column shows the home OID, and the catalogs
+// answer home OIDs by name and by OID (node-postgres sends parameters untyped, as text).
+async function meetLevel(client) {
+  const level = await client.query("SELECT 'high'::level AS l");
+  check(level.fields[0].dataTypeID === homeLevel && level.rows[0].l === 'high', level.fields);
+  const byName = await client.query("SELECT oid FROM pg_catalog.pg_type WHERE typname = 'level'");
+  check(Number(byName.rows[0].oid) === homeLevel, byName.rows);
+  const byOid = await client.query('SELECT typname FROM pg_catalog.pg_type WHERE oid = $1', [homeLevel]);
+  check(byOid.rows.length === 1 && byOid.rows[0].typname === 'level', byOid.rows);
+}
+
 async function main(dsn, tag) {
   const client = new Client({ connectionString: dsn });
   await client.connect();
@@ -25,6 +40,7 @@ async function main(dsn, tag) {
   await client.query(`LISTEN driver_${tag}`);
   const sides = [];
   for (let round = 0; round < 4; round++) {
+    if (round === 1) await meetLevel(client);
     const row = await client.query({ name: 'row', text: 'SELECT m, p, s, ms, ps FROM readings WHERE id = $1', values: [1] });
     const r = row.rows[0];
     check(r.m === 'happy' && r.p === '(ok,7)' && r.s === 3, r);
@@ -35,9 +51,21 @@ async function main(dsn, tag) {
       values: ['sad', `(ok,${round})`, '{ok}', tag],
     });
     check(inserted.rows[0].p === `(ok,${round})`, inserted.rows);
+    // Blue and green are not kept in step here: count what this round adds on this side.
+    const count = async () => Number((await client.query('SELECT count(*) AS n FROM plain WHERE who = $1', [tag])).rows[0].n);
+    const before = await count();
     const queued = [];
     for (let i = 0; i < 5; i++) queued.push(client.query('INSERT INTO plain (who, n) VALUES ($1, $2)', [tag, i]));
     await Promise.all(queued);
+    await new Promise((resolve, reject) => {
+      const copy = client.query(copyFrom('COPY plain (who, n) FROM STDIN'));
+      copy.on('error', reject);
+      copy.on('finish', resolve);
+      for (let i = 0; i < 5; i++) copy.write(`${tag}\t${100 * round + i}\n`);
+      copy.end();
+    });
+    const added = (await count()) - before;
+    check(added === 10, added);
     await client.query(`NOTIFY driver_${tag}, 'round ${round}'`);
     const sleep = `SELECT pg_sleep(5) AS node_${tag}`;
     // Settled at once, so that its rejection is never unhandled while the cancel runs.

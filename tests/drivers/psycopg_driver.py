@@ -3,6 +3,7 @@
 (prepare_threshold=0: every query is prepared), pipeline mode, LISTEN/NOTIFY, COPY, a
 cancelled query and a transaction open when a switch is asked for."""
 
+import os
 import sys
 import threading
 import time
@@ -13,6 +14,20 @@ from psycopg.types.enum import EnumInfo, register_enum
 
 from switcher import begin_switch, check, done, switch, wait_switch
 
+HOME_LEVEL = int(os.environ["PGFLIP_HOME_LEVEL_OID"])
+
+
+def meet_level(conn):
+    """A type first met away from home: psycopg looks it up by name and registers its OID,
+    which must be the home one, for binary results to load."""
+    info = EnumInfo.fetch(conn, "level")
+    check(info.oid == HOME_LEVEL, info.oid)
+    register_enum(info, conn)
+    with conn.cursor(binary=True) as cur:
+        cur.execute("SELECT 'high'::level, ARRAY['low', 'high']::level[]")
+        level, levels = cur.fetchone()
+        check(level.name == "high" and [x.name for x in levels] == ["low", "high"], (level, levels))
+
 
 def main(dsn, tag):
     conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=0)
@@ -22,6 +37,8 @@ def main(dsn, tag):
     conn.execute(f"LISTEN driver_{tag}")
     sides = []
     for round_ in range(4):
+        if round_ == 1:
+            meet_level(conn)
         with conn.cursor(binary=True) as cur:
             cur.execute("SELECT m, p, s, ms, ps FROM readings WHERE id = 1")
             m, p, s, ms, ps = cur.fetchone()

@@ -108,7 +108,8 @@ pub struct Bound {
 
 /// Reads a Bind body and rewrites its parameter values for the serving side: type OIDs in
 /// binary arrays and composites of `param_types` (the statement's, serving side), and, for
-/// a type `introspection` statement, OID values.
+/// a type `introspection` statement, OID values (in parameters of the OID types, and in
+/// text parameters of no declared type).
 pub fn bind_to_serving(
     body: &mut [u8],
     param_types: &[u32],
@@ -138,7 +139,13 @@ pub fn bind_to_serving(
             continue;
         }
         let end = at.checked_add(len as usize).filter(|end| *end <= body.len())?;
-        let oid = param_types.get(i).copied().unwrap_or(0);
+        let declared = param_types.get(i).copied().unwrap_or(0);
+        // An untyped text parameter of an introspection statement (node-postgres sends all
+        // its parameters so) is an OID when it is a number the map knows.
+        let oid = match declared {
+            0 if introspection && !binary(i) => OID,
+            declared => declared,
+        };
         if binary(i) && tr.serving().holds_oids(oid) {
             rewrite_binary(&mut body[at..end], oid, tr, Direction::ToServing);
         } else if introspection && is_oid_type(oid) {

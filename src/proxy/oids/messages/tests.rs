@@ -119,3 +119,31 @@ fn binds_and_data_rows_carry_nested_oids_across() {
     assert!(text.parse::<u32>().unwrap() >= crate::proxy::oids::map::FIRST_SYNTHETIC_OID, "{text}");
     assert_eq!(rebuilt[2..6], (text.len() as i32).to_be_bytes());
 }
+
+#[test]
+fn untyped_text_parameters_of_introspection_are_oids_when_the_map_knows_them() {
+    let mut tr = translator();
+    let bind_of = |value: &[u8]| {
+        [
+            &b"\0s1\0"[..],
+            &0i16.to_be_bytes(),
+            &1i16.to_be_bytes(),
+            &(value.len() as i32).to_be_bytes(),
+            value,
+            &0i16.to_be_bytes(),
+        ]
+        .concat()
+    };
+    let value_of = |bind: &[u8]| String::from_utf8_lossy(&bind[12..bind.len() - 2]).into_owned();
+    // Blue's mood, as node-postgres sends it: text, type 0.
+    let mut bind = bind_of(b"16394");
+    let bound = bind_to_serving(&mut bind, &[0], true, &mut tr).expect("parsed");
+    assert!(bound.rewritten.is_none(), "same length");
+    assert_eq!(value_of(&bind), "16385");
+    // Not an introspection statement, not a known OID, not a number: left alone.
+    for (value, introspection) in [(&b"16394"[..], false), (b"16999", true), (b"mood", true)] {
+        let mut bind = bind_of(value);
+        bind_to_serving(&mut bind, &[0], introspection, &mut tr).expect("parsed");
+        assert_eq!(value_of(&bind).as_bytes(), value);
+    }
+}
