@@ -39,6 +39,18 @@ fn direct_write(cluster: &support::Cluster) -> Result<(), String> {
     }
 }
 
+/// How many pauses each sidecar has had.
+fn pauses(fleet: &Fleet) -> Vec<f64> {
+    fleet
+        .sidecars
+        .iter()
+        .map(|p| {
+            let (_, metrics) = p.admin_get("/metrics").expect("metrics");
+            support::metric_sum(&metrics, "pgflip_pause_seconds_count", "")
+        })
+        .collect()
+}
+
 /// Stops the writers and checks none saw an error.
 fn stop_clean(writers: Vec<flip_support::Writer>) {
     for (i, writer) in writers.into_iter().enumerate() {
@@ -131,7 +143,7 @@ fn cutover_rollback_cutover_promote_keeps_every_acknowledged_commit() {
 }
 
 #[test]
-fn an_unreachable_sidecar_aborts_the_cutover_and_the_fleet_stays_on_blue() {
+fn an_unreachable_sidecar_refuses_the_cutover_before_any_pause() {
     let fleet = Fleet::start(2);
     let dead = format!("http://127.0.0.1:{}", support::free_port());
     let plan = fleet.plan(std::slice::from_ref(&dead), "");
@@ -139,10 +151,34 @@ fn an_unreachable_sidecar_aborts_the_cutover_and_the_fleet_stays_on_blue() {
     let out = controller(&plan, &["run"]);
     assert!(!out.status.success(), "the cutover must fail");
     let said = text(&out);
-    assert!(said.contains("aborted") && said.contains(&dead), "{said}");
+    assert!(said.contains("nothing was paused") && said.contains(&dead), "{said}");
     assert_eq!(fleet.actives(), ["blue", "blue"]);
+    assert_eq!(pauses(&fleet), [0.0, 0.0], "a flip that cannot finish pauses nobody");
     wait_for_progress(&writers, 3);
     direct_write(&fleet.blue).expect("blue is not fenced");
+    stop_clean(writers);
+}
+
+#[test]
+fn a_stopped_subscription_refuses_the_flip_before_any_pause() {
+    let fleet = Fleet::start(2);
+    let (plan, writers) = caught_up(&fleet);
+    // As disable_on_error leaves it after an apply error.
+    fleet.green.psql_db(DB, "ALTER SUBSCRIPTION pgflip DISABLE");
+    let out = controller(&plan, &["run"]);
+    let said = text(&out);
+    assert!(!out.status.success(), "the cutover must be refused:\n{said}");
+    assert!(
+        said.contains("replication from blue to green is disabled") && said.contains("nothing was paused"),
+        "{said}"
+    );
+    assert_eq!(pauses(&fleet), [0.0, 0.0], "nobody was paused");
+    assert_eq!(fleet.actives(), ["blue", "blue"]);
+    // Enabled again, the same run goes through.
+    fleet.green.psql_db(DB, "ALTER SUBSCRIPTION pgflip ENABLE");
+    let out = controller(&plan, &["run", "--until", "cutover"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fleet.actives(), ["green", "green"]);
     stop_clean(writers);
 }
 

@@ -16,6 +16,7 @@
 //! the old side. Each step is recorded in the journal, so that a run that died half way
 //! is resolved: forward when any sidecar already serves the new side, back otherwise.
 
+mod ready;
 mod undo;
 
 use std::time::{Duration, Instant};
@@ -163,6 +164,7 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
     // subscription (the new side was down then).
     let (into_new, _) = direction.links();
     let old_url = side_url(ctx, from).to_owned();
+    ready::refuse_stopped(sides.client(to), into_new).await?;
     if !links::has_slot(sides.client(from), into_new).await? {
         return Err(CutoverError::Refused(format!(
             "replication from {from} to {to} has no slot on {from}: {to} cannot be proven current"
@@ -183,6 +185,11 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
     )?;
 
     let cutover = ctx.plan.cutover.clone();
+    // Nothing pauses unless the flip can finish: every sidecar ready, the link current.
+    ready::sidecars_ready(&sides.fleet, &target_upstream).await?;
+    let ready_by = Instant::now() + cutover.catchup_timeout;
+    ready::wait_current(sides.client(from), sides.client(to), into_new, ctx.plan.catchup.max_lag_bytes, ready_by)
+        .await?;
     let paused_at = Instant::now();
     let lease = cutover.max_write_pause + cutover.drain_timeout + Duration::from_secs(10);
     let pause = PauseRequest {
