@@ -120,6 +120,8 @@ async fn subscribe(ctx: &Context, green: &Client) -> Result<(), CutoverError> {
         Some(_) => return Ok(()),
     };
     info!("subscribing green to blue's publication");
+    // The connection string may carry a password: kept out of the server's log.
+    pg::without_statement_logging(green, "green").await?;
     green.batch_execute(&sql).await.map_err(CutoverError::sql("subscribing green to blue"))
 }
 

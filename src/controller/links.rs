@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 use tracing::info;
 
 use super::error::CutoverError;
-use super::pg::{ident, literal};
+use super::pg::{ident, literal, without_statement_logging};
 
 /// One direction of replication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +156,8 @@ pub async fn subscribe(subscriber: &Client, link: Link, publisher_url: &str) -> 
              slot_name = {slot}, copy_data = false, disable_on_error = true)"
         ),
     };
+    // The connection string may carry a password: kept out of the server's log.
+    without_statement_logging(subscriber, link.to).await?;
     subscriber
         .batch_execute(&sql)
         .await

@@ -20,6 +20,43 @@ pub async fn connect(config: &Config, side: &str) -> Result<Client, CutoverError
     Ok(client)
 }
 
+/// Keeps the statements `client` sends next out of the server's log: for the statements
+/// that carry a password (a subscription's connection string, a role's password). Sent on
+/// its own, since a server logs a query string before it runs any of it. Needs a superuser,
+/// as the statements it guards do.
+pub async fn without_statement_logging(client: &Client, side: &str) -> Result<(), CutoverError> {
+    client
+        .batch_execute(
+            "SET log_statement = 'none'; SET log_min_error_statement = 'panic'; \
+             SET log_min_duration_statement = -1",
+        )
+        .await
+        .map_err(CutoverError::sql(format!(
+            "turning off statement logging on {side} (for a statement with a password)"
+        )))
+}
+
+/// `statement` with the text of any `PASSWORD '...'` replaced by `'***'`, for messages.
+pub fn redact_password(statement: &str) -> String {
+    let upper = statement.to_ascii_uppercase();
+    let Some(at) = upper.find("PASSWORD '") else { return statement.to_owned() };
+    let start = at + "PASSWORD '".len();
+    // The literal ends at a quote that is not doubled.
+    let bytes = statement.as_bytes();
+    let mut end = start;
+    while end < bytes.len() {
+        if bytes[end] == b'\'' {
+            if bytes.get(end + 1) == Some(&b'\'') {
+                end += 2;
+                continue;
+            }
+            break;
+        }
+        end += 1;
+    }
+    format!("{}***{}", &statement[..start], redact_password(&statement[end.min(statement.len())..]))
+}
+
 /// A string literal for SQL, whatever `standard_conforming_strings` is.
 pub fn literal(value: &str) -> String {
     let escaped = value.replace('\'', "''");
@@ -33,4 +70,14 @@ pub fn literal(value: &str) -> String {
 /// An identifier, always quoted.
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_left_out_of_messages() {
+        let statement = "ALTER ROLE app WITH LOGIN PASSWORD 'SCRAM-SHA-256$4096:abc''d$x:y';";
+        assert_eq!(super::redact_password(statement), "ALTER ROLE app WITH LOGIN PASSWORD '***';");
+        assert_eq!(super::redact_password("CREATE ROLE ro;"), "CREATE ROLE ro;");
+    }
 }

@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 use tracing::info;
 
 use super::error::CutoverError;
-use super::pg::ident;
+use super::pg::{ident, redact_password, without_statement_logging};
 use super::runner::Context;
 use super::tools::{connect_to, run_captured};
 
@@ -31,8 +31,13 @@ pub async fn prepare(ctx: &Context, green: &Client) -> Result<Vec<String>, Cutov
         .collect();
     let plan = RoleScript::parse(&script);
     let missing: Vec<&String> = plan.created.iter().filter(|name| !existing.contains(*name)).collect();
-    for statement in plan.statements_for(&missing) {
-        green.batch_execute(&statement).await.map_err(CutoverError::sql(format!("on green: {statement}")))?;
+    let statements = plan.statements_for(&missing);
+    if statements.iter().any(|s| s.to_ascii_uppercase().contains("PASSWORD '")) {
+        without_statement_logging(green, "green").await?;
+    }
+    for statement in statements {
+        let shown = redact_password(&statement);
+        green.batch_execute(&statement).await.map_err(CutoverError::sql(format!("on green: {shown}")))?;
     }
     for role in &ctx.plan.app.roles {
         let fence = format!("ALTER ROLE {} NOLOGIN", ident(role));
