@@ -159,6 +159,67 @@ fn an_unreachable_sidecar_refuses_the_cutover_before_any_pause() {
     stop_clean(writers);
 }
 
+/// Row count of `table` on `cluster`.
+fn count(cluster: &support::Cluster, table: &str) -> i64 {
+    cluster.psql_db(DB, &format!("SELECT count(*) FROM {table}")).parse().expect("a count")
+}
+
+#[test]
+fn tables_made_on_both_sides_during_catch_up_reach_green_and_come_back() {
+    let fleet = Fleet::start(2);
+    let (plan, writers) = caught_up(&fleet);
+    // A deploy adds a table and a monthly partition on both sides while green catches up.
+    let ddl = "CREATE TABLE late (id int PRIMARY KEY, note text); \
+               CREATE TABLE events (id int, month int, PRIMARY KEY (id, month)) PARTITION BY LIST (month); \
+               CREATE TABLE events_1 PARTITION OF events FOR VALUES IN (1)";
+    for cluster in [&fleet.blue, &fleet.green] {
+        cluster.psql_db(DB, ddl);
+    }
+    fleet.blue.psql_db(DB, "INSERT INTO late SELECT g, 'before' FROM generate_series(1, 50) g");
+    fleet.blue.psql_db(DB, "INSERT INTO events SELECT g, 1 FROM generate_series(1, 50) g");
+    for cluster in [&fleet.blue, &fleet.green] {
+        cluster.psql_db(DB, "CREATE TABLE events_2 PARTITION OF events FOR VALUES IN (2)");
+    }
+    fleet.blue.psql_db(DB, "INSERT INTO events SELECT g, 2 FROM generate_series(1, 30) g");
+    // A table only blue has: the flip is refused, naming it.
+    fleet.blue.psql_db(DB, "CREATE TABLE only_blue (id int PRIMARY KEY)");
+    let out = controller(&plan, &["run", "--until", "cutover"]);
+    let said = text(&out);
+    assert!(!out.status.success(), "a table green lacks must refuse the flip:\n{said}");
+    assert!(
+        said.contains("blue publishes tables green lacks: public.only_blue") && said.contains("nothing was paused"),
+        "{said}"
+    );
+    assert_eq!(pauses(&fleet), [0.0, 0.0]);
+    fleet.green.psql_db(DB, "CREATE TABLE only_blue (id int PRIMARY KEY)");
+    fleet.blue.psql_db(
+        DB,
+        "INSERT INTO late SELECT g, 'later' FROM generate_series(51, 60) g; INSERT INTO only_blue VALUES (1)",
+    );
+
+    let out = controller(&plan, &["run", "--until", "cutover"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fleet.actives(), ["green", "green"]);
+    assert_eq!(
+        (count(&fleet.green, "late"), count(&fleet.green, "events"), count(&fleet.green, "only_blue")),
+        (60, 80, 1)
+    );
+    assert_eq!(count(&fleet.green, "events_2"), 30);
+
+    // The same on the way back: a table made on both sides while green serves.
+    for cluster in [&fleet.blue, &fleet.green] {
+        cluster.psql_db(DB, "CREATE TABLE after_cutover (id int PRIMARY KEY)");
+    }
+    fleet
+        .green
+        .psql_db(DB, "INSERT INTO after_cutover SELECT generate_series(1, 20); INSERT INTO late VALUES (61, 'green')");
+    let out = controller(&plan, &["rollback"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fleet.actives(), ["blue", "blue"]);
+    assert_eq!((count(&fleet.blue, "after_cutover"), count(&fleet.blue, "late")), (20, 61));
+    stop_clean(writers);
+}
+
 #[test]
 fn a_stopped_subscription_refuses_the_flip_before_any_pause() {
     let fleet = Fleet::start(2);

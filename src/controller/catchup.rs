@@ -11,7 +11,9 @@ use tracing::{info, warn};
 
 use crate::api::StandbyState;
 
+use super::drift;
 use super::error::CutoverError;
+use super::links::FORWARD;
 use super::pg::{self, literal};
 use super::phase::Phase;
 use super::runner::Context;
@@ -42,7 +44,12 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
     let stable = catchup.stable;
     let deadline = Instant::now() + catchup.timeout;
     let (mut under_since, mut last_log, mut warned) = (None::<Instant>, Instant::now(), false);
+    let mut drift = DriftWatch::default();
     let result = loop {
+        let syncing = match drift.check(ctx, &blue, &green).await {
+            Ok(syncing) => syncing,
+            Err(e) => break Err(e),
+        };
         let lag = match measure(&blue, &green).await {
             Ok(lag) => lag,
             Err(e) => break Err(e),
@@ -65,7 +72,7 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
                 "the subscription on green stopped on an apply error (disable_on_error); see green's server log".into(),
             ));
         }
-        let under = lag.bytes <= max_bytes && lag.seconds <= max_seconds;
+        let under = lag.bytes <= max_bytes && lag.seconds <= max_seconds && syncing == 0;
         under_since = if under { under_since.or(Some(Instant::now())) } else { None };
         let held = under_since.map(|t| t.elapsed()).unwrap_or_default();
         let drawn = ctx.progress.live(format_args!(
@@ -102,6 +109,42 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
         lag.seconds
     ));
     Ok(())
+}
+
+/// Schema drift watched during catch-up: every [`DRIFT_EVERY`] the publication is
+/// compared with what green applies, green's subscription refreshed for tables made on
+/// both sides, and tables only blue has reported (once per change).
+#[derive(Default)]
+struct DriftWatch {
+    last: Option<Instant>,
+    missing: Vec<String>,
+    syncing: i64,
+}
+
+/// How often catch-up looks for schema drift.
+const DRIFT_EVERY: Duration = Duration::from_secs(5);
+
+impl DriftWatch {
+    /// Returns how many tables green is still copying.
+    async fn check(&mut self, ctx: &Context, blue: &Client, green: &Client) -> Result<i64, CutoverError> {
+        if self.last.is_some_and(|t| t.elapsed() < DRIFT_EVERY) && self.syncing == 0 {
+            return Ok(0);
+        }
+        self.last = Some(Instant::now());
+        let found = drift::reconcile(blue, green, FORWARD).await?;
+        for table in &found.refreshed {
+            ctx.progress.line(format_args!("catch-up: green now applies {table} (made on both sides)"));
+        }
+        if found.missing != self.missing && !found.missing.is_empty() {
+            ctx.progress.line(format_args!(
+                "catch-up: blue has tables green lacks, whose writes cannot reach it: {}; create them on green",
+                found.missing.join(", ")
+            ));
+        }
+        self.missing = found.missing;
+        self.syncing = drift::tables_syncing(green, FORWARD).await?;
+        Ok(self.syncing)
+    }
 }
 
 /// Creates the subscription unless it exists; enables it if it does.

@@ -11,7 +11,7 @@ pub enum CutoverError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Journal(#[from] JournalError),
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", describe(source))]
     Sql { what: String, source: tokio_postgres::Error },
     #[error("creating the replication slot on blue: {0}")]
     Replication(#[from] ReplicationError),
@@ -25,6 +25,20 @@ pub enum CutoverError {
     Catchup(String),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
+}
+
+/// A SQL error as the server gave it (`ERROR 42P01: relation "x" does not exist`, with
+/// its detail and hint); tokio-postgres's own text for others.
+fn describe(error: &tokio_postgres::Error) -> String {
+    let Some(db) = error.as_db_error() else { return error.to_string() };
+    let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    if let Some(detail) = db.detail() {
+        text.push_str(&format!(" (detail: {detail})"));
+    }
+    if let Some(hint) = db.hint() {
+        text.push_str(&format!(" (hint: {hint})"));
+    }
+    text
 }
 
 impl CutoverError {

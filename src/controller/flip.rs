@@ -27,6 +27,7 @@ use tracing::{info, warn};
 
 use crate::api::{OnTimeout, PauseRequest};
 
+use super::drift;
 use super::error::CutoverError;
 use super::fence::{self, FencePoint};
 use super::fleet::Fleet;
@@ -173,8 +174,23 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
     links::subscribe(sides.client(to), into_new, &old_url).await?;
     let not_reversible = match direction {
         Direction::Cutover => links::publish_reverse(&sides.green, &sides.blue).await?,
-        Direction::Rollback => Vec::new(),
+        Direction::Rollback => {
+            // Tables made on both sides since the cutover go back too.
+            links::publish_reverse(&sides.green, &sides.blue).await?;
+            Vec::new()
+        }
     };
+    let drift = drift::reconcile(sides.client(from), sides.client(to), into_new).await?;
+    if !drift.missing.is_empty() {
+        return Err(CutoverError::Refused(format!(
+            "{from} publishes tables {to} lacks: {}. Their writes cannot reach {to}: create them on {to} (the \
+             same DDL), then run again; nothing was paused",
+            drift.missing.join(", ")
+        )));
+    }
+    for table in &drift.refreshed {
+        ctx.progress.line(format_args!("{to} now applies {table} (it exists on both sides)"));
+    }
     for item in &not_reversible {
         ctx.progress.line(format_args!("not reversible: {}: {}", item.table, item.reason));
     }

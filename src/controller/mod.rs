@@ -15,6 +15,7 @@
 pub mod catchup;
 pub mod commands;
 pub mod discovery;
+pub mod drift;
 pub mod durable;
 pub mod error;
 pub mod failpoint;

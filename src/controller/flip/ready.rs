@@ -9,6 +9,7 @@ use tokio_postgres::Client;
 use tracing::info;
 
 use super::super::catchup::human_bytes;
+use super::super::drift;
 use super::super::error::CutoverError;
 use super::super::fleet::Fleet;
 use super::super::links::Link;
@@ -80,7 +81,8 @@ pub(super) async fn wait_current(
         }
         let worker = apply_worker_running(new, link).await?;
         let lag = lag_bytes(old, link).await?;
-        if worker && lag.is_some_and(|lag| lag <= max_lag_bytes as i64) {
+        let syncing = drift::tables_syncing(new, link).await?;
+        if worker && syncing == 0 && lag.is_some_and(|lag| lag <= max_lag_bytes as i64) {
             info!(
                 link = link.name,
                 lag_bytes = lag,
@@ -93,8 +95,9 @@ pub(super) async fn wait_current(
             let lag = lag.map_or("unknown (no slot)".to_string(), human_bytes);
             let worker = if worker { "running" } else { "not running (see the server log)" };
             return Err(CutoverError::Refused(format!(
-                "replication from {} to {} is not current enough to flip: lag {lag} (over [catchup] \
-                 max_lag_bytes = {max_lag_bytes}), apply worker on {} {worker}; nothing was paused",
+                "replication from {} to {} is not current enough to flip: lag {lag} ([catchup] \
+                 max_lag_bytes = {max_lag_bytes}), {syncing} tables still copying, apply worker on {} {worker}; \
+                 nothing was paused",
                 link.from, link.to, link.to
             )));
         }
