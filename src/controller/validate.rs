@@ -13,7 +13,6 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 use tracing::{info, warn};
 
 use super::error::CutoverError;
-use super::pg::ident;
 use super::plan::{CheckMode, ValidateSection};
 
 /// The wait between two rounds of the checks that have not passed yet.
@@ -22,43 +21,7 @@ pub const ROUND_PAUSE: Duration = Duration::from_millis(500);
 /// The longest a value is shown in a check's detail, in characters.
 const MAX_VALUE_CHARS: usize = 64;
 
-/// A table present on both sides, compared by row count and checksum.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableToCompare {
-    pub schema: String,
-    pub name: String,
-    /// The columns compared: on both sides under the same name, in blue's order.
-    pub columns: Vec<String>,
-    /// The columns the rows are sorted by before they are hashed.
-    pub order_by: Vec<String>,
-}
-
-impl TableToCompare {
-    /// The name of the table's built-in check.
-    fn check_name(&self) -> String {
-        format!("table {}.{}", self.schema, self.name)
-    }
-
-    /// One row: the row count, and the md5 of the md5s of the rows' text (only `columns`),
-    /// sorted by the text of the `order_by` columns in the "C" collation, so that the order
-    /// does not depend on the collation library of either server.
-    fn checksum_sql(&self) -> String {
-        let row = self.columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
-        let order_by = if self.order_by.is_empty() {
-            String::new()
-        } else {
-            let keys =
-                self.order_by.iter().map(|c| format!("({}::pg_catalog.text COLLATE pg_catalog.\"C\")", ident(c)));
-            format!(" ORDER BY {}", keys.collect::<Vec<_>>().join(", "))
-        };
-        format!(
-            "SELECT pg_catalog.count(*), pg_catalog.md5(COALESCE(pg_catalog.string_agg(\
-             pg_catalog.md5(ROW({row})::pg_catalog.text), ''{order_by}), '')) FROM {}.{}",
-            ident(&self.schema),
-            ident(&self.name)
-        )
-    }
-}
+pub use checksum::{KeyColumn, TableToCompare};
 
 /// A table as one side's catalog describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +32,8 @@ struct CatalogTable {
     columns: Vec<String>,
     /// The primary key's columns in key order; empty without a primary key.
     primary_key: Vec<String>,
+    /// Whether each of them has a collation.
+    key_collatable: Vec<bool>,
 }
 
 /// Tables (relkind 'r' and 'p', not partitions' children: relispartition = false) present on both blue and green
@@ -101,6 +66,7 @@ async fn catalog_tables(client: &Client, side: &str) -> Result<Vec<CatalogTable>
                 name: row.try_get(1)?,
                 columns: row.try_get(2)?,
                 primary_key: row.try_get(3)?,
+                key_collatable: row.try_get(4)?,
             })
         })
         .collect::<Result<_, tokio_postgres::Error>>()
@@ -121,6 +87,12 @@ fn catalog_sql(server_version_num: i32) -> String {
                              pg_catalog.unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY AS k(attnum, pos),
                              pg_catalog.pg_attribute a
                        WHERE i.indrelid = c.oid AND i.indisprimary AND a.attrelid = c.oid AND a.attnum = k.attnum
+                       ORDER BY k.pos),
+                ARRAY(SELECT a.attcollation <> 0
+                        FROM pg_catalog.pg_index i,
+                             pg_catalog.unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY AS k(attnum, pos),
+                             pg_catalog.pg_attribute a
+                       WHERE i.indrelid = c.oid AND i.indisprimary AND a.attrelid = c.oid AND a.attnum = k.attnum
                        ORDER BY k.pos)
            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence = 'p'
@@ -137,8 +109,16 @@ fn match_tables(blue: Vec<CatalogTable>, green: &[CatalogTable]) -> Vec<TableToC
             let other = green.iter().find(|g| g.schema == table.schema && g.name == table.name)?;
             let columns: Vec<String> = table.columns.into_iter().filter(|c| other.columns.contains(c)).collect();
             let keyed = !table.primary_key.is_empty() && table.primary_key.iter().all(|k| columns.contains(k));
-            let order_by = if keyed { table.primary_key } else { columns.clone() };
-            Some(TableToCompare { schema: table.schema, name: table.name, columns, order_by })
+            let key = match keyed {
+                true => table
+                    .primary_key
+                    .into_iter()
+                    .zip(table.key_collatable.into_iter().chain(std::iter::repeat(true)))
+                    .map(|(name, collatable)| KeyColumn { name, collatable })
+                    .collect(),
+                false => Vec::new(),
+            };
+            Some(TableToCompare { schema: table.schema, name: table.name, columns, key })
         })
         .collect()
 }
@@ -198,7 +178,7 @@ enum Kind {
     Compare,
     /// No rows on green.
     Empty,
-    /// A table's count and checksum ([`TableToCompare::checksum_sql`]), the same on both.
+    /// A table's count and checksum ([`checksum::compare`]), the same on both.
     Table,
 }
 
@@ -207,13 +187,20 @@ enum Kind {
 struct Probe {
     sql: String,
     kind: Kind,
+    /// The table of a [`Kind::Table`] check.
+    table: Option<TableToCompare>,
     outcome: CheckOutcome,
 }
 
 impl Probe {
     /// A check that has not run yet.
     fn new(name: String, sql: String, kind: Kind) -> Probe {
-        Probe { sql, kind, outcome: CheckOutcome { name, passed: false, attempts: 0, detail: None } }
+        Probe { sql, kind, table: None, outcome: CheckOutcome { name, passed: false, attempts: 0, detail: None } }
+    }
+
+    /// A table's check that has not run yet.
+    fn table(table: &TableToCompare) -> Probe {
+        Probe { table: Some(table.clone()), ..Probe::new(table.check_name(), String::new(), Kind::Table) }
     }
 }
 
@@ -227,13 +214,14 @@ fn probes(section: &ValidateSection, tables: &[TableToCompare]) -> Vec<Probe> {
         Probe::new(check.name.clone(), check.sql.clone(), kind)
     });
     let tables = tables.iter().filter(|_| section.table_checksums);
-    plan.chain(tables.map(|t| Probe::new(t.check_name(), t.checksum_sql(), Kind::Table))).collect()
+    plan.chain(tables.map(Probe::table)).collect()
 }
 
 /// Runs the plan's checks and, when `section.table_checksums`, a built-in check per table
-/// (named `table <schema>.<name>`: `count(*)` and an md5 over the rows' text in `order_by` order, only
-/// `columns`) until every check passes or `deadline` passes; a check that passed is not run again; between rounds
-/// wait 500 ms. Only the last result of each check counts.
+/// (named `table <schema>.<name>`: `count(*)` and a sum of the rows' folded md5s, only `columns`, in
+/// primary-key ranges of `[validate] checksum_chunk_rows`: see [`checksum`]) until every check passes or
+/// `deadline` passes; a check that passed is not run again; between rounds wait 500 ms. Only the last
+/// result of each check counts.
 ///
 /// The first round runs every check; a later round starts no check once `deadline` has
 /// passed. A SQL error is a failed attempt; a lost connection is an `Err`.
@@ -253,7 +241,15 @@ pub async fn run_checks(
             if round > 1 && Instant::now() >= deadline {
                 break;
             }
-            let detail = attempt(blue, green, probe.kind, &probe.sql, snapshots).await?;
+            let detail = match &probe.table {
+                Some(table) => {
+                    let compared =
+                        checksum::compare(blue, green, table, section.checksum_chunk_rows, snapshots).await?;
+                    info!(check = %probe.outcome.name, chunks = compared.chunks, same = compared.difference.is_none(), "table compared");
+                    compared.difference
+                }
+                None => attempt(blue, green, probe.kind, &probe.sql, snapshots).await?,
+            };
             probe.outcome.attempts += 1;
             probe.outcome.passed = detail.is_none();
             probe.outcome.detail = detail;
@@ -293,7 +289,6 @@ async fn attempt(
     let (blue_rows, green_rows) =
         tokio::join!(point::rows_on(blue, sql, blue_snapshot), point::rows_on(green, sql, green_snapshot));
     Ok(match (blue_rows, green_rows) {
-        (Ok(b), Ok(g)) if kind == Kind::Table => describe_checksums(&b, &g),
         (Ok(b), Ok(g)) => describe_difference(&b, &g),
         (Err(e), Ok(_)) => Some(sql_failure("blue", e)?),
         (Ok(_), Err(e)) => Some(sql_failure("green", e)?),
@@ -318,7 +313,7 @@ pub(super) async fn text_rows(client: &Client, sql: &str) -> Result<Vec<TextRow>
 
 /// A check's error as the detail of a failed attempt, or an `Err` when the connection to
 /// `side` is lost (closed or failing I/O).
-fn sql_failure(side: &str, error: tokio_postgres::Error) -> Result<String, CutoverError> {
+pub(super) fn sql_failure(side: &str, error: tokio_postgres::Error) -> Result<String, CutoverError> {
     let io = std::error::Error::source(&error).is_some_and(|cause| cause.is::<std::io::Error>());
     if error.is_closed() || io {
         return Err(CutoverError::sql(format!("running a validation check on {side}"))(error));
@@ -352,29 +347,6 @@ fn describe_not_empty(green: &[TextRow]) -> Option<String> {
     Some(format!("green returned {}, first: {}", count_rows(green.len()), show_row(first)))
 }
 
-/// Why a table's count and checksum differ, or `None` when they are the same.
-fn describe_checksums(blue: &[TextRow], green: &[TextRow]) -> Option<String> {
-    if blue == green {
-        return None;
-    }
-    let summary = |rows: &[TextRow]| match rows {
-        [row] => match row.as_slice() {
-            [Some(count), Some(md5)] => Some((count.clone(), md5.clone())),
-            _ => None,
-        },
-        _ => None,
-    };
-    Some(match (summary(blue), summary(green)) {
-        (Some((blue_count, _)), Some((green_count, _))) if blue_count != green_count => {
-            format!("row counts differ: blue {blue_count}, green {green_count}")
-        }
-        (Some((count, blue_md5)), Some((_, green_md5))) => {
-            format!("same row count ({count}), different checksums: blue {blue_md5}, green {green_md5}")
-        }
-        _ => describe_difference(blue, green)?,
-    })
-}
-
 /// `N row` or `N rows`.
 fn count_rows(n: usize) -> String {
     if n == 1 {
@@ -396,6 +368,7 @@ fn show_row(row: &TextRow) -> String {
     format!("({})", values.collect::<Vec<_>>().join(", "))
 }
 
+pub mod checksum;
 pub mod point;
 
 #[cfg(test)]

@@ -100,6 +100,8 @@ pub struct ValidateSection {
     pub auto_rollback: bool,
     /// Compare every replicated table's row count and checksum between blue and green.
     pub table_checksums: bool,
+    /// Rows per chunk of a table's checksum (primary-key ranges).
+    pub checksum_chunk_rows: u64,
     /// Run the checks once, on snapshots of blue and green that hold the same data: the
     /// fleet pauses for a moment while blue applies everything green committed. Without
     /// it, the checks read both sides live and are retried until they agree.
@@ -134,6 +136,7 @@ pub(super) struct ValidateFile {
     max_error_rate: f64,
     auto_rollback: bool,
     table_checksums: bool,
+    checksum_chunk_rows: u64,
     consistent_point: bool,
     check: Vec<Check>,
 }
@@ -145,6 +148,7 @@ impl Default for ValidateFile {
             max_error_rate: 0.01,
             auto_rollback: true,
             table_checksums: true,
+            checksum_chunk_rows: 100_000,
             consistent_point: true,
             check: Vec::new(),
         }
@@ -219,6 +223,9 @@ pub(super) fn validate(file: ValidateFile) -> Result<ValidateSection, Problem> {
     if !(0.0..=1.0).contains(&file.max_error_rate) {
         return Err(("[validate] max_error_rate", format!("must be between 0 and 1, got {}", file.max_error_rate)));
     }
+    if file.checksum_chunk_rows == 0 {
+        return Err(("[validate] checksum_chunk_rows", "must be at least 1".into()));
+    }
     for (i, check) in file.check.iter().enumerate() {
         if check.name.trim().is_empty() {
             return Err(("[[validate.check]] name", format!("must not be empty (check {})", i + 1)));
@@ -235,6 +242,7 @@ pub(super) fn validate(file: ValidateFile) -> Result<ValidateSection, Problem> {
         max_error_rate: file.max_error_rate,
         auto_rollback: file.auto_rollback,
         table_checksums: file.table_checksums,
+        checksum_chunk_rows: file.checksum_chunk_rows,
         consistent_point: file.consistent_point,
         checks: file.check,
     })

@@ -3,12 +3,12 @@
 use super::*;
 use crate::controller::plan::Check;
 
-fn table(schema: &str, name: &str, columns: &[&str], order_by: &[&str]) -> TableToCompare {
+fn table(schema: &str, name: &str, columns: &[&str], key: &[&str]) -> TableToCompare {
     TableToCompare {
         schema: schema.into(),
         name: name.into(),
         columns: columns.iter().map(|c| c.to_string()).collect(),
-        order_by: order_by.iter().map(|c| c.to_string()).collect(),
+        key: key.iter().map(|c| KeyColumn { name: c.to_string(), collatable: *c == "name" }).collect(),
     }
 }
 
@@ -18,6 +18,7 @@ fn catalog(schema: &str, name: &str, columns: &[&str], primary_key: &[&str]) -> 
         name: name.into(),
         columns: columns.iter().map(|c| c.to_string()).collect(),
         primary_key: primary_key.iter().map(|c| c.to_string()).collect(),
+        key_collatable: primary_key.iter().map(|c| *c == "name").collect(),
     }
 }
 
@@ -30,28 +31,26 @@ fn outcome(name: &str, passed: bool, attempts: u32, detail: Option<&str>) -> Che
 }
 
 #[test]
-fn checksum_sql_quotes_every_name() {
+fn checksums_sum_folded_md5s_in_key_ranges() {
     let t = table("My Schema", "t", &["id", "we\"ird"], &["id"]);
-    assert_eq!(
-        t.checksum_sql(),
-        "SELECT pg_catalog.count(*), pg_catalog.md5(COALESCE(pg_catalog.string_agg(\
-         pg_catalog.md5(ROW(\"id\", \"we\"\"ird\")::pg_catalog.text), '' \
-         ORDER BY (\"id\"::pg_catalog.text COLLATE pg_catalog.\"C\")), '')) FROM \"My Schema\".\"t\""
-    );
     assert_eq!(t.check_name(), "table My Schema.t");
-}
-
-#[test]
-fn checksum_sql_of_one_column_and_of_none() {
-    let one = table("public", "tags", &["tag"], &["tag"]);
-    assert!(one.checksum_sql().contains("pg_catalog.md5(ROW(\"tag\")::pg_catalog.text), '' ORDER BY (\"tag\""));
-    let two_keys = table("public", "pairs", &["a", "b"], &["b", "a"]);
-    assert!(two_keys.checksum_sql().contains(
-        "ORDER BY (\"b\"::pg_catalog.text COLLATE pg_catalog.\"C\"), (\"a\"::pg_catalog.text COLLATE pg_catalog.\"C\")"
-    ));
-    let none = table("public", "empty", &[], &[]);
-    assert!(none.checksum_sql().contains("pg_catalog.md5(ROW()::pg_catalog.text), '')"));
-    assert!(!none.checksum_sql().contains("ORDER BY"));
+    assert_eq!(
+        t.sum_sql("true"),
+        "SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(('x' || pg_catalog.substr(pg_catalog.md5(\
+         ROW(\"id\", \"we\"\"ird\")::pg_catalog.text), 1, 16))::pg_catalog.bit(64)::pg_catalog.int8), 0) \
+         FROM \"My Schema\".\"t\" WHERE true"
+    );
+    assert_eq!(
+        t.bound_sql(None, 1000),
+        "SELECT \"id\"::pg_catalog.text AS pgflip_key0 FROM \"My Schema\".\"t\" WHERE true ORDER BY \"id\" OFFSET 999 LIMIT 1"
+    );
+    // A text key is ordered in the "C" collation; bounds are literals.
+    let named = table("public", "people", &["name", "n"], &["name", "n"]);
+    let bound = named.bound_sql(Some(&["O'Brien".to_string(), "2".to_string()]), 50);
+    assert!(
+        bound.contains("WHERE ROW(\"name\" COLLATE pg_catalog.\"C\", \"n\") > ROW('O''Brien', '2') ORDER BY \"name\" COLLATE pg_catalog.\"C\", \"n\" OFFSET 49"),
+        "{bound}"
+    );
 }
 
 #[test]
@@ -78,8 +77,8 @@ fn tables_match_by_schema_and_name_with_common_columns() {
         match_tables(blue, &green),
         vec![
             table("public", "accounts", &["id", "name"], &["id"]),
-            table("public", "events", &["at", "what"], &["at", "what"]),
-            table("public", "rekeyed", &["v"], &["v"]),
+            table("public", "events", &["at", "what"], &[]),
+            table("public", "rekeyed", &["v"], &[]),
         ]
     );
 }
@@ -133,14 +132,15 @@ fn empty_checks_show_the_first_row() {
 
 #[test]
 fn checksums_tell_counts_from_contents() {
-    let blue = rows(&[&[Some("10"), Some("aaa")]]);
-    assert_eq!(describe_checksums(&blue, &blue.clone()), None);
-    let green = rows(&[&[Some("11"), Some("bbb")]]);
-    assert_eq!(describe_checksums(&blue, &green).as_deref(), Some("row counts differ: blue 10, green 11"));
-    let green = rows(&[&[Some("10"), Some("bbb")]]);
+    use super::checksum::describe_sums;
+    let blue = rows(&[&[Some("10"), Some("123")]]);
+    assert_eq!(describe_sums(&blue, &blue.clone()), None);
+    let green = rows(&[&[Some("11"), Some("456")]]);
+    assert_eq!(describe_sums(&blue, &green).as_deref(), Some("row counts differ: blue 10, green 11"));
+    let green = rows(&[&[Some("10"), Some("456")]]);
     assert_eq!(
-        describe_checksums(&blue, &green).as_deref(),
-        Some("same row count (10), different checksums: blue aaa, green bbb")
+        describe_sums(&blue, &green).as_deref(),
+        Some("same row count (10), different checksums: blue 123, green 456")
     );
 }
 
@@ -151,6 +151,7 @@ fn probes_follow_the_plan_then_the_tables() {
         max_error_rate: 0.01,
         auto_rollback: true,
         table_checksums: true,
+        checksum_chunk_rows: 100,
         consistent_point: true,
         checks: vec![
             Check { name: "balances".into(), sql: "SELECT 1".into(), mode: CheckMode::Compare },
