@@ -221,7 +221,7 @@ fn tables_made_on_both_sides_during_catch_up_reach_green_and_come_back() {
 }
 
 #[test]
-fn a_stopped_subscription_refuses_the_flip_before_any_pause() {
+fn a_stopped_subscription_refuses_the_flip_before_any_pause_and_an_unfinished_rollback_refuses_promote() {
     let fleet = Fleet::start(2);
     let (plan, writers) = caught_up(&fleet);
     // As disable_on_error leaves it after an apply error.
@@ -240,6 +240,27 @@ fn a_stopped_subscription_refuses_the_flip_before_any_pause() {
     let out = controller(&plan, &["run", "--until", "cutover"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(fleet.actives(), ["green", "green"]);
+
+    // A rollback that dies part-way: promote (and run) refuse until it is resolved.
+    let out = controller_crashing_at(&plan, &["rollback"], Some("before-switch"));
+    assert!(!out.status.success(), "the failpoint ends the rollback");
+    for action in ["promote", "run"] {
+        let out = controller(&plan, &[action]);
+        let said = text(&out);
+        assert!(!out.status.success(), "{action} must refuse:\n{said}");
+        assert!(
+            said.contains("the rollback stopped part-way") && said.contains("run `pgflip cutover rollback`"),
+            "{action}: {said}"
+        );
+    }
+    // The next rollback undoes the interrupted one (no sidecar had switched) and says so;
+    // the one after rolls back afresh.
+    let out = controller(&plan, &["rollback"]);
+    assert!(!out.status.success() && text(&out).contains("Run again to start it afresh"), "{}", text(&out));
+    assert_eq!(fleet.actives(), ["green", "green"]);
+    let out = controller(&plan, &["rollback"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fleet.actives(), ["blue", "blue"]);
     stop_clean(writers);
 }
 

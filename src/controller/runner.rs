@@ -43,6 +43,8 @@ pub async fn run(plan_path: &Path, until: Option<Phase>, progress: Progress) -> 
     if ctx.journal.completed(Phase::Promote) {
         return Err(CutoverError::Refused("this plan's cutover was promoted: there is nothing left to run".into()));
     }
+    // `run` itself resolves a cutover left half done, not a rollback.
+    refuse_while_unfinished(&ctx, "run", Some(Phase::Cutover))?;
     for &phase in Phase::RUN {
         if until.is_some_and(|last| phase > last) {
             break;
@@ -54,6 +56,24 @@ pub async fn run(plan_path: &Path, until: Option<Phase>, progress: Progress) -> 
         timed_phase(&mut ctx, phase).await?;
     }
     ctx.metrics.phase.set(0);
+    Ok(())
+}
+
+/// Refuses `action` while a flip an earlier run left half done (its journal `step` is set)
+/// is unresolved, naming the command that resolves it; `resolves` is the flip `action`
+/// resolves itself.
+fn refuse_while_unfinished(ctx: &Context, action: &str, resolves: Option<Phase>) -> Result<(), CutoverError> {
+    for (phase, command) in [(Phase::Cutover, "run"), (Phase::Rollback, "rollback")] {
+        if Some(phase) == resolves {
+            continue;
+        }
+        if let Some(step) = ctx.journal.fact(phase, "step").and_then(|s| s.as_str().map(str::to_owned)) {
+            return Err(CutoverError::Refused(format!(
+                "the {phase} stopped part-way (at step {step:?}): run `pgflip cutover {command}` with this plan \
+                 to finish or undo it first; {action} refuses while a flip is unfinished"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -140,6 +160,7 @@ pub async fn rollback_in(ctx: &mut Context) -> Result<(), CutoverError> {
 /// `pgflip cutover promote`: green for good, then the retire command.
 pub async fn promote(plan_path: &Path, progress: Progress) -> Result<(), CutoverError> {
     let mut ctx = open_serving(plan_path, progress).await?;
+    refuse_while_unfinished(&ctx, "promote", None)?;
     if !ctx.journal.completed(Phase::Cutover) {
         return Err(CutoverError::Refused("nothing to promote: green does not serve (run the cutover first)".into()));
     }
