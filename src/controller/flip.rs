@@ -17,6 +17,7 @@
 //! is resolved: forward when any sidecar already serves the new side, back otherwise.
 
 mod ready;
+mod step;
 mod undo;
 
 use std::time::{Duration, Instant};
@@ -38,6 +39,7 @@ use super::runner::Context;
 use super::sequences;
 use super::standby;
 use super::{durable, failpoint};
+use step::{record, recorded_step, Step};
 
 /// Deadline of one sidecar call that does not wait for sessions.
 const CALL_DEADLINE: Duration = Duration::from_secs(10);
@@ -72,32 +74,6 @@ impl Direction {
         match self {
             Direction::Cutover => (FORWARD, REVERSE),
             Direction::Rollback => (REVERSE, FORWARD),
-        }
-    }
-}
-
-/// How far a flip got, as the journal records it (fact `step`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Step {
-    Paused,
-    Fenced,
-    Detached,
-    Attached,
-    Opened,
-    Switching,
-}
-
-impl Step {
-    const ALL: [Step; 6] = [Step::Paused, Step::Fenced, Step::Detached, Step::Attached, Step::Opened, Step::Switching];
-
-    fn name(self) -> &'static str {
-        match self {
-            Step::Paused => "paused",
-            Step::Fenced => "fenced",
-            Step::Detached => "detached",
-            Step::Attached => "attached",
-            Step::Opened => "opened",
-            Step::Switching => "switching",
         }
     }
 }
@@ -389,16 +365,6 @@ pub(super) fn side_url<'a>(ctx: &'a Context, side: &str) -> &'a str {
 /// The name the sidecars know `side` by.
 pub(super) fn upstream_name(ctx: &Context, side: &str) -> String {
     ctx.plan.cutover.upstream_name(side).to_owned()
-}
-
-fn record(ctx: &mut Context, phase: Phase, step: Step) -> Result<(), CutoverError> {
-    ctx.journal.set_fact(phase, "step", json!(step.name()))?;
-    Ok(())
-}
-
-fn recorded_step(ctx: &Context, phase: Phase) -> Option<Step> {
-    let name = ctx.journal.fact(phase, "step")?.as_str()?;
-    Step::ALL.into_iter().find(|s| s.name() == name)
 }
 
 /// Renews the fleet's pause lease every third of it until aborted.
