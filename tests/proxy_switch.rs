@@ -20,8 +20,7 @@ fn proxy() -> Proxy {
 }
 
 fn post(proxy: &Proxy, path: &str, body: &str) -> (u16, Value) {
-    let (status, text) = proxy.admin_post(path, body).unwrap_or_else(|e| panic!("POST {path}: {e}"));
-    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST {path} answered {text:?}: {e}")))
+    proxy.admin_post_json(path, body)
 }
 
 /// A tokio-postgres session through `proxy`, its connection driven in the background.

@@ -36,9 +36,9 @@ fn proxy() -> Proxy {
 }
 
 fn post(proxy: &Proxy, path: &str, body: &str) -> Value {
-    let (status, text) = proxy.admin_post(path, body).unwrap_or_else(|e| panic!("POST {path}: {e}"));
-    assert_eq!(status, 200, "POST {path} {body}: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST {path} answered {text:?}: {e}"))
+    let (status, answer) = proxy.admin_post_json(path, body);
+    assert_eq!(status, 200, "POST {path} {body}: {answer}");
+    answer
 }
 
 fn switch(proxy: &Proxy, to: &str) {

@@ -280,6 +280,14 @@ impl Proxy {
         http::request_to(self.admin_addr, "POST", path, &[("Content-Type", "application/json")], body)
     }
 
+    /// `POST path` whose answer is JSON: (status, the answer parsed); panics when the call
+    /// fails or the answer is not JSON.
+    pub fn admin_post_json(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
+        let (status, text) = self.admin_post(path, body).unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let answer = serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST {path} answered {text:?}: {e}"));
+        (status, answer)
+    }
+
     /// `POST path` with a bearer token: (status, body).
     pub fn admin_post_with_token(&self, path: &str, body: &str, token: &str) -> std::io::Result<(u16, String)> {
         let auth = format!("Bearer {token}");

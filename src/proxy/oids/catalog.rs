@@ -69,6 +69,13 @@ AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped";
 #[error("unexpected catalog row: {0}")]
 pub struct CatalogError(String);
 
+/// A type's row of [`CATALOG_QUERY`] in schema `public`, for tests.
+#[cfg(test)]
+pub(crate) fn type_row(oid: u32, name: &str, kind: &str, elem: u32) -> Vec<Option<String>> {
+    let text = |v: &str| Some(v.to_owned());
+    vec![text("t"), Some(oid.to_string()), text("public"), text(name), text(kind), Some(elem.to_string()), text("0")]
+}
+
 impl Catalog {
     /// Reads the rows of [`CATALOG_QUERY`].
     pub fn from_rows(rows: &[Vec<Option<String>>]) -> Result<Catalog, CatalogError> {

@@ -178,17 +178,7 @@ mod tests {
     /// Blue and green each with an enum, a composite (mood, int4) and their arrays.
     fn translator() -> Translator {
         let side = |mood: u32, moods: u32, pair: u32, pairs: u32| {
-            let t = |oid: u32, name: &str, kind: &str, elem: u32| {
-                vec![
-                    Some("t".to_string()),
-                    Some(oid.to_string()),
-                    Some("public".into()),
-                    Some(name.into()),
-                    Some(kind.into()),
-                    Some(elem.to_string()),
-                    Some("0".into()),
-                ]
-            };
+            let t = crate::proxy::oids::catalog::type_row;
             let rows = vec![
                 t(mood, "mood", "e", 0),
                 t(moods, "_mood", "a", mood),

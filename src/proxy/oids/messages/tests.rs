@@ -12,17 +12,7 @@ fn be(n: u32) -> [u8; 4] {
 /// table `t` whose column `b` is number 3 on blue and 2 on green.
 fn translator() -> Translator {
     let side = |mood: u32, moods: u32, pair: u32, pairs: u32, table: u32, b: i16| {
-        let t = |oid: u32, name: &str, kind: &str, elem: u32| {
-            vec![
-                Some("t".to_string()),
-                Some(oid.to_string()),
-                Some("public".into()),
-                Some(name.into()),
-                Some(kind.into()),
-                Some(elem.to_string()),
-                Some("0".into()),
-            ]
-        };
+        let t = crate::proxy::oids::catalog::type_row;
         let rel = vec![Some("r".to_string()), Some(table.to_string()), Some("public".into()), Some("t".into())];
         let col = |name: &str, attnum: i16| {
             vec![Some("a".to_string()), Some(table.to_string()), None, Some(name.into()), Some(attnum.to_string())]
