@@ -2,8 +2,10 @@
 //! environment, the controller exits at once (status 86, no cleanup, as if killed) when
 //! it reaches the point NAME. Unset, nothing happens.
 //!
-//! Points: `before-switch` (the flip's steps are done, no sidecar switched yet) and
-//! `after-first-switch` (exactly one sidecar switched).
+//! Points, in a flip's order: `after-fence` (the old side fenced, no fence LSN yet),
+//! `after-fence-lsn` (the new side confirmed it), `after-detach` (the link into the new
+//! side detached, the way back not attached), `before-switch` (the flip's steps are done,
+//! no sidecar switched yet) and `after-first-switch` (exactly one sidecar switched).
 
 /// The variable that names the point.
 pub const VARIABLE: &str = "PGFLIP_FAILPOINT";

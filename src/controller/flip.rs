@@ -2,12 +2,14 @@
 //! rollback (green -> blue) are the same steps in opposite directions (DESIGN 3.3, 3.4):
 //!
 //! 1. pause every sidecar (lease renewed while the flip runs);
-//! 2. fence the old side (app roles NOLOGIN, their backends ended, no xid, nothing prepared);
+//! 2. fence the old side (app roles NOLOGIN, their backends ended; a trigger on every table
+//!    refuses writes but replication's, other sessions that could still write ended;
+//!    nothing prepared);
 //! 3. fence marker and fence LSN; wait until the new side has confirmed it;
 //! 4. detach the link into the new side (subscription disabled, slot dropped);
 //! 5. copy sequences to the new side;
 //! 6. attach the link back (a new slot on the new side, taken before it takes any write);
-//! 7. open the new side to the app roles;
+//! 7. open the new side (its fence, if any, removed; the app roles given LOGIN);
 //! 8. switch every sidecar (the point of no return is the first success), write the
 //!    sidecars' durable target, resume; report the old side to the sidecars as the
 //!    standby, with the lag of the link that now feeds it.
@@ -32,7 +34,7 @@ use super::drift;
 use super::error::CutoverError;
 use super::fence::{self, FencePoint};
 use super::fleet::Fleet;
-use super::links::{self, Link, FORWARD, REVERSE};
+use super::links::{self, Link, OneWay, FORWARD, REVERSE};
 use super::pg;
 use super::phase::Phase;
 use super::runner::Context;
@@ -168,13 +170,33 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
         ctx.progress.line(format_args!("{to} now applies {table} (it exists on both sides)"));
     }
     for item in &not_reversible {
-        ctx.progress.line(format_args!("not reversible: {}: {}", item.table, item.reason));
+        ctx.progress.line(format_args!("not reversible: {}: {}", item.table, item.why));
+    }
+    let one_way = &ctx.plan.cutover.one_way_tables;
+    let unacknowledged: Vec<&str> = not_reversible
+        .iter()
+        .filter(|n| n.why == OneWay::IdentityFullWidened && !one_way.contains(&n.table))
+        .map(|n| n.table.as_str())
+        .collect();
+    if !unacknowledged.is_empty() {
+        return Err(CutoverError::Refused(format!(
+            "green added columns to REPLICA IDENTITY FULL tables {}: their writes after the cutover could not go \
+             back to blue on a rollback. Give them a primary key or replica identity index on both sides, or accept \
+             that with [cutover] one_way_tables = [{}] (validation then leaves them out); nothing was paused",
+            unacknowledged.join(", "),
+            unacknowledged.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")
+        )));
     }
     ctx.journal.set_fact(
         phase,
         "not_reversible",
         json!(not_reversible.iter().map(|n| &n.table).collect::<Vec<_>>()),
     )?;
+    if direction == Direction::Cutover {
+        let acknowledged: Vec<&String> =
+            not_reversible.iter().filter(|n| n.why == OneWay::IdentityFullWidened).map(|n| &n.table).collect();
+        ctx.journal.set_fact(phase, "one_way", json!(acknowledged))?;
+    }
 
     let cutover = ctx.plan.cutover.clone();
     // Nothing pauses unless the flip can finish: every sidecar ready, the link current.
@@ -236,8 +258,17 @@ async fn prepare(
     let (old, new) = (sides.client(from), sides.client(to));
     let step_deadline = |limit: Duration| (Instant::now() + limit).min(deadline);
 
-    fence::fence(old, from, &sides.roles, step_deadline(cutover.drain_timeout)).await?;
+    let fenced = fence::fence(old, from, &sides.roles, step_deadline(cutover.drain_timeout)).await?;
     record(ctx, phase, Step::Fenced)?;
+    if !fenced.ended.is_empty() {
+        let list: Vec<String> = fenced.ended.iter().map(ToString::to_string).collect();
+        ctx.progress.line(format_args!(
+            "{from}: the fence ended {} session(s) outside the fleet that could still write: {}",
+            list.len(),
+            list.join(", ")
+        ));
+    }
+    failpoint::hit("after-fence");
     let flip = ctx.journal.fact(phase, "flips").and_then(|v| v.as_u64()).unwrap_or(0) + 1;
     let point: FencePoint = fence::mark(old, from, flip).await?;
     ctx.journal.set_fact(phase, "fence_lsn", json!(point.lsn))?;
@@ -245,14 +276,16 @@ async fn prepare(
     let fence_wait =
         fence::wait_confirmed(old, new, into_new.name, &point, step_deadline(cutover.catchup_timeout)).await?;
     info!(waited_ms = fence_wait.as_millis() as u64, "fence LSN confirmed on {to}");
+    failpoint::hit("after-fence-lsn");
 
     links::detach(old, new, into_new, step_deadline(cutover.drain_timeout)).await?;
     record(ctx, phase, Step::Detached)?;
+    failpoint::hit("after-detach");
     sequences::copy(old, from, new, to).await?;
     let new_url = side_url(ctx, to).to_owned();
     links::attach(new, old, back, &new_url, step_deadline(cutover.drain_timeout)).await?;
     record(ctx, phase, Step::Attached)?;
-    fence::unfence(new, to, &sides.roles).await?;
+    fence::unfence(new, to, &sides.roles, step_deadline(cutover.drain_timeout)).await?;
     record(ctx, phase, Step::Opened)?;
     if Instant::now() > deadline {
         return Err(CutoverError::Refused(format!(

@@ -29,8 +29,31 @@ pub const REVERSE: Link = Link { from: "green", to: "blue", name: "pgflip_revers
 /// A table the reverse publication leaves out, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotReversible {
+    /// `schema.table`, unquoted.
     pub table: String,
-    pub reason: String,
+    pub why: OneWay,
+}
+
+/// Why a table's writes cannot go back to blue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OneWay {
+    /// Only green has it (the migration made it): there is nowhere to send its writes.
+    OnlyOnGreen,
+    /// A REPLICA IDENTITY FULL table green added columns to: it cannot be published with
+    /// a column list, and blue cannot take its rows whole.
+    IdentityFullWidened,
+}
+
+impl std::fmt::Display for OneWay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OneWay::OnlyOnGreen => "exists only on green: its writes cannot go back to blue",
+            OneWay::IdentityFullWidened => {
+                "green added columns to a REPLICA IDENTITY FULL table: it cannot be published with a column list, \
+                 so its writes cannot go back to blue"
+            }
+        })
+    }
 }
 
 /// Stops the link: its subscription is disabled and let go of the slot, and the slot is
@@ -178,22 +201,14 @@ pub async fn publish_reverse(green: &Client, blue: &Client) -> Result<Vec<NotRev
     for (schema, table, identity, columns) in &on_green {
         let qualified = format!("{}.{}", ident(schema), ident(table));
         let Some((_, _, _, blue_columns)) = on_blue.iter().find(|(s, t, _, _)| s == schema && t == table) else {
-            left_out.push(NotReversible {
-                table: format!("{schema}.{table}"),
-                reason: "exists only on green: its writes cannot go back to blue".into(),
-            });
+            left_out.push(NotReversible { table: format!("{schema}.{table}"), why: OneWay::OnlyOnGreen });
             continue;
         };
         let shared: Vec<&String> = columns.iter().filter(|c| blue_columns.contains(c)).collect();
         if shared.len() == columns.len() {
             published.push(qualified);
         } else if identity == "f" {
-            left_out.push(NotReversible {
-                table: format!("{schema}.{table}"),
-                reason:
-                    "green added columns to a REPLICA IDENTITY FULL table: it cannot be published with a column list"
-                        .into(),
-            });
+            left_out.push(NotReversible { table: format!("{schema}.{table}"), why: OneWay::IdentityFullWidened });
         } else {
             let list: Vec<String> = shared.iter().map(|c| ident(c)).collect();
             published.push(format!("{qualified} ({})", list.join(", ")));
@@ -204,15 +219,20 @@ pub async fn publish_reverse(green: &Client, blue: &Client) -> Result<Vec<NotRev
         .await
         .map_err(CutoverError::sql("looking for the reverse publication"))?;
     let n = ident(REVERSE.name);
+    // A partitioned table is published as itself, not as its partitions: a column list on
+    // one needs that, and blue routes each row to its partition.
+    let via_root = "publish_via_partition_root = true";
     let sql = match (exists, published.is_empty()) {
-        (Some(_), true) => format!("DROP PUBLICATION {n}; CREATE PUBLICATION {n}"),
-        (None, true) => format!("CREATE PUBLICATION {n}"),
-        (Some(_), false) => format!("ALTER PUBLICATION {n} SET TABLE {}", published.join(", ")),
-        (None, false) => format!("CREATE PUBLICATION {n} FOR TABLE {}", published.join(", ")),
+        (Some(_), true) => format!("DROP PUBLICATION {n}; CREATE PUBLICATION {n} WITH ({via_root})"),
+        (None, true) => format!("CREATE PUBLICATION {n} WITH ({via_root})"),
+        (Some(_), false) => {
+            format!("ALTER PUBLICATION {n} SET ({via_root}); ALTER PUBLICATION {n} SET TABLE {}", published.join(", "))
+        }
+        (None, false) => format!("CREATE PUBLICATION {n} FOR TABLE {} WITH ({via_root})", published.join(", ")),
     };
     green.batch_execute(&sql).await.map_err(CutoverError::sql("publishing green's tables for the way back"))?;
     for item in &left_out {
-        info!(table = %item.table, reason = %item.reason, "not replicated back to blue");
+        info!(table = %item.table, reason = %item.why, "not replicated back to blue");
     }
     Ok(left_out)
 }

@@ -30,7 +30,20 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
     let started = Instant::now();
     let end = started + section.window;
     let before = counts(&fleet).await;
-    let tables = if section.table_checksums { validate::common_tables(&blue, &green).await? } else { Vec::new() };
+    let mut tables = if section.table_checksums { validate::common_tables(&blue, &green).await? } else { Vec::new() };
+    // Tables whose writes stay on green ([cutover] one_way_tables) differ from blue by design.
+    let one_way: Vec<String> = ctx
+        .journal
+        .fact(Phase::Cutover, "one_way")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    if !one_way.is_empty() {
+        tables.retain(|t| !one_way.contains(&format!("{}.{}", t.schema, t.name)));
+        ctx.progress.line(format_args!(
+            "validation leaves out one-way tables (their writes stay on green): {}",
+            one_way.join(", ")
+        ));
+    }
     info!(checks = section.checks.len(), tables = tables.len(), window_s = section.window.as_secs_f64(), "validating");
     let mut point_problem = None;
     let snapshots = if section.consistent_point {

@@ -284,3 +284,73 @@ pub fn wait_for_progress(writers: &[Writer], n: usize) {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A writer that bypasses the sidecars: its own connection straight to a server (as a
+/// superuser, say), one autocommit insert of (writer, seq) per round, reconnecting when its
+/// connection is ended; it records what was acknowledged and every error.
+pub struct DirectWriter {
+    stop: Arc<AtomicBool>,
+    handle: thread::JoinHandle<()>,
+    pub acked: Arc<Mutex<Vec<i32>>>,
+    pub errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl DirectWriter {
+    pub fn start(writer: i32, conninfo: String) -> DirectWriter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let (flag, acks, errs) = (stop.clone(), acked.clone(), errors.clone());
+        let handle = thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                let mut seq = 0;
+                while !flag.load(Ordering::Relaxed) {
+                    let client = match tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await {
+                        Ok((client, connection)) => {
+                            tokio::spawn(connection);
+                            client
+                        }
+                        Err(e) => {
+                            errs.lock().unwrap().push(format!("connect: {e}"));
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    while !flag.load(Ordering::Relaxed) {
+                        seq += 1;
+                        let sql = "INSERT INTO entries (writer, seq) VALUES ($1, $2)";
+                        match client.execute(sql, &[&writer, &seq]).await {
+                            Ok(_) => acks.lock().unwrap().push(seq),
+                            Err(e) => {
+                                let text = match e.as_db_error() {
+                                    Some(db) => format!("seq {seq}: {} {}", db.code().code(), db.message()),
+                                    None => format!("seq {seq}: {e}"),
+                                };
+                                errs.lock().unwrap().push(text);
+                                if client.is_closed() {
+                                    break;
+                                }
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(40)).await;
+                    }
+                }
+            })
+        });
+        DirectWriter { stop, handle, acked, errors }
+    }
+
+    /// The errors seen so far.
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.lock().unwrap().clone()
+    }
+
+    pub fn stop(self) -> (Vec<i32>, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("direct writer thread");
+        let acked = self.acked.lock().unwrap().clone();
+        let errors = self.errors.lock().unwrap().clone();
+        (acked, errors)
+    }
+}

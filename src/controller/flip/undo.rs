@@ -7,14 +7,19 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::step::{recorded_step, Step};
 use super::{side_url, switch_all, upstream_name, Direction, Sides, CALL_DEADLINE};
 use crate::controller::error::CutoverError;
 use crate::controller::fence;
 use crate::controller::links;
 use crate::controller::runner::Context;
+use crate::controller::sequences;
 
 /// How long each undo step may take.
 const UNDO_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The generation a drain's fence marker carries (a flip's carry their flip number).
+const DRAIN_MARKER: u64 = 0;
 
 /// Undoes the flip's steps and resumes the fleet where it was; returns the error to
 /// report, naming `reason`.
@@ -43,7 +48,7 @@ pub(crate) async fn resolve(ctx: &mut Context, sides: &Sides, direction: Directi
     let forward = statuses.iter().any(|s| s.as_ref().is_ok_and(|s| s.active == target));
     if forward {
         info!(to, "a sidecar already serves {to}: finishing the flip");
-        fence::unfence(sides.client(to), to, &sides.roles).await?;
+        fence::unfence(sides.client(to), to, &sides.roles, Instant::now() + UNDO_DEADLINE).await?;
         switch_all(ctx, &sides.fleet, &target).await?;
         resume(sides).await;
         return Ok(true);
@@ -64,18 +69,19 @@ pub(crate) async fn resolve(ctx: &mut Context, sides: &Sides, direction: Directi
 }
 
 /// Opens the old side again and resumes the fleet on it, after putting back what the flip
-/// changed: the new side is closed again, the way back detached, and the link into the new
-/// side given a slot again if it lost it (the old side is still fenced, so the new side
-/// misses nothing). Steps on the new side are best effort: it may be the side that failed.
+/// changed: what the new side took in since it opened is drained back to the old side
+/// ([`drain`]), the new side is closed again, the way back detached, and the link into the
+/// new side given a slot again if it lost it (the old side is still fenced, so the new side
+/// misses nothing). Other steps on the new side are best effort: it may be the side that
+/// failed.
 async fn back_out(ctx: &Context, sides: &Sides, direction: Direction) -> Result<(), CutoverError> {
     let (from, to) = direction.sides();
     let (into_new, back) = direction.links();
     let (old, new) = (sides.client(from), sides.client(to));
     let deadline = || Instant::now() + UNDO_DEADLINE;
+    let reached = recorded_step(ctx, direction.phase());
     let result = async {
-        if let Err(e) = fence::fence(new, to, &sides.roles, deadline()).await {
-            warn!(side = to, error = %e, "closing the new side again failed");
-        }
+        drain(sides, direction, reached).await?;
         if let Err(e) = links::detach(new, old, back, deadline()).await {
             warn!(link = back.name, error = %e, "detaching the way back failed");
         }
@@ -85,11 +91,49 @@ async fn back_out(ctx: &Context, sides: &Sides, direction: Direction) -> Result<
         if let Err(e) = links::subscribe(new, into_new, side_url(ctx, from)).await {
             warn!(link = into_new.name, error = %e, "re-enabling replication into {to} failed; the next run does it");
         }
-        fence::unfence(old, from, &sides.roles).await
+        fence::unfence(old, from, &sides.roles, deadline()).await
     }
     .await;
     resume(sides).await;
     result
+}
+
+/// Closes the new side again; once the way back was attached (`reached` that step), the new
+/// side may have taken writes (the app's, through a sidecar that switched and was restarted
+/// since; anyone's, once it opened): it is fenced, and the old side must confirm the new
+/// side's fence LSN and take its sequences before the way back is detached. Until the new
+/// side opened, failing that is only a warning; after, it stops the back-out, which the next
+/// run retries.
+async fn drain(sides: &Sides, direction: Direction, reached: Option<Step>) -> Result<(), CutoverError> {
+    let (from, to) = direction.sides();
+    let (_, back) = direction.links();
+    let (old, new) = (sides.client(from), sides.client(to));
+    let deadline = Instant::now() + UNDO_DEADLINE;
+    if reached.is_none_or(|step| step < Step::Attached) {
+        if let Err(e) = fence::close(new, to, &sides.roles, deadline).await {
+            warn!(side = to, error = %e, "closing the new side again failed");
+        }
+        return Ok(());
+    }
+    let drained = async {
+        fence::fence(new, to, &sides.roles, deadline).await?;
+        let point = fence::mark(new, to, DRAIN_MARKER).await?;
+        info!(side = to, lsn = %point.lsn, "draining {to}'s writes back to {from} before backing out");
+        fence::wait_confirmed(new, old, back.name, &point, deadline).await?;
+        sequences::copy(new, to, old, from).await
+    }
+    .await;
+    match drained {
+        Ok(_) => Ok(()),
+        Err(e) if reached.is_some_and(|step| step >= Step::Opened) => Err(CutoverError::Refused(format!(
+            "{to} was open for writes, and draining them back to {from} failed: {e}. Nothing was backed out; run \
+             again once {to} answers"
+        ))),
+        Err(e) => {
+            warn!(side = to, error = %e, "draining the new side failed; it never opened for writes");
+            Ok(())
+        }
+    }
 }
 
 async fn resume(sides: &Sides) {

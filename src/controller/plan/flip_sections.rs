@@ -36,6 +36,10 @@ pub struct CutoverSection {
     pub sidecar_config: Option<PathBuf>,
     /// How many sidecars are called at once.
     pub parallel: usize,
+    /// `schema.table` names of tables whose writes may stay on green: REPLICA IDENTITY FULL
+    /// tables the migration widened cannot be replicated back to blue, and a cutover
+    /// refuses while one is not listed here. Validation leaves them out of its comparison.
+    pub one_way_tables: Vec<String>,
 }
 
 impl CutoverSection {
@@ -66,6 +70,7 @@ pub(super) struct CutoverFile {
     blue_upstream_url: Option<String>,
     sidecar_config: Option<PathBuf>,
     parallel: usize,
+    one_way_tables: Vec<String>,
 }
 
 impl Default for CutoverFile {
@@ -84,6 +89,7 @@ impl Default for CutoverFile {
             blue_upstream_url: None,
             sidecar_config: None,
             parallel: 16,
+            one_way_tables: Vec::new(),
         }
     }
 }
@@ -200,6 +206,9 @@ pub(super) fn cutover(file: CutoverFile, base_dir: &Path) -> Result<CutoverSecti
     if file.parallel == 0 {
         return Err(("[cutover] parallel", "must be at least 1, got 0".into()));
     }
+    if let Some(name) = file.one_way_tables.iter().find(|t| t.split('.').count() != 2) {
+        return Err(("[cutover] one_way_tables", format!("names tables as schema.table, got {name:?}")));
+    }
     Ok(CutoverSection {
         sidecars: file.sidecars.iter().map(|s| s.trim_end_matches('/').to_owned()).collect(),
         sidecars_dns: file.sidecars_dns,
@@ -214,6 +223,7 @@ pub(super) fn cutover(file: CutoverFile, base_dir: &Path) -> Result<CutoverSecti
         blue_upstream_url: file.blue_upstream_url,
         sidecar_config: file.sidecar_config.map(|p| base_dir.join(p)),
         parallel: file.parallel,
+        one_way_tables: file.one_way_tables,
     })
 }
 

@@ -1,9 +1,13 @@
 //! The write fence on one side (blue at cutover, green at rollback): the app roles lose
-//! LOGIN and their backends are ended, no transaction may hold an xid, no transaction may
-//! be prepared; then a marker row and the fence LSN, the point the other side must reach.
+//! LOGIN and their backends are ended; every table refuses writes from any session but a
+//! replication apply worker ([`writes`]), and sessions that could still commit a write are
+//! ended; no transaction may be prepared; then a marker row and the fence LSN, the point
+//! the other side must reach.
 //!
-//! `default_transaction_read_only` is no fence (a session can turn it off); a role without
-//! LOGIN whose backends are gone is.
+//! `default_transaction_read_only` is no fence (a session can turn it off), and neither are
+//! roles alone (a superuser, another role, a job outside the fleet keeps writing).
+
+mod writes;
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +16,8 @@ use tracing::{info, warn};
 
 use super::error::CutoverError;
 use super::pg::ident;
+pub use writes::Ended;
+use writes::Holding;
 
 /// How often the fence re-checks while it waits.
 const POLL: Duration = Duration::from_millis(50);
@@ -35,10 +41,53 @@ pub async fn login_roles(client: &Client, roles: &[String]) -> Result<Vec<String
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-/// Fences `side`: `roles` lose LOGIN, their backends end, and the server is left with no
-/// transaction holding an xid (other than the controller's) and none prepared, all by
-/// `deadline`.
-pub async fn fence(client: &Client, side: &str, roles: &[String], deadline: Instant) -> Result<(), CutoverError> {
+/// What a fence did beyond the app roles: the sessions it ended because they could still
+/// write (outside the fleet: another role, a superuser, a job).
+#[derive(Debug, Clone, Default)]
+pub struct Fenced {
+    pub ended: Vec<Ended>,
+}
+
+/// Fences `side` for writes, by `deadline`: `roles` lose LOGIN and their backends end (the
+/// side is closed to the app); every table gets the fence trigger, so no session but a
+/// replication apply worker can write, whatever its role; every other session that holds
+/// an xid is ended; then the fence is verified and no transaction may be prepared.
+pub async fn fence(client: &Client, side: &str, roles: &[String], deadline: Instant) -> Result<Fenced, CutoverError> {
+    close(client, side, roles, deadline).await?;
+    let mut ended = writes::install(client, side, deadline).await?;
+    loop {
+        let more = writes::end(client, side, Holding::Xid).await?;
+        if more.is_empty() {
+            break;
+        }
+        ended.extend(more);
+        if Instant::now() >= deadline {
+            return Err(CutoverError::Refused(format!("{side}: writing sessions did not end before the deadline")));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let gaps = writes::verify(client, side).await?;
+    if !gaps.is_empty() {
+        return Err(CutoverError::Refused(format!("{side}: the write fence does not hold: {}", gaps.join("; "))));
+    }
+    let prepared: Vec<String> = client
+        .query("SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE database = pg_catalog.current_database()", &[])
+        .await
+        .map_err(CutoverError::sql(format!("looking for prepared transactions on {side}")))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !prepared.is_empty() {
+        return Err(CutoverError::Refused(format!(
+            "{side} has prepared transactions ({}): commit or roll them back first",
+            prepared.join(", ")
+        )));
+    }
+    Ok(Fenced { ended })
+}
+
+/// Closes `side` to the app: `roles` lose LOGIN and their backends end by `deadline`.
+pub async fn close(client: &Client, side: &str, roles: &[String], deadline: Instant) -> Result<(), CutoverError> {
     for role in roles {
         let sql = format!("ALTER ROLE {} NOLOGIN", ident(role));
         client.batch_execute(&sql).await.map_err(CutoverError::sql(format!("fencing role {role} on {side}")))?;
@@ -54,7 +103,7 @@ pub async fn fence(client: &Client, side: &str, roles: &[String], deadline: Inst
             .map_err(CutoverError::sql(format!("ending the app roles' backends on {side}")))?
             .get(0);
         if ended == 0 {
-            break;
+            return Ok(());
         }
         info!(side, backends = ended, "ended app backends");
         if Instant::now() >= deadline {
@@ -62,58 +111,11 @@ pub async fn fence(client: &Client, side: &str, roles: &[String], deadline: Inst
         }
         tokio::time::sleep(POLL).await;
     }
-    loop {
-        let holders = client
-            .query(
-                "SELECT pid, COALESCE(usename, ''), COALESCE(state, ''), COALESCE(query, '') \
-                 FROM pg_catalog.pg_stat_activity \
-                 WHERE backend_xid IS NOT NULL AND pid <> pg_catalog.pg_backend_pid() \
-                   AND backend_type = 'client backend'",
-                &[],
-            )
-            .await
-            .map_err(CutoverError::sql(format!("looking for open write transactions on {side}")))?;
-        if holders.is_empty() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let list: Vec<String> = holders
-                .iter()
-                .map(|r| {
-                    format!(
-                        "pid {} ({}, {}): {}",
-                        r.get::<_, i32>(0),
-                        r.get::<_, String>(1),
-                        r.get::<_, String>(2),
-                        r.get::<_, String>(3)
-                    )
-                })
-                .collect();
-            return Err(CutoverError::Refused(format!(
-                "{side}: transactions still hold an xid at the deadline: {}",
-                list.join("; ")
-            )));
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    let prepared: Vec<String> = client
-        .query("SELECT gid FROM pg_catalog.pg_prepared_xacts", &[])
-        .await
-        .map_err(CutoverError::sql(format!("looking for prepared transactions on {side}")))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    if !prepared.is_empty() {
-        return Err(CutoverError::Refused(format!(
-            "{side} has prepared transactions ({}): commit or roll them back first",
-            prepared.join(", ")
-        )));
-    }
-    Ok(())
 }
 
-/// Gives `roles` LOGIN again on `side`.
-pub async fn unfence(client: &Client, side: &str, roles: &[String]) -> Result<(), CutoverError> {
+/// Opens `side`: the fence triggers are dropped and `roles` get LOGIN again.
+pub async fn unfence(client: &Client, side: &str, roles: &[String], deadline: Instant) -> Result<(), CutoverError> {
+    writes::remove(client, side, deadline).await?;
     for role in roles {
         let sql = format!("ALTER ROLE {} LOGIN", ident(role));
         client.batch_execute(&sql).await.map_err(CutoverError::sql(format!("opening role {role} on {side}")))?;
