@@ -19,7 +19,9 @@
 //! is resolved: forward when any sidecar already serves the new side, back otherwise.
 
 mod ready;
+mod renewal;
 mod step;
+mod switch;
 mod undo;
 
 use std::time::{Duration, Instant};
@@ -40,7 +42,9 @@ use super::phase::Phase;
 use super::runner::Context;
 use super::sequences;
 use super::standby;
-use super::{durable, failpoint};
+use super::failpoint;
+use renewal::Renewal;
+use switch::{register_upstreams, serving, switch_all};
 use step::{record, recorded_step, Step};
 
 /// Deadline of one sidecar call that does not wait for sessions.
@@ -215,9 +219,9 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
     info!(sidecars = sides.fleet.sidecars.len(), from, to, "pausing the fleet");
     let answers = sides.fleet.pause(&pause, cutover.drain_timeout + CALL_DEADLINE).await;
     record(ctx, phase, Step::Paused)?;
-    let renewal = spawn_renewal(sides.fleet.clone(), pause.clone(), lease);
+    let renewal = Renewal::start(sides.fleet.clone(), pause.clone(), lease);
     if let Some(e) = answers.iter().find_map(|a| a.as_ref().err()) {
-        renewal.abort();
+        renewal.stop().await;
         let reason = format!("pausing the fleet failed: {e}");
         return Err(undo::abort(ctx, &sides, direction, reason).await);
     }
@@ -226,16 +230,23 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
     let fence_wait = match prepared {
         Ok(wait) => wait,
         Err(e) => {
-            renewal.abort();
+            renewal.stop().await;
             return Err(undo::abort(ctx, &sides, direction, e.to_string()).await);
         }
     };
 
     record(ctx, phase, Step::Switching)?;
     failpoint::hit("before-switch");
-    let generation = switch_all(ctx, &sides.fleet, &target_upstream).await?;
-    let resumed = sides.fleet.resume(CALL_DEADLINE).await;
-    renewal.abort();
+    let switched = switch_all(ctx, &sides.fleet, &target_upstream).await;
+    renewal.stop().await;
+    // After a partial failure, the sidecars that serve the new side resume; the others stay
+    // paused (their lease resumes them) while the operator switches them.
+    let serving = match &switched {
+        Ok(_) => sides.fleet.clone(),
+        Err(_) => serving(&sides.fleet, &target_upstream).await,
+    };
+    let resumed = serving.resume(CALL_DEADLINE).await;
+    let generation = switched?;
     let write_pause = paused_at.elapsed();
     for failed in resumed.iter().filter_map(|r| r.as_ref().err()) {
         warn!(error = %failed, "resuming a sidecar failed; its pause lease resumes it");
@@ -296,54 +307,6 @@ async fn prepare(
     Ok(fence_wait)
 }
 
-/// Switches every sidecar to `upstream` (retrying those that fail: there is no way back
-/// once one switched); returns the highest generation they report.
-pub(super) async fn switch_all(ctx: &mut Context, fleet: &Fleet, upstream: &str) -> Result<u64, CutoverError> {
-    let mut generation = 0;
-    let mut pending: Vec<_> = fleet.sidecars.clone();
-    if failpoint::armed("after-first-switch") {
-        let first = fleet.only(pending[..1].to_vec());
-        let _ = first.switch(upstream, CALL_DEADLINE).await;
-        failpoint::hit("after-first-switch");
-    }
-    for attempt in 1..=3 {
-        let mut failed = Vec::new();
-        let answers = fleet.only(pending.clone()).switch(upstream, CALL_DEADLINE + Duration::from_secs(20)).await;
-        for (sidecar, answer) in pending.iter().zip(answers) {
-            match answer {
-                Ok(done) => {
-                    generation = generation.max(done.generation);
-                    info!(sidecar = %sidecar, generation = done.generation, moved = done.moved, "sidecar switched");
-                }
-                Err(e) => {
-                    warn!(sidecar = %sidecar, attempt, error = %e, "switching a sidecar failed");
-                    failed.push(sidecar.clone());
-                }
-            }
-        }
-        pending = failed;
-        if pending.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    if let Some(path) = &ctx.plan.cutover.sidecar_config {
-        durable::write_target(path, upstream, generation.max(1))?;
-    }
-    if let Some(section) = &ctx.plan.kubernetes {
-        super::kube::write_target(section, upstream, generation.max(1)).await?;
-    }
-    if !pending.is_empty() {
-        let list: Vec<String> = pending.iter().map(|s| s.to_string()).collect();
-        return Err(CutoverError::Refused(format!(
-            "the flip to {upstream} is done, but these sidecars did not switch: {} (their pause lease resumes them on the \
-             old upstream; switch them with `pgflip ctl switch`)",
-            list.join(", ")
-        )));
-    }
-    Ok(generation)
-}
-
 /// Records the flip's end: journal facts, the gauge, a line for people.
 async fn finished(
     ctx: &mut Context,
@@ -372,20 +335,6 @@ async fn finished(
     Ok(Flipped { write_pause, fence_wait })
 }
 
-/// Registers the plan's upstream URLs with every sidecar (before any pause).
-async fn register_upstreams(ctx: &Context, fleet: &Fleet) -> Result<(), CutoverError> {
-    let cutover = &ctx.plan.cutover;
-    for (name, url) in
-        [(&cutover.green_upstream, &cutover.green_upstream_url), (&cutover.blue_upstream, &cutover.blue_upstream_url)]
-    {
-        let Some(url) = url else { continue };
-        if let Some(e) = fleet.put_upstream(name, url, CALL_DEADLINE).await.into_iter().find_map(Result::err) {
-            return Err(CutoverError::Refused(format!("registering upstream {name} with the sidecars: {e}")));
-        }
-    }
-    Ok(())
-}
-
 /// The plan's (superuser) address of `side`, as the other side's server reaches it.
 pub(super) fn side_url<'a>(ctx: &'a Context, side: &str) -> &'a str {
     if side == "blue" {
@@ -398,18 +347,4 @@ pub(super) fn side_url<'a>(ctx: &'a Context, side: &str) -> &'a str {
 /// The name the sidecars know `side` by.
 pub(super) fn upstream_name(ctx: &Context, side: &str) -> String {
     ctx.plan.cutover.upstream_name(side).to_owned()
-}
-
-/// Renews the fleet's pause lease every third of it until aborted.
-fn spawn_renewal(fleet: Fleet, request: PauseRequest, lease: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(lease / 3).await;
-            for answer in fleet.pause(&request, lease / 3).await {
-                if let Err(e) = answer {
-                    warn!(error = %e, "renewing a sidecar's pause lease failed");
-                }
-            }
-        }
-    })
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::step::{recorded_step, Step};
-use super::{side_url, switch_all, upstream_name, Direction, Sides, CALL_DEADLINE};
+use super::{serving, side_url, switch_all, upstream_name, Direction, Sides, CALL_DEADLINE};
 use crate::controller::error::CutoverError;
 use crate::controller::fence;
 use crate::controller::links;
@@ -49,8 +49,17 @@ pub(crate) async fn resolve(ctx: &mut Context, sides: &Sides, direction: Directi
     if forward {
         info!(to, "a sidecar already serves {to}: finishing the flip");
         fence::unfence(sides.client(to), to, &sides.roles, Instant::now() + UNDO_DEADLINE).await?;
-        switch_all(ctx, &sides.fleet, &target).await?;
-        resume(sides).await;
+        let switched = switch_all(ctx, &sides.fleet, &target).await;
+        let serving = match &switched {
+            Ok(_) => sides.fleet.clone(),
+            Err(_) => serving(&sides.fleet, &target).await,
+        };
+        for answer in serving.resume(CALL_DEADLINE).await {
+            if let Err(e) = answer {
+                warn!(error = %e, "resuming a sidecar failed; its pause lease resumes it");
+            }
+        }
+        switched?;
         return Ok(true);
     }
     if let Some(e) = statuses.iter().find_map(|s| s.as_ref().err()) {
