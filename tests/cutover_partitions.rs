@@ -20,8 +20,12 @@ GRANT SELECT, INSERT, UPDATE ON events TO app;
 
 /// The migration: both tables get a column blue does not have.
 fn migrate() -> String {
-    let sql = "ALTER TABLE events ADD COLUMN note text NOT NULL DEFAULT 'green'; ALTER TABLE tallies ADD COLUMN note text";
-    format!("[migrate]\ncommand = \"{} -v ON_ERROR_STOP=1 -c \\\"{sql}\\\"\"\n", support::pg_bin().join("psql").display())
+    let sql =
+        "ALTER TABLE events ADD COLUMN note text NOT NULL DEFAULT 'green'; ALTER TABLE tallies ADD COLUMN note text";
+    format!(
+        "[migrate]\ncommand = \"{} -v ON_ERROR_STOP=1 -c \\\"{sql}\\\"\"\n",
+        support::pg_bin().join("psql").display()
+    )
 }
 
 /// `(id, at, v)` of every event on `cluster`, in order.

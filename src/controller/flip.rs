@@ -34,6 +34,7 @@ use crate::api::{OnTimeout, PauseRequest};
 
 use super::drift;
 use super::error::CutoverError;
+use super::failpoint;
 use super::fence::{self, FencePoint};
 use super::fleet::Fleet;
 use super::links::{self, Link, OneWay, FORWARD, REVERSE};
@@ -42,10 +43,9 @@ use super::phase::Phase;
 use super::runner::Context;
 use super::sequences;
 use super::standby;
-use super::failpoint;
 use renewal::Renewal;
-use switch::{register_upstreams, serving, switch_all};
 use step::{record, recorded_step, Step};
+use switch::{register_upstreams, serving, switch_all};
 
 /// Deadline of one sidecar call that does not wait for sessions.
 const CALL_DEADLINE: Duration = Duration::from_secs(10);

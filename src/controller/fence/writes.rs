@@ -132,15 +132,15 @@ pub enum Holding {
 /// Ends this database's client sessions (but the caller's) that hold `what`; returns them.
 pub async fn end(client: &Client, side: &str, what: Holding) -> Result<Vec<Ended>, CutoverError> {
     let condition = match what {
-        Holding::Xid => "a.backend_xid IS NOT NULL".to_owned(),
-        Holding::ConflictingLock => format!(
+        Holding::Xid => "a.backend_xid IS NOT NULL",
+        Holding::ConflictingLock => {
             "EXISTS (SELECT 1 FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_class c ON c.oid = l.relation \
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
               WHERE l.pid = a.pid AND l.locktype = 'relation' \
                 AND l.mode NOT IN ('AccessShareLock', 'RowShareLock') AND c.relkind IN ('r', 'p') \
                 AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgflip') AND n.nspname NOT LIKE 'pg\\_%') \
              OR a.backend_xid IS NOT NULL"
-        ),
+        }
     };
     let sql = format!(
         "SELECT a.pid, COALESCE(a.usename::text, ''), COALESCE(a.application_name, ''), \
