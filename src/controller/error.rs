@@ -3,6 +3,7 @@
 use super::journal::JournalError;
 use super::plan::PlanError;
 use super::replication::ReplicationError;
+use super::target::PlaintextPassword;
 use super::tools::CommandError;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,8 @@ pub enum CutoverError {
     Refused(String),
     #[error("catch-up: {0}")]
     Catchup(String),
+    #[error(transparent)]
+    PlaintextPassword(#[from] PlaintextPassword),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
 }
