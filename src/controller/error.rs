@@ -31,9 +31,15 @@ pub enum CutoverError {
 }
 
 /// A SQL error as the server gave it (`ERROR 42P01: relation "x" does not exist`, with
-/// its detail and hint); tokio-postgres's own text for others.
+/// its detail and hint); tokio-postgres's own text for others, with their cause
+/// (`error performing TLS handshake: invalid peer certificate: UnknownIssuer`).
 fn describe(error: &tokio_postgres::Error) -> String {
-    let Some(db) = error.as_db_error() else { return error.to_string() };
+    let Some(db) = error.as_db_error() else {
+        return match std::error::Error::source(error) {
+            Some(cause) => format!("{error}: {cause}"),
+            None => error.to_string(),
+        };
+    };
     let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
     if let Some(detail) = db.detail() {
         text.push_str(&format!(" (detail: {detail})"));

@@ -26,18 +26,21 @@ impl MakeTlsConnect<Socket> for RustlsMaker {
     type TlsConnect = RustlsConnect;
     type Error = io::Error;
 
+    /// Called for every host, whether the connection asks for TLS or not: a missing
+    /// configuration or a name unfit for TLS fails only a handshake that is tried.
     fn make_tls_connect(&mut self, host: &str) -> Result<RustlsConnect, io::Error> {
-        let config = self.0.clone().ok_or_else(|| io::Error::other("no TLS configuration for this connection"))?;
-        let name = ServerName::try_from(host.to_owned())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("TLS server name {host:?}: {e}")))?;
-        Ok(RustlsConnect { connector: TlsConnector::from(config), name })
+        let setup = match (&self.0, ServerName::try_from(host.to_owned())) {
+            (Some(config), Ok(name)) => Ok((TlsConnector::from(config.clone()), name)),
+            (None, _) => Err("no TLS configuration for this connection".to_owned()),
+            (Some(_), Err(e)) => Err(format!("TLS server name {host:?}: {e}")),
+        };
+        Ok(RustlsConnect { setup })
     }
 }
 
-/// The handshake with one host.
+/// The handshake with one host, or why there can be none.
 pub struct RustlsConnect {
-    connector: TlsConnector,
-    name: ServerName<'static>,
+    setup: Result<(TlsConnector, ServerName<'static>), String>,
 }
 
 impl TlsConnect<Socket> for RustlsConnect {
@@ -46,7 +49,10 @@ impl TlsConnect<Socket> for RustlsConnect {
     type Future = Pin<Box<dyn Future<Output = io::Result<RustlsStream>> + Send>>;
 
     fn connect(self, stream: Socket) -> Self::Future {
-        Box::pin(async move { Ok(RustlsStream(Box::new(self.connector.connect(self.name, stream).await?))) })
+        Box::pin(async move {
+            let (connector, name) = self.setup.map_err(io::Error::other)?;
+            Ok(RustlsStream(Box::new(connector.connect(name, stream).await?)))
+        })
     }
 }
 

@@ -175,8 +175,9 @@ pub(super) type Problem = (&'static str, String);
 
 pub(super) fn cutover(file: CutoverFile, base_dir: &Path) -> Result<CutoverSection, Problem> {
     for sidecar in &file.sidecars {
-        if !sidecar.starts_with("http://") {
-            return Err(("[cutover] sidecars", format!("must list http://HOST:PORT URLs, got {sidecar:?}")));
+        if let Err(e) = sidecar.parse::<crate::ctl::AdminUrl>() {
+            let problem = format!("must list http://HOST:PORT or https://HOST:PORT URLs, got {sidecar:?}: {e}");
+            return Err(("[cutover] sidecars", problem));
         }
     }
     if let Some(dns) = &file.sidecars_dns {
@@ -205,7 +206,10 @@ pub(super) fn cutover(file: CutoverFile, base_dir: &Path) -> Result<CutoverSecti
     if file.parallel == 0 {
         return Err(("[cutover] parallel", "must be at least 1, got 0".into()));
     }
-    let https = file.sidecars.iter().find(|url| url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")));
+    let https = file
+        .sidecars
+        .iter()
+        .find(|url| url.parse::<crate::ctl::AdminUrl>().is_ok_and(|url| url.scheme == crate::ctl::Scheme::Https));
     if let (Some(url), None) = (https, &file.sidecar_ca_file) {
         return Err((
             "[cutover] sidecars",
