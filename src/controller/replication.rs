@@ -87,22 +87,24 @@ impl ReplicationConn {
             .await
             .map_err(|source| ReplicationError::Connect { addr: addr.clone(), source })?;
         tcp.set_nodelay(true)?;
-        let stream = match (transport, &target.tls.client) {
-            (Transport::Tls | Transport::TlsIfOffered, Some(client)) => {
+        let stream = match transport {
+            Transport::Plain | Transport::PlainThenTls => MaybeTls::Plain(tcp),
+            Transport::Tls | Transport::TlsIfOffered => {
                 let tls = || target.describe_tls();
-                let name = crate::tls::server_name(&host).map_err(|reason| ReplicationError::Tls {
+                let setup_error = |reason: String| ReplicationError::Tls {
                     addr: addr.clone(),
                     tls: tls(),
                     source: NegotiateError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, reason)),
-                })?;
-                match crate::tls::request_tls(tcp, client.clone(), name).await {
+                };
+                let client = target.tls.client.clone().ok_or_else(|| setup_error("no TLS configuration".into()))?;
+                let name = crate::tls::server_name(&host).map_err(setup_error)?;
+                match crate::tls::request_tls(tcp, client, name).await {
                     Ok(Negotiated::Tls(stream)) => MaybeTls::Tls(stream),
                     Ok(Negotiated::Declined(tcp)) if transport == Transport::TlsIfOffered => MaybeTls::Plain(tcp),
                     Ok(Negotiated::Declined(_)) => return Err(ReplicationError::TlsRefused { addr, tls: tls() }),
                     Err(source) => return Err(ReplicationError::Tls { addr, tls: tls(), source }),
                 }
             }
-            _ => MaybeTls::Plain(tcp),
         };
         let mut conn = ReplicationConn { stream, buf: BytesMut::with_capacity(4096) };
         let user = config.get_user().unwrap_or("postgres").to_owned();

@@ -99,20 +99,25 @@ impl Endpoint {
     /// `sslrootcert`, as [`Endpoint::program_env`] does.
     pub fn for_program(&self, database: &str) -> (String, Option<String>) {
         let password = self.config.get_password().map(|p| String::from_utf8_lossy(p).into_owned());
-        let params: Vec<(&'static str, String)> =
-            self.program_env().into_iter().map(|(name, value)| (program_param(name), value)).collect();
+        let (mode, root_cert) = self.program_tls();
+        let mut params = vec![("sslmode", mode.as_str().to_owned())];
+        params.extend(root_cert.map(|ca| ("sslrootcert", ca)));
         (config_url(&self.config, database, Password::Left, &params), password)
     }
 
     /// `PGSSLMODE` and `PGSSLROOTCERT` for a client program, so that it connects the way
     /// the controller does (`require` where a password makes `prefer` insist on TLS).
     pub fn program_env(&self) -> Vec<(&'static str, String)> {
-        let target = self.target(None);
-        let mut env = vec![("PGSSLMODE", target.program_sslmode().as_str().to_owned())];
-        if let Some(ca) = target.root_cert() {
-            env.push(("PGSSLROOTCERT", ca.display().to_string()));
-        }
+        let (mode, root_cert) = self.program_tls();
+        let mut env = vec![("PGSSLMODE", mode.as_str().to_owned())];
+        env.extend(root_cert.map(|ca| ("PGSSLROOTCERT", ca)));
         env
+    }
+
+    /// The `sslmode` and CA file path a client program connects with.
+    fn program_tls(&self) -> (SslMode, Option<String>) {
+        let target = self.target(None);
+        (target.program_sslmode(), target.root_cert().map(|ca| ca.display().to_string()))
     }
 
     /// The `sslmode` the URL asks for.
@@ -123,14 +128,6 @@ impl Endpoint {
     /// The URL with the password replaced by `***`, for logs.
     pub fn redacted(&self) -> String {
         config_url(&self.config, self.database(), Password::Redacted, &self.tls.written)
-    }
-}
-
-/// The URL parameter of a libpq environment variable.
-fn program_param(env: &str) -> &'static str {
-    match env {
-        "PGSSLMODE" => "sslmode",
-        _ => "sslrootcert",
     }
 }
 
