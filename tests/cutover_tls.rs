@@ -215,6 +215,11 @@ fn a_wrong_ca_and_a_password_in_the_clear_are_refused() {
     let allowed = preflight(&plain, "[security]\nallow_plaintext_passwords = true");
     assert!(allowed.status.success(), "the plan allows plaintext passwords:\n{}", text(&allowed));
 
+    // allow: plain first; TLS once the server refuses the plain connection (28000).
+    let allow = url(&cluster, TLS_ADMIN, "sslmode=allow");
+    let output = preflight(&allow, "[security]\nallow_plaintext_passwords = true");
+    assert!(output.status.success(), "allow falls back to TLS:\n{}", text(&output));
+
     // prefer (the default) with a password insists on TLS, which this server offers.
     let prefer = format!("postgres://{ANY_ADMIN}:{PASSWORD}@127.0.0.1:{}/{DB}", cluster.port());
     let output = preflight(&prefer, "");
