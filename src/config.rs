@@ -51,6 +51,12 @@ pub struct ProxyArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// PEM certificate chain: the admin API speaks HTTPS with it.
+    #[arg(long, value_name = "FILE", requires = "admin_tls_key")]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// PEM private key for --admin-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "admin_tls_cert")]
+    pub admin_tls_key: Option<PathBuf>,
     /// How long sessions get to finish after SIGTERM before they are closed with 57P01:
     /// seconds, or a number with a unit (500ms, 5s, 2m) [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_flag)]
@@ -102,6 +108,8 @@ struct ProxyFile {
     secrets_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    admin_tls_cert: Option<PathBuf>,
+    admin_tls_key: Option<PathBuf>,
     shutdown_grace: Option<Written>,
     connect_timeout: Option<Written>,
     max_message_size: Option<usize>,
@@ -169,6 +177,8 @@ pub struct ProxyConfig {
     pub secrets: Secrets,
     /// Certificate chain and key files for client TLS.
     pub client_tls: Option<(PathBuf, PathBuf)>,
+    /// Certificate chain and key files for HTTPS on the admin API.
+    pub admin_tls: Option<(PathBuf, PathBuf)>,
     pub shutdown_grace: Duration,
     pub connect_timeout: Duration,
     pub max_message_size: usize,
@@ -216,6 +226,8 @@ impl ProxyConfig {
             secrets_file: args.secrets_file.clone().or(rel(file.secrets_file)),
             tls_cert: args.tls_cert.clone().or(rel(file.tls_cert)),
             tls_key: args.tls_key.clone().or(rel(file.tls_key)),
+            admin_tls_cert: args.admin_tls_cert.clone().or(rel(file.admin_tls_cert)),
+            admin_tls_key: args.admin_tls_key.clone().or(rel(file.admin_tls_key)),
             shutdown_grace: args.shutdown_grace.or(file.shutdown_grace.map(|w| w.0)),
             connect_timeout: args.connect_timeout.or(file.connect_timeout.map(|w| w.0)),
             max_message_size: args.max_message_size.or(file.max_message_size),
@@ -257,24 +269,7 @@ impl ProxyConfig {
                 format!("{active:?} is not a configured upstream (known: {})", known.join(", ")),
             ));
         }
-        let admin_token = match &m.admin_token_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| err("admin_token_file", format!("cannot read {}: {e}", path.display())))?;
-                let token = text.trim().to_owned();
-                if token.is_empty() {
-                    return Err(err("admin_token_file", format!("{} is empty", path.display())));
-                }
-                Some(token)
-            }
-            None if !admin_listen.ip().is_loopback() => {
-                return Err(err(
-                    "admin_listen",
-                    format!("{admin_listen} is not a loopback address; the admin API may listen there only with a token (--admin-token-file FILE)"),
-                ))
-            }
-            None => None,
-        };
+        let admin_token = admin::admin_token(m.admin_token_file.as_deref(), admin_listen)?;
         let auth = match &m.auth_file {
             Some(path) => Some(AuthFile::load(path).map_err(|e| err("auth_file", e.to_string()))?),
             None => None,
@@ -283,12 +278,8 @@ impl ProxyConfig {
             Some(path) => Secrets::load(path).map_err(|e| err("secrets_file", e.to_string()))?,
             None => Secrets::default(),
         };
-        let client_tls = match (m.tls_cert, m.tls_key) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            (Some(_), None) => return Err(err("tls_key", "tls_cert is set but tls_key is not")),
-            (None, Some(_)) => return Err(err("tls_cert", "tls_key is set but tls_cert is not")),
-        };
+        let client_tls = admin::cert_and_key(m.tls_cert, m.tls_key, ("tls_cert", "tls_key"))?;
+        let admin_tls = admin::cert_and_key(m.admin_tls_cert, m.admin_tls_key, ("admin_tls_cert", "admin_tls_key"))?;
         let max_message_size = m.max_message_size.unwrap_or(crate::wire::DEFAULT_MAX_MESSAGE);
         if !(1024..=crate::wire::DEFAULT_MAX_MESSAGE).contains(&max_message_size) {
             return Err(err("max_message_size", "must be between 1024 and 1073741824 bytes"));
@@ -314,6 +305,7 @@ impl ProxyConfig {
             auth,
             secrets,
             client_tls,
+            admin_tls,
             shutdown_grace: at_most_a_day("shutdown_grace", m.shutdown_grace.unwrap_or(Duration::from_secs(30)))?,
             connect_timeout: at_most_a_day("connect_timeout", m.connect_timeout.unwrap_or(Duration::from_secs(10)))?,
             max_message_size,
@@ -337,6 +329,8 @@ struct Merged {
     secrets_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    admin_tls_cert: Option<PathBuf>,
+    admin_tls_key: Option<PathBuf>,
     shutdown_grace: Option<Duration>,
     connect_timeout: Option<Duration>,
     max_message_size: Option<usize>,
@@ -372,6 +366,7 @@ fn at_most_a_day(key: &str, value: Duration) -> Result<Duration, ConfigError> {
     Ok(value)
 }
 
+mod admin;
 mod file_error;
 mod standby;
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! - [`controller`]: `pgflip cutover`, the runbook from snapshot to promote.
 //! - [`demo`]: `pgflip demo`, the runbook on throwaway local clusters.
 //! - [`api`]: JSON types of the admin API.
+//! - [`tls`]: TLS set-up the sidecar and the controller share (rustls, `ring`).
 //! - [`duration`]: durations as written in files and flags (`5`, `"500ms"`, `"2m"`).
 //! - [`telemetry`]: tracing setup.
 #![forbid(unsafe_code)]
@@ -20,4 +21,5 @@ pub mod demo;
 pub mod duration;
 pub mod proxy;
 pub mod telemetry;
+pub mod tls;
 pub mod wire;

@@ -133,12 +133,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             if let Some((cert, key)) = &config.client_tls {
                 pgflip::proxy::tls::server(cert, key)?;
             }
+            if let Some((cert, key)) = &config.admin_tls {
+                pgflip::proxy::tls::admin_server(cert, key)?;
+            }
             println!("listen        {}", config.listen);
             match &config.listen_unix {
                 Some(unix) => println!("listen_unix   {} (mode {:04o})", unix.path.display(), unix.mode),
                 None => println!("listen_unix   off"),
             }
-            println!("admin_listen  {}", config.admin_listen);
+            let admin_scheme = if config.admin_tls.is_some() { "https" } else { "http" };
+            println!("admin_listen  {} ({admin_scheme})", config.admin_listen);
             for (name, url) in &config.upstreams {
                 let mark = if *name == config.active { " (active)" } else { "" };
                 println!("upstream      {name} = {url}{mark}");

@@ -189,7 +189,11 @@ fn an_unreachable_sidecar_exits_two_and_says_where() {
 fn a_bad_admin_url_exits_two() {
     let ran = ctl(&["--admin-url", "https://127.0.0.1:9187", "status"]);
     assert_eq!(ran.code, Some(2), "{ran:?}");
-    assert!(ran.stderr.contains("https is not supported"), "{ran:?}");
+    assert!(ran.stderr.contains("is https: give the CA file"), "{ran:?}");
+
+    let ran = ctl(&["--admin-url", "ftp://127.0.0.1:9187", "status"]);
+    assert_eq!(ran.code, Some(2), "{ran:?}");
+    assert!(ran.stderr.contains("unsupported scheme"), "{ran:?}");
 
     let ran = ctl_env(&[("PGFLIP_ADMIN_URL", "127.0.0.1:9187")], &["status"]);
     assert_eq!(ran.code, Some(2), "{ran:?}");

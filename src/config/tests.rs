@@ -144,3 +144,21 @@ fn the_unix_socket_is_named_like_postgresql_s_and_relative_to_the_file() {
     orphan.unix_socket_mode = Some("0700".into());
     assert_eq!(ProxyConfig::load(&orphan).unwrap_err().key, "unix_socket_mode");
 }
+
+#[test]
+fn admin_tls_takes_a_certificate_and_its_key_relative_to_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    let upstream = "[upstream]\nblue = \"postgres://b\"\n";
+    std::fs::write(&path, format!("admin_tls_cert = \"admin.crt\"\nadmin_tls_key = \"admin.key\"\n{upstream}"))
+        .unwrap();
+    let c = ProxyConfig::load(&ProxyArgs { config: Some(path.clone()), ..ProxyArgs::default() }).unwrap();
+    assert_eq!(c.admin_tls, Some((dir.path().join("admin.crt"), dir.path().join("admin.key"))));
+    assert_eq!(c.client_tls, None);
+    std::fs::write(&path, format!("admin_tls_cert = \"admin.crt\"\n{upstream}")).unwrap();
+    let e = ProxyConfig::load(&ProxyArgs { config: Some(path.clone()), ..ProxyArgs::default() }).unwrap_err();
+    assert_eq!(e.key, "admin_tls_key", "{e}");
+    std::fs::write(&path, format!("admin_tls_key = \"admin.key\"\n{upstream}")).unwrap();
+    let e = ProxyConfig::load(&ProxyArgs { config: Some(path), ..ProxyArgs::default() }).unwrap_err();
+    assert_eq!(e.key, "admin_tls_cert", "{e}");
+}

@@ -31,7 +31,8 @@ pub async fn run(ctx: &mut Context, phase: Phase) -> Result<(), CutoverError> {
     Ok(())
 }
 
-/// Sets PGHOST, PGPORT, PGDATABASE, PGUSER and PGPASSWORD for `endpoint`'s `database`.
+/// Sets PGHOST, PGPORT, PGDATABASE, PGUSER and PGPASSWORD for `endpoint`'s `database`, and
+/// PGSSLMODE and PGSSLROOTCERT so that the command connects as the controller does.
 pub fn point_at(command: &mut Command, endpoint: &super::plan::Endpoint, database: &str) {
     let config = endpoint.config();
     if let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first() {
@@ -41,6 +42,7 @@ pub fn point_at(command: &mut Command, endpoint: &super::plan::Endpoint, databas
         command.env("PGPORT", port.to_string());
     }
     command.env("PGDATABASE", database);
+    command.envs(endpoint.program_env());
     if let Some(user) = config.get_user() {
         command.env("PGUSER", user);
     }

@@ -3,6 +3,7 @@
 use super::journal::JournalError;
 use super::plan::PlanError;
 use super::replication::ReplicationError;
+use super::target::PlaintextPassword;
 use super::tools::CommandError;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,14 +24,22 @@ pub enum CutoverError {
     Refused(String),
     #[error("catch-up: {0}")]
     Catchup(String),
+    #[error(transparent)]
+    PlaintextPassword(#[from] PlaintextPassword),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
 }
 
 /// A SQL error as the server gave it (`ERROR 42P01: relation "x" does not exist`, with
-/// its detail and hint); tokio-postgres's own text for others.
+/// its detail and hint); tokio-postgres's own text for others, with their cause
+/// (`error performing TLS handshake: invalid peer certificate: UnknownIssuer`).
 fn describe(error: &tokio_postgres::Error) -> String {
-    let Some(db) = error.as_db_error() else { return error.to_string() };
+    let Some(db) = error.as_db_error() else {
+        return match std::error::Error::source(error) {
+            Some(cause) => format!("{error}: {cause}"),
+            None => error.to_string(),
+        };
+    };
     let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
     if let Some(detail) = db.detail() {
         text.push_str(&format!(" (detail: {detail})"));

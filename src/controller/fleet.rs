@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use tracing::debug;
 
 use crate::api::{PauseRequest, PauseResponse, ResumeResponse, StandbyReport, Status, SwitchRequest, SwitchResponse};
-use crate::ctl::{self, AdminUrl, Call};
+use crate::ctl::{self, AdminTls, AdminUrl, Call, Scheme};
 
 use super::error::CutoverError;
 use super::plan::CutoverSection;
@@ -19,6 +19,9 @@ use super::plan::CutoverSection;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sidecar {
     pub url: AdminUrl,
+    /// The name its certificate is checked for when it is not the URL's host: the DNS
+    /// name a sidecar found by `sidecars_dns` was found by.
+    pub tls_name: Option<String>,
 }
 
 impl std::fmt::Display for Sidecar {
@@ -40,42 +43,57 @@ pub struct SidecarError {
 pub struct Fleet {
     pub sidecars: Vec<Sidecar>,
     token: Option<String>,
+    /// The CA of `https` admin APIs (`[cutover] sidecar_ca_file`).
+    tls: Option<AdminTls>,
     parallel: usize,
 }
 
 impl Fleet {
     /// The plan's sidecars: the static list plus every address `sidecars_dns` resolves to.
     pub async fn discover(section: &CutoverSection) -> Result<Fleet, CutoverError> {
-        let mut urls: Vec<AdminUrl> = Vec::new();
+        let mut sidecars: Vec<Sidecar> = Vec::new();
         for text in &section.sidecars {
             let url = text
                 .parse::<AdminUrl>()
                 .map_err(|e| CutoverError::Refused(format!("[cutover] sidecars: {text:?}: {e}")))?;
-            urls.push(url);
+            sidecars.push(Sidecar { url, tls_name: None });
         }
         if let Some(dns) = &section.sidecars_dns {
             let (name, port) =
                 dns.rsplit_once(':').and_then(|(n, p)| Some((n, p.parse::<u16>().ok()?))).ok_or_else(|| {
                     CutoverError::Refused(format!("[cutover] sidecars_dns: must be NAME:PORT, got {dns:?}"))
                 })?;
+            // With a CA file, the sidecars found by name speak HTTPS and are checked for that name.
+            let (scheme, tls_name) = match section.sidecar_ca_file {
+                Some(_) => (Scheme::Https, Some(name.trim_end_matches('.').to_owned())),
+                None => (Scheme::Http, None),
+            };
             for ip in super::discovery::resolve(name, section.sidecars_dns_server).await? {
-                urls.push(AdminUrl { host: ip.to_string(), port });
+                let url = AdminUrl { scheme, host: ip.to_string(), port };
+                sidecars.push(Sidecar { url, tls_name: tls_name.clone() });
             }
         }
-        urls.sort_by_key(|u| u.to_string());
-        urls.dedup();
+        sidecars.sort_by_key(|s| s.url.to_string());
+        sidecars.dedup_by(|a, b| a.url == b.url);
         let token = match &section.admin_token_file {
             Some(path) => Some(
                 ctl::read_token(path).map_err(|e| CutoverError::Refused(format!("[cutover] admin_token_file: {e}")))?,
             ),
             None => None,
         };
-        Ok(Fleet { sidecars: urls.into_iter().map(|url| Sidecar { url }).collect(), token, parallel: section.parallel })
+        let tls = match &section.sidecar_ca_file {
+            Some(path) => Some(
+                AdminTls::from_ca_file(path)
+                    .map_err(|e| CutoverError::Refused(format!("[cutover] sidecar_ca_file: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(Fleet { sidecars, token, tls, parallel: section.parallel })
     }
 
     /// The same fleet narrowed to `sidecars`.
     pub fn only(&self, sidecars: Vec<Sidecar>) -> Fleet {
-        Fleet { sidecars, token: self.token.clone(), parallel: self.parallel }
+        Fleet { sidecars, token: self.token.clone(), tls: self.tls.clone(), parallel: self.parallel }
     }
 
     /// `GET /v1/status` of every sidecar.
@@ -133,7 +151,7 @@ impl Fleet {
     }
 
     fn bound<'a>(&'a self, sidecar: &'a Sidecar) -> Bound<'a> {
-        Bound { sidecar, token: self.token.as_deref() }
+        Bound { sidecar, token: self.token.as_deref(), tls: self.tls.as_ref() }
     }
 
     /// Runs `call` on every sidecar, at most `parallel` at once; results in sidecar order.
@@ -160,6 +178,7 @@ impl Fleet {
 struct Bound<'a> {
     sidecar: &'a Sidecar,
     token: Option<&'a str>,
+    tls: Option<&'a AdminTls>,
 }
 
 /// Awaits every future concurrently, keeping their order.
@@ -196,7 +215,11 @@ async fn send(
 ) -> Result<Vec<u8>, SidecarError> {
     let call = Call { method, path, body, deadline };
     let fail = |message: String| SidecarError { sidecar: s.sidecar.to_string(), message };
-    let answer = ctl::send(&s.sidecar.url, s.token, &call).await.map_err(|e| fail(e.to_string()))?;
+    let tls = match (s.tls, &s.sidecar.tls_name) {
+        (Some(tls), Some(name)) => Some(tls.for_name(name)),
+        (tls, _) => tls.cloned(),
+    };
+    let answer = ctl::send(&s.sidecar.url, s.token, tls.as_ref(), &call).await.map_err(|e| fail(e.to_string()))?;
     debug!(sidecar = %s.sidecar, method, path = %call.path, status = answer.status, "sidecar answered");
     if !(200..300).contains(&answer.status) {
         let reason = serde_json::from_slice::<serde_json::Value>(&answer.body)

@@ -78,7 +78,7 @@ impl<'a> Client<'a> {
             _ => (authority.trim_start_matches('[').trim_end_matches(']').to_owned(), if https { 443 } else { 80 }),
         };
         let tls = if https {
-            let config = crate::proxy::tls::verify_full(&section.ca_file)
+            let config = crate::tls::verify_full(&section.ca_file)
                 .map_err(|e| refused(format!("ca_file {}: {e}", section.ca_file.display())))?;
             Some(config)
         } else {
@@ -118,7 +118,7 @@ impl<'a> Client<'a> {
             let tcp = TcpStream::connect((self.host.as_str(), self.port)).await?;
             match &self.tls {
                 Some(config) => {
-                    let name = crate::proxy::tls::server_name(&self.host)
+                    let name = crate::tls::server_name(&self.host)
                         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
                     let stream = tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp).await?;
                     self.exchange(stream, method, path, body.as_deref()).await

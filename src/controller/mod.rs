@@ -9,7 +9,9 @@
 //! - [`replication`]: the `replication=database` connection, on the project's own wire code.
 //! - [`standby`]: the side writes do not go to, its lag reported to the sidecars
 //!   (`standby-report`).
-//! - [`pg`], [`tools`], [`metrics`], [`error`]: connections, client programs, `/metrics`.
+//! - [`pg`], [`tools`], [`metrics`], [`error`]: connections, client programs, `/metrics`;
+//!   [`target`]: where a connection goes, with its TLS and the plaintext-password rule;
+//!   [`pg_tls`]: rustls under tokio-postgres.
 //! - [`progress`]: the lines a person reads, on stdout or into the log.
 
 pub mod catchup;
@@ -27,6 +29,7 @@ pub mod kube;
 pub mod links;
 pub mod metrics;
 pub mod pg;
+pub mod pg_tls;
 pub mod phase;
 pub mod plan;
 pub mod preflight;
@@ -39,6 +42,7 @@ pub mod runner;
 pub mod sequences;
 pub mod snapshot;
 pub mod standby;
+pub mod target;
 pub mod tools;
 pub mod validate;
 pub mod window;

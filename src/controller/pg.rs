@@ -1,16 +1,40 @@
 //! SQL connections of the controller (tokio-postgres), each named for its errors.
 
-use tokio_postgres::{Client, Config, NoTls};
-use tracing::warn;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Config};
+use tracing::{debug, warn};
 
 use super::error::CutoverError;
+use super::pg_tls::RustlsMaker;
+use super::target::{Target, Transport};
 
-/// Connects with `config`; the connection task logs when it ends with an error.
-pub async fn connect(config: &Config, side: &str) -> Result<Client, CutoverError> {
-    let mut config = config.clone();
+/// Connects to `target`, with TLS as its `sslmode` and the plan's password rule say; the
+/// connection task logs when it ends with an error.
+pub async fn connect(target: &Target, side: &str) -> Result<Client, CutoverError> {
+    let transport = target.transport()?;
+    let mut config = target.config.clone();
     config.application_name("pgflip");
-    let (client, connection) =
-        config.connect(NoTls).await.map_err(CutoverError::sql(format!("connecting to {side}")))?;
+    let maker = RustlsMaker(target.tls.client.clone());
+    let what = || format!("connecting to {side} ({})", target.describe_tls());
+    let mode = match transport {
+        Transport::Plain | Transport::PlainThenTls => SslMode::Disable,
+        Transport::TlsIfOffered => SslMode::Prefer,
+        Transport::Tls => SslMode::Require,
+    };
+    let result = open(config.ssl_mode(mode), maker.clone(), side).await;
+    let refused_plain = |e: &tokio_postgres::Error| e.code() == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
+    match result {
+        Err(e) if transport == Transport::PlainThenTls && refused_plain(&e) => {
+            debug!(side, error = %e, "the server refused a plain connection (sslmode=allow): trying TLS");
+            open(config.ssl_mode(SslMode::Require), maker, side).await.map_err(CutoverError::sql(what()))
+        }
+        other => other.map_err(CutoverError::sql(what())),
+    }
+}
+
+async fn open(config: &Config, maker: RustlsMaker, side: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(maker).await?;
     let side = side.to_owned();
     tokio::spawn(async move {
         if let Err(e) = connection.await {

@@ -4,25 +4,27 @@
 //!
 //! Relative paths in the plan are relative to the plan file's directory.
 
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use serde::Deserialize;
-use tokio_postgres::Config;
 
+mod endpoint;
 mod flip_sections;
 mod kube_section;
 mod sections;
+mod tls;
 mod url;
+pub use endpoint::Endpoint;
 pub use flip_sections::{Check, CheckMode, CutoverSection, RetireSection, ValidateSection};
 pub use kube_section::KubernetesSection;
 pub use sections::{
     AppSection, CatchupSection, CommandSection, JournalSection, MetricsSection, PreflightSection, RestoreSection,
-    SnapshotSection, ToolsSection,
+    SecuritySection, SnapshotSection, ToolsSection,
 };
-use url::{config_url, Password};
+pub use tls::{EndpointTls, SslMode, TlsParams};
+
+use super::target::Target;
 
 /// What is wrong with a plan, naming the file and the key.
 #[derive(Debug, thiserror::Error)]
@@ -69,52 +71,10 @@ pub struct Plan {
     pub retire: RetireSection,
     /// The ConfigMap holding the sidecars' durable target, when the plan names one.
     pub kubernetes: Option<KubernetesSection>,
+    pub security: SecuritySection,
     /// The plan file's directory: relative paths resolve against it, and the plan's
     /// commands run in it.
     pub base_dir: PathBuf,
-}
-
-/// A superuser connection to blue or green. `Debug` shows the URL with the password as `***`.
-#[derive(Clone)]
-pub struct Endpoint {
-    /// The connection string to hand to pg_dump, pg_restore and psql; it names the database.
-    pub url: String,
-    config: Config,
-}
-
-impl Endpoint {
-    /// The parsed connection, naming the database.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// The database this endpoint connects to.
-    pub fn database(&self) -> &str {
-        self.config.get_dbname().unwrap_or_default()
-    }
-
-    /// The same connection as a URL naming `database` instead, e.g. `postgres` for CREATE DATABASE.
-    pub fn url_for(&self, database: &str) -> String {
-        config_url(&self.config, database, Password::Shown)
-    }
-
-    /// For a client program: the URL naming `database` without the password, and the
-    /// password to pass as `PGPASSWORD` (a command line is visible to other local users).
-    pub fn for_program(&self, database: &str) -> (String, Option<String>) {
-        let password = self.config.get_password().map(|p| String::from_utf8_lossy(p).into_owned());
-        (config_url(&self.config, database, Password::Left), password)
-    }
-
-    /// The URL with the password replaced by `***`, for logs.
-    pub fn redacted(&self) -> String {
-        config_url(&self.config, self.database(), Password::Redacted)
-    }
-}
-
-impl fmt::Debug for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Endpoint").field("url", &self.redacted()).finish()
-    }
 }
 
 impl Plan {
@@ -131,21 +91,19 @@ impl Plan {
         Checker { file: "plan file".to_owned(), base_dir }.plan(text)
     }
 
-    /// Blue's connection.
-    pub fn blue_config(&self) -> Config {
-        self.blue.config.clone()
+    /// The controller's connection to blue.
+    pub fn blue_config(&self) -> Target {
+        self.blue.target(None)
     }
 
-    /// Green's connection, to the same database as blue.
-    pub fn green_config(&self) -> Config {
-        self.green.config.clone()
+    /// The controller's connection to green, to the same database as blue.
+    pub fn green_config(&self) -> Target {
+        self.green.target(None)
     }
 
-    /// Green's connection to another database, e.g. `postgres` to create the database.
-    pub fn green_config_for(&self, database: &str) -> Config {
-        let mut config = self.green.config.clone();
-        config.dbname(database);
-        config
+    /// The controller's connection to another database of green, e.g. `postgres` to create the database.
+    pub fn green_config_for(&self, database: &str) -> Target {
+        self.green.target(Some(database))
     }
 
     /// Green's URL, naming the database (the same as `green.url`).
@@ -184,6 +142,7 @@ struct PlanFile {
     validate: flip_sections::ValidateFile,
     retire: RetireSection,
     kubernetes: kube_section::KubernetesFile,
+    security: SecuritySection,
 }
 
 /// `[blue]` or `[green]` as written; the URL is required.
@@ -209,8 +168,9 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn plan(&self, text: &str) -> Result<Plan, PlanError> {
         let file: PlanFile = toml::from_str(text).map_err(|e| self.toml_error(text, &e))?;
-        let blue = self.endpoint("blue", file.blue, None)?;
-        let green = self.endpoint("green", file.green, Some(blue.database()))?;
+        let security = file.security;
+        let blue = self.endpoint("[blue] url", file.blue, None, security)?;
+        let green = self.endpoint("[green] url", file.green, Some(blue.database()), security)?;
         let roles = file.app.roles.ok_or_else(|| {
             self.invalid("[app] roles", "is required: the roles the application logs in as, e.g. [\"app\"], or []")
         })?;
@@ -265,47 +225,24 @@ impl Checker<'_> {
             validate,
             retire,
             kubernetes,
+            security,
             base_dir: self.base_dir.to_owned(),
         })
     }
 
     /// Parses `[section] url`; green (`blue_database` given) may leave the database out.
-    fn endpoint(&self, section: &str, file: UrlFile, blue_database: Option<&str>) -> Result<Endpoint, PlanError> {
-        let key = format!("[{section}] url");
+    fn endpoint(
+        &self,
+        key: &'static str,
+        file: UrlFile,
+        blue_database: Option<&str>,
+        security: SecuritySection,
+    ) -> Result<Endpoint, PlanError> {
         let url = file.url.ok_or_else(|| {
-            self.invalid(&key, "is required: a superuser connection like postgres://postgres:secret@host:5432/app")
+            self.invalid(key, "is required: a superuser connection like postgres://postgres:secret@host:5432/app")
         })?;
-        // tokio-postgres's messages name the option at fault, never the password.
-        let mut config =
-            Config::from_str(&url).map_err(|e| self.invalid(&key, format!("is not a valid connection URL: {e}")))?;
-        if config.get_user().is_none() {
-            return Err(self.invalid(&key, "must name a user: postgres://USER:PASSWORD@HOST:PORT/DATABASE"));
-        }
-        if config.get_hosts().is_empty() {
-            return Err(self.invalid(&key, "must name a host: postgres://USER:PASSWORD@HOST:PORT/DATABASE"));
-        }
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(self.invalid(
-                &key,
-                "has sslmode=require: the controller connects over plain TCP for now (disable or prefer)",
-            ));
-        }
-        match (config.get_dbname(), blue_database) {
-            (None, None) => {
-                Err(self.invalid(&key, "must name the database: postgres://USER:PASSWORD@HOST:PORT/DATABASE"))
-            }
-            (None, Some(database)) => {
-                config.dbname(database);
-                Ok(Endpoint { url: config_url(&config, database, Password::Shown), config })
-            }
-            (Some(own), Some(database)) if own != database => Err(self.invalid(
-                &key,
-                format!(
-                    "names database {own:?} but [blue] url names {database:?}: they must be the same (or leave it out)"
-                ),
-            )),
-            (Some(_), _) => Ok(Endpoint { url, config }),
-        }
+        Endpoint::parse(key, url, blue_database, self.base_dir, security.allow_plaintext_passwords)
+            .map_err(|problem| self.invalid(key, problem))
     }
 
     fn command(&self, key: &str, section: &CommandSection) -> Result<(), PlanError> {
@@ -370,6 +307,5 @@ fn key_at(text: &str, offset: usize, name: Option<&str>) -> Option<String> {
     None
 }
 
-/// Writes `config` as a libpq URL naming `database`; with `redact`, the password reads `***`.
 #[cfg(test)]
 mod tests;

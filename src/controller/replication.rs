@@ -8,7 +8,10 @@ use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tracing::debug;
 
+use super::target::{PlaintextPassword, Target, Transport};
+use crate::tls::{MaybeTls, NegotiateError, Negotiated, ServerStream};
 use crate::wire::backend::{self, put_message, AuthRequest, ErrorFields};
 use crate::wire::startup::StartupMessage;
 use crate::wire::{frontend, PROTOCOL_3_0};
@@ -31,6 +34,12 @@ pub enum ReplicationError {
     Auth(String),
     #[error("protocol violation on the replication connection: {0}")]
     Protocol(String),
+    #[error(transparent)]
+    PlaintextPassword(#[from] PlaintextPassword),
+    #[error("TLS with {addr} for replication ({tls}): {source}")]
+    Tls { addr: String, tls: String, source: NegotiateError },
+    #[error("{addr} does not offer TLS, which the replication connection needs ({tls})")]
+    TlsRefused { addr: String, tls: String },
 }
 
 /// What `CREATE_REPLICATION_SLOT ... (SNAPSHOT 'export')` answered.
@@ -45,22 +54,58 @@ pub struct CreatedSlot {
 
 /// An open replication connection.
 pub struct ReplicationConn {
-    stream: TcpStream,
+    stream: ServerStream,
     buf: BytesMut,
 }
 
 impl ReplicationConn {
-    /// Connects to `config`'s first host as its user, with `replication=database`.
-    pub async fn connect(config: &tokio_postgres::Config) -> Result<ReplicationConn, ReplicationError> {
+    /// Connects to `target`'s first host as its user, with `replication=database`, with TLS
+    /// as its `sslmode` and the plan's password rule say.
+    pub async fn connect(target: &Target) -> Result<ReplicationConn, ReplicationError> {
+        match target.transport()? {
+            Transport::PlainThenTls => match ReplicationConn::connect_with(target, Transport::Plain).await {
+                Err(ReplicationError::Server(fields)) if fields.code == "28000" => {
+                    debug!(error = %fields.message, "the server refused a plain connection (sslmode=allow): trying TLS");
+                    ReplicationConn::connect_with(target, Transport::Tls).await
+                }
+                other => other,
+            },
+            transport => ReplicationConn::connect_with(target, transport).await,
+        }
+    }
+
+    async fn connect_with(target: &Target, transport: Transport) -> Result<ReplicationConn, ReplicationError> {
+        let config = &target.config;
         let host = match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
             Some(other) => return Err(ReplicationError::Host(format!("{other:?}"))),
             None => "localhost".to_owned(),
         };
         let port = config.get_ports().first().copied().unwrap_or(5432);
-        let addr = format!("{host}:{port}");
-        let stream = TcpStream::connect(&addr).await.map_err(|source| ReplicationError::Connect { addr, source })?;
-        stream.set_nodelay(true)?;
+        let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        let tcp = TcpStream::connect(&addr)
+            .await
+            .map_err(|source| ReplicationError::Connect { addr: addr.clone(), source })?;
+        tcp.set_nodelay(true)?;
+        let stream = match transport {
+            Transport::Plain | Transport::PlainThenTls => MaybeTls::Plain(tcp),
+            Transport::Tls | Transport::TlsIfOffered => {
+                let tls = || target.describe_tls();
+                let setup_error = |reason: String| ReplicationError::Tls {
+                    addr: addr.clone(),
+                    tls: tls(),
+                    source: NegotiateError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, reason)),
+                };
+                let client = target.tls.client.clone().ok_or_else(|| setup_error("no TLS configuration".into()))?;
+                let name = crate::tls::server_name(&host).map_err(setup_error)?;
+                match crate::tls::request_tls(tcp, client, name).await {
+                    Ok(Negotiated::Tls(stream)) => MaybeTls::Tls(stream),
+                    Ok(Negotiated::Declined(tcp)) if transport == Transport::TlsIfOffered => MaybeTls::Plain(tcp),
+                    Ok(Negotiated::Declined(_)) => return Err(ReplicationError::TlsRefused { addr, tls: tls() }),
+                    Err(source) => return Err(ReplicationError::Tls { addr, tls: tls(), source }),
+                }
+            }
+        };
         let mut conn = ReplicationConn { stream, buf: BytesMut::with_capacity(4096) };
         let user = config.get_user().unwrap_or("postgres").to_owned();
         let mut params = vec![("user".to_owned(), user.clone())];

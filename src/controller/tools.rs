@@ -69,10 +69,12 @@ pub fn newest_debian_bin_dir(programs: &[&str]) -> Option<PathBuf> {
 }
 
 /// Points a client program at `endpoint`'s `database`: `--dbname` without the password,
-/// which goes in `PGPASSWORD` (a command line is visible to other local users).
+/// which goes in `PGPASSWORD` (a command line is visible to other local users), and the
+/// controller's TLS in the URL and in `PGSSLMODE` and `PGSSLROOTCERT`.
 pub fn connect_to(command: &mut Command, endpoint: &super::plan::Endpoint, database: &str) {
     let (url, password) = endpoint.for_program(database);
     command.arg("--dbname").arg(url);
+    command.envs(endpoint.program_env());
     if let Some(password) = password {
         command.env("PGPASSWORD", password);
     }

@@ -10,12 +10,7 @@ use thiserror::Error;
 /// Why an `--admin-url` was refused.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum UrlError {
-    #[error(
-        "https is not supported: the sidecar's admin API speaks plain HTTP; give http://HOST:PORT \
-         (reach a remote sidecar through a tunnel or a port-forward)"
-    )]
-    Https,
-    #[error("unsupported scheme {0:?}: give http://HOST:PORT")]
+    #[error("unsupported scheme {0:?}: give http://HOST:PORT or https://HOST:PORT")]
     Scheme(String),
     #[error("no scheme: give http://HOST:PORT")]
     NoScheme,
@@ -63,6 +58,12 @@ pub enum CtlError {
     Connect { url: String, source: io::Error },
     #[error("cannot reach the sidecar's admin API at {url}: no connection within {} s", after.as_secs())]
     ConnectTimeout { url: String, after: Duration },
+    #[error("{url} is https: give the CA file that signs the sidecar's admin certificate (--ca-file, or the plan's [cutover] sidecar_ca_file)")]
+    NoCaFile { url: String },
+    #[error("cannot read the CA file: {0}")]
+    CaFile(#[from] crate::tls::TlsConfigError),
+    #[error("TLS with the sidecar's admin API at {url} failed: {source}")]
+    Tls { url: String, source: io::Error },
     #[error("{request}: sending the request failed: {source}")]
     Send { request: String, source: io::Error },
     #[error("{request}: no complete answer within {} s", after.as_secs())]

@@ -1,14 +1,40 @@
-//! One admin API call over a fresh TCP connection: write an HTTP/1.1 request with
-//! `Connection: close`, read the answer, all within a deadline.
+//! One admin API call over a fresh TCP connection (TLS for `https`): write an HTTP/1.1
+//! request with `Connection: close`, read the answer, all within a deadline.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::ClientConfig;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::error::CtlError;
 use super::response::{read_response, Response};
-use super::url::AdminUrl;
+use super::url::{AdminUrl, Scheme};
+use crate::tls::{MaybeTls, ServerStream};
+
+/// How `https` admin URLs are checked: the CA that signs the sidecars' admin certificates,
+/// and the name to check them for when it is not the URL's host (sidecars found by DNS
+/// are called by address and checked for the name they were found by).
+#[derive(Debug, Clone)]
+pub struct AdminTls {
+    config: Arc<ClientConfig>,
+    server_name: Option<String>,
+}
+
+impl AdminTls {
+    /// Checks certificates against the CA file at `ca_file`, and their name.
+    pub fn from_ca_file(ca_file: &Path) -> Result<AdminTls, CtlError> {
+        Ok(AdminTls { config: crate::tls::verify_full(ca_file)?, server_name: None })
+    }
+
+    /// The same CA, checking certificates for `name` instead of the URL's host.
+    pub fn for_name(&self, name: &str) -> AdminTls {
+        AdminTls { config: self.config.clone(), server_name: Some(name.to_owned()) }
+    }
+}
 
 /// Longest wait for the TCP connection itself.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,17 +78,23 @@ impl Call {
     }
 }
 
-/// Connects to `url`, sends `call` and reads the answer, whatever its status.
-pub async fn send(url: &AdminUrl, token: Option<&str>, call: &Call) -> Result<Response, CtlError> {
-    let connect = TcpStream::connect((url.host.as_str(), url.port));
+/// Connects to `url`, sends `call` and reads the answer, whatever its status. An `https`
+/// URL needs `tls`.
+pub async fn send(
+    url: &AdminUrl,
+    token: Option<&str>,
+    tls: Option<&AdminTls>,
+    call: &Call,
+) -> Result<Response, CtlError> {
+    let connect = connect(url, tls);
     let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(source)) => return Err(CtlError::Connect { url: url.to_string(), source }),
+        Ok(stream) => stream?,
         Err(_) => return Err(CtlError::ConnectTimeout { url: url.to_string(), after: CONNECT_TIMEOUT }),
     };
     let request = call.encode(url, token);
     let exchange = async {
         stream.write_all(&request).await.map_err(|source| CtlError::Send { request: call.describe(url), source })?;
+        stream.flush().await.map_err(|source| CtlError::Send { request: call.describe(url), source })?;
         let mut reader = BufReader::new(&mut stream);
         read_response(&mut reader).await.map_err(|source| CtlError::Answer { request: call.describe(url), source })
     };
@@ -70,4 +102,23 @@ pub async fn send(url: &AdminUrl, token: Option<&str>, call: &Call) -> Result<Re
         Ok(answer) => answer,
         Err(_) => Err(CtlError::Timeout { request: call.describe(url), after: call.deadline }),
     }
+}
+
+/// TCP to `url`, and the TLS handshake for `https`.
+async fn connect(url: &AdminUrl, tls: Option<&AdminTls>) -> Result<ServerStream, CtlError> {
+    let tls = match (url.scheme, tls) {
+        (Scheme::Http, _) => None,
+        (Scheme::Https, Some(tls)) => Some(tls),
+        (Scheme::Https, None) => return Err(CtlError::NoCaFile { url: url.to_string() }),
+    };
+    let tcp = TcpStream::connect((url.host.as_str(), url.port))
+        .await
+        .map_err(|source| CtlError::Connect { url: url.to_string(), source })?;
+    let Some(tls) = tls else { return Ok(MaybeTls::Plain(tcp)) };
+    let tls_err = |source| CtlError::Tls { url: url.to_string(), source };
+    let name = tls.server_name.as_deref().unwrap_or(&url.host);
+    let name = crate::tls::server_name(name)
+        .map_err(|reason| tls_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, reason)))?;
+    let stream = TlsConnector::from(tls.config.clone()).connect(name, tcp).await.map_err(tls_err)?;
+    Ok(MaybeTls::Tls(Box::new(stream)))
 }

@@ -28,9 +28,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use crate::api::{OnTimeout, PauseRequest, ResumeRequest, StandbyReport, StandbyState, SwitchRequest};
 
 pub use error::{CtlError, ResponseError, UrlError};
-pub use http::{send, Call};
+pub use http::{send, AdminTls, Call};
 pub use response::{read_response, Response};
-pub use url::AdminUrl;
+pub use url::{AdminUrl, Scheme};
 
 /// The sidecar answered 2xx.
 pub const EXIT_OK: u8 = 0;
@@ -47,9 +47,12 @@ const DEADLINE_AFTER_DRAIN: Duration = Duration::from_secs(30);
 /// `pgflip ctl`: where the admin API is, how to authenticate, and what to ask.
 #[derive(Debug, Args)]
 pub struct CtlArgs {
-    /// The sidecar's admin API, http://HOST:PORT (https is not supported).
+    /// The sidecar's admin API, http://HOST:PORT or https://HOST:PORT.
     #[arg(long, env = "PGFLIP_ADMIN_URL", default_value = "http://127.0.0.1:9187", value_name = "URL")]
     pub admin_url: AdminUrl,
+    /// For an https admin URL: the CA file (PEM) that signs the sidecar's admin certificate.
+    #[arg(long, env = "PGFLIP_ADMIN_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// File holding the admin token, sent as `Authorization: Bearer <token>`.
     #[arg(long, env = "PGFLIP_ADMIN_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
@@ -268,7 +271,8 @@ pub fn run(args: CtlArgs) -> u8 {
 pub async fn execute(args: &CtlArgs) -> Result<u8, CtlError> {
     let token = args.token_file.as_deref().map(read_token).transpose()?;
     let call = args.action.call()?;
-    let answer = http::send(&args.admin_url, token.as_deref(), &call).await?;
+    let tls = args.ca_file.as_deref().map(AdminTls::from_ca_file).transpose()?;
+    let answer = http::send(&args.admin_url, token.as_deref(), tls.as_ref(), &call).await?;
     let json: serde_json::Value = serde_json::from_slice(&answer.body).map_err(|source| CtlError::NotJson {
         request: call.describe(&args.admin_url),
         status: answer.status,

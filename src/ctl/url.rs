@@ -1,20 +1,34 @@
-//! The `--admin-url` of `pgflip ctl`: only `http://HOST:PORT[/]`, since the admin API is
-//! plain HTTP on a fixed listener and every route path is absolute.
+//! The `--admin-url` of `pgflip ctl` and the plan's sidecars: only `http://HOST:PORT[/]` or
+//! `https://HOST:PORT[/]`, since the admin API is on a fixed listener and every route path
+//! is absolute.
 
 use std::fmt;
 use std::str::FromStr;
 
 use super::error::UrlError;
 
+/// Plain HTTP, or HTTPS with the sidecar's certificate checked against a CA file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
 /// Where the sidecar's admin API listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminUrl {
+    pub scheme: Scheme,
     /// A name or an IP address, IPv6 without brackets.
     pub host: String,
     pub port: u16,
 }
 
 impl AdminUrl {
+    /// `http://HOST:PORT`.
+    pub fn http(host: impl Into<String>, port: u16) -> AdminUrl {
+        AdminUrl { scheme: Scheme::Http, host: host.into(), port }
+    }
+
     /// `host:port` as it goes into the `Host` header, IPv6 in brackets.
     pub fn authority(&self) -> String {
         if self.host.contains(':') {
@@ -27,7 +41,11 @@ impl AdminUrl {
 
 impl fmt::Display for AdminUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}", self.authority())
+        let scheme = match self.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        write!(f, "{scheme}://{}", self.authority())
     }
 }
 
@@ -36,9 +54,9 @@ impl FromStr for AdminUrl {
 
     fn from_str(text: &str) -> Result<Self, UrlError> {
         let text = text.trim();
-        let rest = match text.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-            Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => return Err(UrlError::Https),
+        let (scheme, rest) = match text.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (Scheme::Http, rest),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (Scheme::Https, rest),
             Some((scheme, _)) => return Err(UrlError::Scheme(scheme.to_owned())),
             None => return Err(UrlError::NoScheme),
         };
@@ -68,6 +86,6 @@ impl FromStr for AdminUrl {
             _ if port.is_empty() => return Err(UrlError::NoPort),
             _ => return Err(UrlError::BadPort(port.to_owned())),
         };
-        Ok(AdminUrl { host: host.to_owned(), port })
+        Ok(AdminUrl { scheme, host: host.to_owned(), port })
     }
 }

@@ -83,7 +83,7 @@ async fn wait_ready(sidecar: &Sidecar, index: usize) -> Result<(), DemoError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let call = Call { method: "GET", path: "/readyz".into(), body: None, deadline: Duration::from_secs(2) };
-        if let Ok(response) = send(&url, None, &call).await {
+        if let Ok(response) = send(&url, None, None, &call).await {
             if response.status == 200 {
                 return Ok(());
             }
@@ -99,7 +99,7 @@ async fn wait_ready(sidecar: &Sidecar, index: usize) -> Result<(), DemoError> {
 pub async fn active(sidecar: &Sidecar) -> Option<String> {
     let url: AdminUrl = sidecar.admin_url.parse().ok()?;
     let call = Call { method: "GET", path: "/v1/status".into(), body: None, deadline: Duration::from_secs(5) };
-    let response = send(&url, None, &call).await.ok()?;
+    let response = send(&url, None, None, &call).await.ok()?;
     let status: serde_json::Value = serde_json::from_slice(&response.body).ok()?;
     status["active"].as_str().map(str::to_owned)
 }

@@ -93,12 +93,17 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
         listen_standby = config.standby.as_ref().map(|s| s.listen.to_string()),
         active = %snapshot.active,
         tls = ctx.tls_acceptor.is_some(),
+        admin_tls = config.admin_tls.is_some(),
         "pgflip proxy serving"
     );
 
     let admin_stop = CancellationToken::new();
     let admin_state = Arc::new(AdminState { ctx: ctx.clone(), registry, token: config.admin_token.clone() });
-    let admin = tokio::spawn(admin::serve(admin_listener, admin_state, admin_stop.clone()));
+    let admin_tls = match &config.admin_tls {
+        Some((cert, key)) => Some(TlsAcceptor::from(tls::admin_server(cert, key)?)),
+        None => None,
+    };
+    let admin = tokio::spawn(admin::serve(admin_listener, admin_state, admin_tls, admin_stop.clone()));
 
     let threads = config.worker_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let workers = Workers::start(threads).map_err(ProxyError::Workers)?;

@@ -63,7 +63,9 @@ fn server_command(name: &str, cwd: &Path) -> Command {
     clear_pg_env(&mut cmd);
     cmd.current_dir(cwd).env("LC_ALL", "C").stdin(Stdio::null());
     if let Some((uid, gid)) = server_user() {
-        cmd.uid(uid).gid(gid);
+        // Root's HOME is closed to `postgres`: the server's own libpq connections (a
+        // subscription's) would fail reading ~/.postgresql/postgresql.crt there.
+        cmd.uid(uid).gid(gid).env("HOME", cwd);
     }
     cmd
 }

@@ -19,6 +19,9 @@ pub struct CutoverSection {
     pub sidecars_dns_server: Option<std::net::SocketAddr>,
     /// A file holding the sidecars' admin bearer token.
     pub admin_token_file: Option<PathBuf>,
+    /// The CA file (PEM) that signs the sidecars' admin certificates, for `https` sidecar
+    /// URLs (and, when given, the sidecars `sidecars_dns` finds, checked for that name).
+    pub sidecar_ca_file: Option<PathBuf>,
     /// How long each sidecar gets to park its sessions at a transaction boundary.
     pub drain_timeout: Duration,
     /// How long green (or blue, on rollback) gets to confirm the fence LSN.
@@ -61,6 +64,7 @@ pub(super) struct CutoverFile {
     sidecars_dns: Option<String>,
     sidecars_dns_server: Option<String>,
     admin_token_file: Option<PathBuf>,
+    sidecar_ca_file: Option<PathBuf>,
     drain_timeout: Written,
     catchup_timeout: Written,
     max_write_pause: Written,
@@ -80,6 +84,7 @@ impl Default for CutoverFile {
             sidecars_dns: None,
             sidecars_dns_server: None,
             admin_token_file: None,
+            sidecar_ca_file: None,
             drain_timeout: Written(Duration::from_secs(5)),
             catchup_timeout: Written(Duration::from_secs(30)),
             max_write_pause: Written(Duration::from_secs(60)),
@@ -176,8 +181,9 @@ pub(super) type Problem = (&'static str, String);
 
 pub(super) fn cutover(file: CutoverFile, base_dir: &Path) -> Result<CutoverSection, Problem> {
     for sidecar in &file.sidecars {
-        if !sidecar.starts_with("http://") {
-            return Err(("[cutover] sidecars", format!("must list http://HOST:PORT URLs, got {sidecar:?}")));
+        if let Err(e) = sidecar.parse::<crate::ctl::AdminUrl>() {
+            let problem = format!("must list http://HOST:PORT or https://HOST:PORT URLs, got {sidecar:?}: {e}");
+            return Err(("[cutover] sidecars", problem));
         }
     }
     if let Some(dns) = &file.sidecars_dns {
@@ -209,11 +215,22 @@ pub(super) fn cutover(file: CutoverFile, base_dir: &Path) -> Result<CutoverSecti
     if let Some(name) = file.one_way_tables.iter().find(|t| t.split('.').count() != 2) {
         return Err(("[cutover] one_way_tables", format!("names tables as schema.table, got {name:?}")));
     }
+    let https = file
+        .sidecars
+        .iter()
+        .find(|url| url.parse::<crate::ctl::AdminUrl>().is_ok_and(|url| url.scheme == crate::ctl::Scheme::Https));
+    if let (Some(url), None) = (https, &file.sidecar_ca_file) {
+        return Err((
+            "[cutover] sidecars",
+            format!("{url:?} is https: give sidecar_ca_file, the CA that signs the sidecars' admin certificates"),
+        ));
+    }
     Ok(CutoverSection {
         sidecars: file.sidecars.iter().map(|s| s.trim_end_matches('/').to_owned()).collect(),
         sidecars_dns: file.sidecars_dns,
         sidecars_dns_server,
         admin_token_file: file.admin_token_file.map(|p| base_dir.join(p)),
+        sidecar_ca_file: file.sidecar_ca_file.map(|p| base_dir.join(p)),
         drain_timeout,
         catchup_timeout,
         max_write_pause,

@@ -139,3 +139,13 @@ pub struct ToolsSection {
     /// The directory of pg_dump, pg_restore, pg_dumpall and psql; `None`: search `PATH`.
     pub bin_dir: Option<PathBuf>,
 }
+
+/// `[security]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecuritySection {
+    /// Lets a URL with a password connect over TCP without TLS (`sslmode=disable`,
+    /// `allow`, or `prefer` with a server that offers none). Off by default: for tests,
+    /// demos and networks that are trusted.
+    pub allow_plaintext_passwords: bool,
+}

@@ -1,7 +1,11 @@
 //! Unit tests of the plan file: defaults, paths, URLs and the errors that name keys.
 
 use super::*;
+use std::str::FromStr;
 use std::time::Duration;
+
+use crate::controller::target::Transport;
+use tokio_postgres::Config;
 
 const MINIMAL: &str = r#"
 [blue]
@@ -26,7 +30,7 @@ fn error(text: &str) -> String {
 fn minimal_plan_takes_the_defaults() {
     let plan = parse(MINIMAL).unwrap();
     assert_eq!(plan.database(), "shop");
-    assert_eq!(plan.green_config().get_dbname(), Some("shop"));
+    assert_eq!(plan.green_config().config.get_dbname(), Some("shop"));
     assert_eq!(plan.green.url, "postgres://admin:s3cret@green.internal:5433/shop");
     assert_eq!(plan.blue.url, "postgres://admin:s3cret@blue.internal:5432/shop?sslmode=disable");
     assert_eq!(plan.app.roles, ["shop"]);
@@ -146,7 +150,11 @@ fn required_keys() {
 #[test]
 fn urls_must_name_user_host_and_the_same_database() {
     let with_blue = |url: &str| MINIMAL.replace("postgres://admin:s3cret@blue.internal:5432/shop?sslmode=disable", url);
-    let err = error(&with_blue("postgres://admin:s3cret@blue.internal?sslmode=verify-full"));
+    let err = error(&with_blue("postgres://admin:s3cret@blue.internal/shop?sslmode=verify-full"));
+    assert!(err.starts_with("plan file: [blue] url has sslmode=verify-full without sslrootcert"), "{err}");
+    let err = error(&with_blue("postgres://admin:s3cret@blue.internal/shop?sslmode=sometimes"));
+    assert!(err.starts_with("plan file: [blue] url has sslmode=\"sometimes\""), "{err}");
+    let err = error(&with_blue("postgres://admin:s3cret@blue.internal?nonsense=1"));
     assert!(err.starts_with("plan file: [blue] url is not a valid connection URL: "), "{err}");
     assert!(error(&with_blue("postgres://admin:s3cret@blue.internal")).contains("[blue] url must name the database"));
     assert!(error(&with_blue("postgres://blue.internal/shop")).contains("[blue] url must name a user"));
@@ -179,15 +187,15 @@ fn green_url_for_another_database_keeps_the_connection() {
     assert_eq!(
         url,
         "postgres://ad%20min:p%40ss%2Fw%3Ard@[::1]:5433,green.internal:5432/postgres\
-             ?application_name=pgflip&connect_timeout=7"
+             ?application_name=pgflip&connect_timeout=7&sslmode=prefer"
     );
     let config = Config::from_str(&url).unwrap();
     assert_eq!(config.get_password(), Some(&b"p@ss/w:rd"[..]));
     assert_eq!(config.get_user(), Some("ad min"));
     assert_eq!(config.get_dbname(), Some("postgres"));
-    assert_eq!(config.get_hosts(), plan.green_config().get_hosts());
-    assert_eq!(config.get_ports(), plan.green_config().get_ports());
-    assert_eq!(plan.green_config_for("postgres").get_dbname(), Some("postgres"));
+    assert_eq!(config.get_hosts(), plan.green_config().config.get_hosts());
+    assert_eq!(config.get_ports(), plan.green_config().config.get_ports());
+    assert_eq!(plan.green_config_for("postgres").config.get_dbname(), Some("postgres"));
     assert_eq!(plan.green_url(), plan.green_url_for("shop"));
 }
 
@@ -197,7 +205,7 @@ fn unix_socket_hosts_survive_the_rebuild() {
     let plan = parse(&MINIMAL.replace("green.internal:5433", "%2Fvar%2Frun%2Fpostgresql")).unwrap();
     let url = plan.green_url_for("postgres");
     assert_eq!(url, "postgres://admin:s3cret@%2Fvar%2Frun%2Fpostgresql:5432/postgres");
-    assert_eq!(Config::from_str(&url).unwrap().get_hosts(), plan.green_config().get_hosts());
+    assert_eq!(Config::from_str(&url).unwrap().get_hosts(), plan.green_config().config.get_hosts());
 }
 
 #[test]
@@ -215,10 +223,21 @@ fn the_example_plan_in_deploy_is_valid() {
 }
 
 #[test]
-fn tls_the_controller_cannot_speak_is_refused_by_name() {
-    let text = "[blue]\nurl = \"postgres://postgres@127.0.0.1:5432/app?sslmode=require\"\n[green]\nurl = \"postgres://postgres@127.0.0.1:5433\"\n[app]\nroles = []\n";
-    let err = Plan::parse(text, std::path::Path::new("/tmp")).expect_err("require").to_string();
-    assert!(err.contains("[blue] url") && err.contains("sslmode=require"), "{err}");
+fn every_libpq_sslmode_is_taken() {
+    for (mode, transport) in [
+        ("disable", Transport::Plain),
+        ("allow", Transport::PlainThenTls),
+        ("prefer", Transport::TlsIfOffered),
+        ("require", Transport::Tls),
+    ] {
+        let text = format!(
+            "[blue]\nurl = \"postgres://postgres@127.0.0.1:5432/app?sslmode={mode}\"\n\
+             [green]\nurl = \"postgres://postgres@127.0.0.1:5433\"\n[app]\nroles = []\n"
+        );
+        let plan = Plan::parse(&text, std::path::Path::new("/tmp")).expect(mode);
+        assert_eq!(plan.blue_config().transport().unwrap(), transport, "{mode}");
+        assert_eq!(plan.blue.program_env(), vec![("PGSSLMODE", mode.to_owned())]);
+    }
 }
 
 #[test]
@@ -292,4 +311,54 @@ fn durations_take_seconds_or_a_unit() {
     assert!(err.starts_with("plan file: [validate] window: "), "{err}");
     let err = error(&format!("{MINIMAL}\n[catchup]\nstable_seconds = -2\n"));
     assert!(err.starts_with("plan file: [catchup] stable_seconds: "), "{err}");
+}
+
+#[test]
+fn a_password_crosses_tcp_only_under_tls_unless_the_plan_allows_it() {
+    let plan = parse(MINIMAL).unwrap();
+    let err = plan.blue_config().transport().unwrap_err().to_string();
+    assert!(err.starts_with("[blue] url has a password and sslmode=disable"), "{err}");
+    assert!(err.contains("[security] allow_plaintext_passwords = true") && !err.contains("s3cret"), "{err}");
+    // prefer (the default) insists on TLS, and client programs are told to require it.
+    assert_eq!(plan.green_config().transport().unwrap(), Transport::Tls);
+    assert_eq!(plan.green.program_env(), vec![("PGSSLMODE", "require".to_owned())]);
+    let (url, _) = plan.green.for_program("shop");
+    assert_eq!(url, "postgres://admin@green.internal:5433/shop?sslmode=require");
+    let allowed = parse(&format!("{MINIMAL}\n[security]\nallow_plaintext_passwords = true\n")).unwrap();
+    assert_eq!(allowed.blue_config().transport().unwrap(), Transport::Plain);
+    assert_eq!(allowed.green_config().transport().unwrap(), Transport::TlsIfOffered);
+    assert_eq!(allowed.green.program_env(), vec![("PGSSLMODE", "prefer".to_owned())]);
+    // No password, or a Unix-domain socket: nothing to guard.
+    let no_password = parse(&MINIMAL.replace("admin:s3cret@blue", "admin@blue")).unwrap();
+    assert_eq!(no_password.blue_config().transport().unwrap(), Transport::Plain);
+    let socket = parse(&MINIMAL.replace("blue.internal:5432", "%2Frun%2Fpostgresql")).unwrap();
+    assert_eq!(socket.blue_config().transport().unwrap(), Transport::Plain);
+}
+
+#[test]
+fn tls_parameters_stay_as_written_for_servers_and_resolved_for_programs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), test_ca()).unwrap();
+    let text = MINIMAL.replace("5432/shop?sslmode=disable", "5432/shop?sslmode=verify-full&sslrootcert=ca.pem");
+    let plan = Plan::parse(&text, dir.path()).unwrap();
+    assert_eq!(plan.blue.url, "postgres://admin:s3cret@blue.internal:5432/shop?sslmode=verify-full&sslrootcert=ca.pem");
+    assert_eq!(plan.blue_config().transport().unwrap(), Transport::Tls);
+    let ca = dir.path().join("ca.pem").display().to_string();
+    assert_eq!(plan.blue.program_env(), vec![("PGSSLMODE", "verify-full".to_owned()), ("PGSSLROOTCERT", ca.clone())]);
+    let (url, _) = plan.blue.for_program("postgres");
+    let encoded = ca.replace('/', "%2F");
+    assert_eq!(url, format!("postgres://admin@blue.internal:5432/postgres?sslmode=verify-full&sslrootcert={encoded}"));
+    let green = text.replace("green.internal:5433", "green.internal:5433?sslmode=verify-ca&sslrootcert=ca.pem");
+    let plan = Plan::parse(&green, dir.path()).unwrap();
+    assert_eq!(plan.green.url, "postgres://admin:s3cret@green.internal:5433/shop?sslmode=verify-ca&sslrootcert=ca.pem");
+    let err = Plan::parse(&text.replace("sslrootcert=ca.pem", "sslrootcert=missing.pem"), dir.path()).unwrap_err();
+    assert!(err.to_string().contains("[blue] url sslrootcert: cannot read certificates"), "{err}");
+}
+
+/// A self-signed CA certificate, PEM.
+fn test_ca() -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.self_signed(&key).unwrap().pem()
 }

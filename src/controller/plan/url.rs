@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use tokio_postgres::config::{ChannelBinding, Host, LoadBalanceHosts, SslMode, SslNegotiation, TargetSessionAttrs};
+use tokio_postgres::config::{ChannelBinding, Host, LoadBalanceHosts, SslNegotiation, TargetSessionAttrs};
 use tokio_postgres::Config;
 
 /// How a rebuilt URL shows the password.
@@ -15,7 +15,14 @@ pub(super) enum Password {
     Left,
 }
 
-pub(super) fn config_url(config: &Config, database: &str, password_as: Password) -> String {
+/// Writes `config` as a libpq URL naming `database`, the password as `password_as` says,
+/// with `tls` (`sslmode`, `sslrootcert`) after the other parameters.
+pub(super) fn config_url(
+    config: &Config,
+    database: &str,
+    password_as: Password,
+    tls: &[(&'static str, String)],
+) -> String {
     let mut url = String::from("postgres://");
     if let Some(user) = config.get_user() {
         url += &percent_encode(user.as_bytes());
@@ -46,26 +53,19 @@ pub(super) fn config_url(config: &Config, database: &str, password_as: Password)
     }
     url.push('/');
     url += &percent_encode(database.as_bytes());
-    for (i, (key, value)) in url_params(config).into_iter().enumerate() {
+    for (i, (key, value)) in url_params(config).into_iter().chain(tls.iter().cloned()).enumerate() {
         let _ = write!(url, "{}{key}={}", if i == 0 { '?' } else { '&' }, percent_encode(value.as_bytes()));
     }
     url
 }
 
-/// The URL parameters of `config` that differ from libpq's defaults, as the user wrote them.
+/// The URL parameters of `config` that differ from libpq's defaults, as the user wrote them
+/// (TLS aside: the plan keeps `sslmode` and `sslrootcert` itself).
 fn url_params(config: &Config) -> Vec<(&'static str, String)> {
     let defaults = Config::new();
     let seconds = |d: &Duration| d.as_secs().to_string();
     let hostaddrs: Vec<String> = config.get_hostaddrs().iter().map(ToString::to_string).collect();
     [
-        (
-            "sslmode",
-            match config.get_ssl_mode() {
-                SslMode::Disable => Some("disable".to_owned()),
-                SslMode::Require => Some("require".to_owned()),
-                _ => None,
-            },
-        ),
         ("sslnegotiation", (config.get_ssl_negotiation() == SslNegotiation::Direct).then(|| "direct".to_owned())),
         (
             "channel_binding",

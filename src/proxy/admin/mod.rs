@@ -12,6 +12,7 @@
 //! - `PUT /v1/upstreams/{name}`: add or replace an upstream ([`crate::api::PutUpstreamRequest`]).
 //! - `PUT /v1/standby`: the controller's report on the standby ([`crate::api::StandbyReport`]).
 //!
+//! With `admin_tls_cert` and `admin_tls_key` configured, the API speaks HTTPS only.
 //! With an admin token configured, `/v1/*` needs `Authorization: Bearer <token>`. Errors are
 //! JSON `{"error": "..."}` with a fitting status code. Every mutating call is logged as one
 //! audit event (target `pgflip::audit`).
@@ -34,6 +35,7 @@ use hyper_util::rt::TokioIo;
 use prometheus::{Encoder, TextEncoder};
 use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -53,8 +55,11 @@ pub struct AdminState {
 
 type Body = Full<Bytes>;
 
-/// Serves admin requests on `listener` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: CancellationToken) {
+/// Longest wait for a client's TLS handshake on an HTTPS admin API.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves admin requests on `listener` until `stop` is cancelled, over HTTPS when `tls` is given.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, tls: Option<TlsAcceptor>, stop: CancellationToken) {
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -68,12 +73,21 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: Cancella
             _ = stop.cancelled() => return,
         };
         let state = state.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(route(&state, peer, req).await) }
             });
-            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await {
+            let served = match tls {
+                None => http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await,
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => http1::Builder::new().serve_connection(TokioIo::new(stream), service).await,
+                    Ok(Err(e)) => return debug!(admin.peer = %peer, error = %e, "admin TLS handshake failed"),
+                    Err(_) => return debug!(admin.peer = %peer, "admin TLS handshake timed out"),
+                },
+            };
+            if let Err(e) = served {
                 debug!(admin.peer = %peer, error = %e, "admin connection ended with an error");
             }
         });

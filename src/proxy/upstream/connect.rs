@@ -7,16 +7,15 @@ use std::time::Duration;
 use bytes::BytesMut;
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 use crate::proxy::io::{read_message, write_all, MAX_HANDSHAKE_MESSAGE};
 use crate::proxy::stream::{MaybeTls, ServerStream};
 use crate::proxy::upstream::{Upstream, UpstreamError};
+use crate::tls::{self, NegotiateError, Negotiated};
 use crate::wire::backend::{self, AuthRequest, ErrorFields};
 use crate::wire::frontend;
-use crate::wire::startup::{ssl_request, StartupMessage};
+use crate::wire::startup::StartupMessage;
 
 /// The user and password a session logs in to the upstream with.
 #[derive(Clone, PartialEq, Eq)]
@@ -81,18 +80,14 @@ pub(crate) async fn open_stream(upstream: &Upstream) -> Result<ServerStream, Ups
     let Some((config, server_name)) = &upstream.tls else {
         return Ok(MaybeTls::Plain(tcp));
     };
-    let mut tcp = tcp;
-    let io_err = |source| UpstreamError::Io { upstream: name(), source };
-    write_all(&mut tcp, &ssl_request()).await.map_err(io_err)?;
-    let answer = tcp.read_u8().await.map_err(io_err)?;
-    if answer != b'S' {
-        return Err(UpstreamError::TlsRefused { upstream: name() });
+    match tls::request_tls(tcp, config.clone(), server_name.clone()).await {
+        Ok(Negotiated::Tls(tls)) => Ok(MaybeTls::Tls(tls)),
+        Ok(Negotiated::Declined(_)) | Err(NegotiateError::Answer(_)) => {
+            Err(UpstreamError::TlsRefused { upstream: name() })
+        }
+        Err(NegotiateError::Io(source)) => Err(UpstreamError::Io { upstream: name(), source }),
+        Err(NegotiateError::Handshake(source)) => Err(UpstreamError::Tls { upstream: name(), source }),
     }
-    let tls = TlsConnector::from(config.clone())
-        .connect(server_name.clone(), tcp)
-        .await
-        .map_err(|source| UpstreamError::Tls { upstream: name(), source })?;
-    Ok(MaybeTls::Tls(Box::new(tls)))
 }
 
 async fn connect_inner(

@@ -6,8 +6,8 @@ use std::sync::{Arc, RwLock};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 
-use crate::proxy::tls::{self, TlsConfigError};
 use crate::proxy::upstream::url::{SslMode, UpstreamUrl};
+use crate::tls::{self, TlsConfigError};
 
 /// One upstream server with its TLS configuration built once.
 #[derive(Debug)]
