@@ -9,11 +9,17 @@
 //! - [`replication`]: the `replication=database` connection, on the project's own wire code.
 //! - [`standby`]: the side writes do not go to, its lag reported to the sidecars
 //!   (`standby-report`).
+//! - [`names`]: the plan's replication object names; [`lock`] and [`servers`]: one
+//!   controller per plan, on the servers the journal knows; [`ddl`]: DDL under a lock timeout.
+//! - [`status`]: the journal and both servers' slots and subscriptions; [`abandon`]: giving
+//!   a cutover up, removing what pgflip made.
 //! - [`pg`], [`tools`], [`metrics`], [`error`]: connections, client programs, `/metrics`.
 //! - [`progress`]: the lines a person reads, on stdout or into the log.
 
+pub mod abandon;
 pub mod catchup;
 pub mod commands;
+pub mod ddl;
 pub mod discovery;
 pub mod drift;
 pub mod durable;
@@ -25,7 +31,9 @@ pub mod flip;
 pub mod journal;
 pub mod kube;
 pub mod links;
+pub mod lock;
 pub mod metrics;
+pub mod names;
 pub mod pg;
 pub mod phase;
 pub mod plan;
@@ -37,14 +45,18 @@ pub mod restore;
 pub mod roles;
 pub mod runner;
 pub mod sequences;
+pub mod servers;
 pub mod snapshot;
 pub mod standby;
+pub mod status;
 pub mod tools;
 pub mod validate;
 pub mod window;
 
+pub use abandon::abandon;
 pub use error::CutoverError;
 pub use phase::Phase;
 pub use progress::Progress;
-pub use runner::{promote, rollback, run, status};
+pub use runner::{promote, rollback, run};
 pub use standby::command::{parse_interval, standby_report};
+pub use status::status;

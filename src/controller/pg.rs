@@ -7,8 +7,13 @@ use super::error::CutoverError;
 
 /// Connects with `config`; the connection task logs when it ends with an error.
 pub async fn connect(config: &Config, side: &str) -> Result<Client, CutoverError> {
+    connect_as(config, side, "pgflip").await
+}
+
+/// [`connect`], showing `application_name` in `pg_stat_activity`.
+pub async fn connect_as(config: &Config, side: &str, application_name: &str) -> Result<Client, CutoverError> {
     let mut config = config.clone();
-    config.application_name("pgflip");
+    config.application_name(application_name);
     let (client, connection) =
         config.connect(NoTls).await.map_err(CutoverError::sql(format!("connecting to {side}")))?;
     let side = side.to_owned();

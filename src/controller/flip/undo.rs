@@ -69,7 +69,7 @@ pub(crate) async fn resolve(ctx: &mut Context, sides: &Sides, direction: Directi
 /// misses nothing). Steps on the new side are best effort: it may be the side that failed.
 async fn back_out(ctx: &Context, sides: &Sides, direction: Direction) -> Result<(), CutoverError> {
     let (from, to) = direction.sides();
-    let (into_new, back) = direction.links();
+    let (into_new, back) = direction.links(&sides.names);
     let (old, new) = (sides.client(from), sides.client(to));
     let deadline = || Instant::now() + UNDO_DEADLINE;
     let result = async {

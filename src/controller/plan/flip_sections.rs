@@ -36,6 +36,9 @@ pub struct CutoverSection {
     pub sidecar_config: Option<PathBuf>,
     /// How many sidecars are called at once.
     pub parallel: usize,
+    /// The base of the replication objects' names (`pgflip_<name>_fwd`, `pgflip_<name>_rev`);
+    /// `None`: the database's name.
+    pub name: Option<String>,
 }
 
 impl CutoverSection {
@@ -66,6 +69,7 @@ pub(super) struct CutoverFile {
     blue_upstream_url: Option<String>,
     sidecar_config: Option<PathBuf>,
     parallel: usize,
+    name: Option<String>,
 }
 
 impl Default for CutoverFile {
@@ -84,6 +88,7 @@ impl Default for CutoverFile {
             blue_upstream_url: None,
             sidecar_config: None,
             parallel: 16,
+            name: None,
         }
     }
 }
@@ -200,6 +205,9 @@ pub(super) fn cutover(file: CutoverFile, base_dir: &Path) -> Result<CutoverSecti
     if file.parallel == 0 {
         return Err(("[cutover] parallel", "must be at least 1, got 0".into()));
     }
+    if file.name.as_deref().is_some_and(|name| name.trim().is_empty()) {
+        return Err(("[cutover] name", "must not be empty (leave it out to use the database's name)".into()));
+    }
     Ok(CutoverSection {
         sidecars: file.sidecars.iter().map(|s| s.trim_end_matches('/').to_owned()).collect(),
         sidecars_dns: file.sidecars_dns,
@@ -214,6 +222,7 @@ pub(super) fn cutover(file: CutoverFile, base_dir: &Path) -> Result<CutoverSecti
         blue_upstream_url: file.blue_upstream_url,
         sidecar_config: file.sidecar_config.map(|p| base_dir.join(p)),
         parallel: file.parallel,
+        name: file.name,
     })
 }
 
