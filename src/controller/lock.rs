@@ -38,8 +38,8 @@ pub enum Reach {
 /// The locks a command holds; dropping it lets them go.
 pub struct PlanLock {
     _file: File,
-    /// The sessions holding the advisory lock, by side.
-    sessions: Vec<(&'static str, Client)>,
+    /// The sessions holding the advisory lock (it lasts as long as they do).
+    _sessions: Vec<Client>,
 }
 
 impl PlanLock {
@@ -87,7 +87,7 @@ impl PlanLock {
         command: &str,
         reach: Reach,
     ) -> Result<PlanLock, CutoverError> {
-        let mut lock = PlanLock { _file: file, sessions: Vec::new() };
+        let mut lock = PlanLock { _file: file, _sessions: Vec::new() };
         let key = names.lock_key();
         let application = application_name(command);
         for (side, config) in [("blue", plan.blue_config()), ("green", plan.green_config())] {
@@ -100,6 +100,8 @@ impl PlanLock {
                 }
                 Err(e) => return Err(e),
             };
+            // First: a plan pointed at another server is refused for that, whoever holds what.
+            servers::check(&client, side, &database, journal).await?;
             let taken: bool = client
                 .query_one("SELECT pg_catalog.pg_try_advisory_lock($1)", &[&key])
                 .await
@@ -111,16 +113,10 @@ impl PlanLock {
                     holder: format!("on {side}, {holder} holds the advisory lock of {}", names.forward),
                 });
             }
-            servers::check(&client, side, &database, journal).await?;
             info!(side, key, "plan lock taken");
-            lock.sessions.push((side, client));
+            lock._sessions.push(client);
         }
         Ok(lock)
-    }
-
-    /// The sides whose servers answered.
-    pub fn reached(&self) -> Vec<&'static str> {
-        self.sessions.iter().map(|(side, _)| *side).collect()
     }
 }
 
@@ -158,7 +154,7 @@ async fn holder(client: &Client, key: i64) -> String {
                FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
                WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
                  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
-                 AND l.classid = (($1 >> 32) & 4294967295)::oid AND l.objid = ($1 & 4294967295)::oid";
+                 AND l.classid = (($1::bigint >> 32) & 4294967295)::oid AND l.objid = ($1::bigint & 4294967295)::oid";
     match client.query_opt(sql, &[&key]).await {
         Ok(Some(row)) => format!(
             "server pid {} ({:?}, from {}, since {})",
