@@ -15,6 +15,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, Config};
 use tracing::{info, warn};
@@ -25,6 +26,9 @@ use super::names::LinkNames;
 use super::pg;
 use super::plan::Plan;
 use super::servers;
+
+/// How long a held advisory lock is tried again before the holder is named.
+const LET_GO: Duration = Duration::from_secs(2);
 
 /// Whether a side that cannot be reached stops the command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +94,7 @@ impl PlanLock {
         let mut lock = PlanLock { _file: file, _sessions: Vec::new() };
         let key = names.lock_key();
         let application = application_name(command);
+        let mut locked: Vec<String> = Vec::new();
         for (side, config) in [("blue", plan.blue_config()), ("green", plan.green_config())] {
             let database = config.get_dbname().unwrap_or_default().to_owned();
             let client = match connect(&config, side, &application).await {
@@ -101,22 +106,40 @@ impl PlanLock {
                 Err(e) => return Err(e),
             };
             // First: a plan pointed at another server is refused for that, whoever holds what.
-            servers::check(&client, side, &database, journal).await?;
-            let taken: bool = client
-                .query_one("SELECT pg_catalog.pg_try_advisory_lock($1)", &[&key])
-                .await
-                .map_err(CutoverError::sql(format!("taking the plan's advisory lock on {side}")))?
-                .get(0);
-            if !taken {
+            let identifier = servers::check(&client, side, &database, journal).await?;
+            if locked.contains(&identifier) {
+                // Both sides on one server: the lock taken there covers both.
+                continue;
+            }
+            if !try_advisory_lock(&client, side, key).await? {
                 let holder = holder(&client, key).await;
                 return Err(CutoverError::Busy {
                     holder: format!("on {side}, {holder} holds the advisory lock of {}", names.forward),
                 });
             }
             info!(side, key, "plan lock taken");
+            locked.push(identifier);
             lock._sessions.push(client);
         }
         Ok(lock)
+    }
+}
+
+/// Takes the advisory lock `key` on `client`'s server, trying for [`LET_GO`]: the session
+/// of a controller that has just ended (in this process too: the demo runs one command
+/// after another) may not have been reaped by the server yet.
+async fn try_advisory_lock(client: &Client, side: &str, key: i64) -> Result<bool, CutoverError> {
+    let until = Instant::now() + LET_GO;
+    loop {
+        let taken: bool = client
+            .query_one("SELECT pg_catalog.pg_try_advisory_lock($1)", &[&key])
+            .await
+            .map_err(CutoverError::sql(format!("taking the plan's advisory lock on {side}")))?
+            .get(0);
+        if taken || Instant::now() >= until {
+            return Ok(taken);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

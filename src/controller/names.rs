@@ -137,6 +137,19 @@ mod tests {
     }
 
     #[test]
+    fn the_journal_s_names_win_and_a_snapshot_without_them_had_the_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = "[blue]\nurl = \"postgres://a@b/Shop\"\n[green]\nurl = \"postgres://a@g\"\n[app]\nroles = []\n";
+        let plan = Plan::parse(plan, dir.path()).unwrap();
+        let mut journal = Journal::open(&dir.path().join("journal.json")).unwrap();
+        assert_eq!(LinkNames::resolve(&plan, &journal), LinkNames::derive("Shop"));
+        journal.start(Phase::Snapshot).unwrap();
+        assert_eq!(LinkNames::resolve(&plan, &journal), LEGACY);
+        journal.record_links(&LinkNames::derive("other")).unwrap();
+        assert_eq!(LinkNames::resolve(&plan, &journal), LinkNames::derive("other"));
+    }
+
+    #[test]
     fn lock_keys_differ_by_name() {
         assert_ne!(LinkNames::derive("a").lock_key(), LinkNames::derive("b").lock_key());
         assert_eq!(LinkNames::derive("a").lock_key(), LinkNames::derive("a").lock_key());

@@ -36,16 +36,17 @@ pub async fn system_identifier(client: &Client, side: &str) -> Result<String, Cu
 }
 
 /// Records `side`'s server in the journal at first contact; later, refuses a server or
-/// database other than the recorded one, naming both.
-pub async fn check(client: &Client, side: &str, database: &str, journal: &mut Journal) -> Result<(), CutoverError> {
+/// database other than the recorded one, naming both. Returns the server's identifier.
+pub async fn check(client: &Client, side: &str, database: &str, journal: &mut Journal) -> Result<String, CutoverError> {
     let now = Server { system_identifier: system_identifier(client, side).await?, database: database.to_owned() };
     match journal.server(side) {
         None => {
             info!(side, system_identifier = %now.system_identifier, database, "first contact: server recorded");
+            let identifier = now.system_identifier.clone();
             journal.record_server(side, now)?;
-            Ok(())
+            Ok(identifier)
         }
-        Some(was) if *was == now => Ok(()),
+        Some(was) if *was == now => Ok(now.system_identifier),
         Some(was) => Err(CutoverError::Repointed(Box::new(Repointed {
             side: side.to_owned(),
             now: now.system_identifier,

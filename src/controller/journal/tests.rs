@@ -156,3 +156,34 @@ fn rfc3339_formats_utc_dates() {
     assert_eq!(at(1_700_000_000, 123), "2023-11-14T22:13:20.123Z");
     assert_eq!(at(4_107_542_399, 999), "2100-02-28T23:59:59.999Z");
 }
+
+#[test]
+fn names_servers_and_an_abandon_round_trip() {
+    use crate::controller::names::{LinkNames, LEGACY};
+    let dir = tempfile::tempdir().unwrap();
+    let (path, mut journal) = journal_in(&dir);
+    journal.record_links(&LinkNames::derive("shop")).unwrap();
+    journal.record_links(&LEGACY).unwrap();
+    let server = Server { system_identifier: "7580432270395826803".into(), database: "shop".into() };
+    journal.record_server("blue", server.clone()).unwrap();
+    journal.start_abandon().unwrap();
+
+    let mut reopened = Journal::open(&path).unwrap();
+    assert_eq!(reopened.links(), Some(&LinkNames::derive("shop")), "the first names are kept");
+    assert_eq!(reopened.server("blue"), Some(&server));
+    assert_eq!(reopened.server("green"), None);
+    assert!(reopened.abandon().is_some_and(|a| a.finished_at.is_none()));
+    reopened.finish_abandon().unwrap();
+    assert!(Journal::open(&path).unwrap().abandon().is_some_and(|a| a.finished_at.is_some()));
+}
+
+#[test]
+fn a_journal_without_names_servers_or_abandon_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pgflip-journal.json");
+    fs::write(&path, r#"{"version": 1, "phases": {"snapshot": {"attempts": 1, "facts": {"slot": "pgflip"}}}}"#)
+        .unwrap();
+    let journal = Journal::open(&path).unwrap();
+    assert_eq!((journal.links(), journal.server("blue"), journal.abandon()), (None, None, None));
+    assert!(journal.phase(Phase::Snapshot).is_some());
+}
