@@ -60,6 +60,11 @@ impl<'a> Standby<'a> {
         if journal.completed(Phase::Promote) {
             return Ok(Standby::Retired);
         }
+        if journal.abandon().is_some() {
+            return Err(CutoverError::Refused(
+                "this plan's cutover was abandoned: nothing replicates, there is no standby to report".into(),
+            ));
+        }
         for phase in [Phase::Cutover, Phase::Rollback] {
             if journal.fact(phase, "step").is_some_and(|step| !step.is_null()) {
                 return Ok(Standby::Flipping(phase));

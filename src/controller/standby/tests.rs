@@ -173,3 +173,12 @@ fn intervals_are_positive_durations() {
         assert!(parse_interval(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn an_abandoned_cutover_has_no_standby() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = journal(&dir, &UP_TO_CATCHUP);
+    journal.start_abandon().unwrap();
+    let err = Standby::from_journal(&journal, &LEGACY).unwrap_err();
+    assert!(err.to_string().contains("abandoned"), "{err}");
+}
