@@ -71,8 +71,13 @@ enum CutoverAction {
     Rollback,
     /// Keep green for good: remove replication both ways, archive blue, run the retire command.
     Promote,
-    /// Print the journal and the next phase.
+    /// Print the journal, the next phase, and both servers' replication slots (with the
+    /// WAL they retain) and subscriptions.
     Status,
+    /// Give the cutover up while blue serves: remove every slot, publication and
+    /// subscription pgflip made on both sides, its schema and any fence on blue. The
+    /// journal then refuses every other command.
+    Abandon,
     /// Report the standby (the side writes do not go to) and its replication lag to every
     /// sidecar, every interval, following the journal across flips; after promote, report
     /// blue retired once and stop.
@@ -171,12 +176,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         // The client reports its own errors: its exit code tells 2xx, refusals and no answer apart.
         Command::Ctl(args) => Ok(ExitCode::from(pgflip::ctl::run(args))),
         Command::Demo(_) => unreachable!("main runs the demo"),
-        Command::Cutover(args) => match args.action {
-            CutoverAction::Status => {
-                println!("{}", pgflip::controller::status(&args.plan)?);
-                Ok(ExitCode::SUCCESS)
-            }
-            action => {
+        Command::Cutover(args) => {
+            let action = args.action;
+            {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
                     .enable_all()
@@ -192,12 +194,17 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                             let every = (!once).then_some(interval);
                             pgflip::controller::standby_report(plan, every, shutdown_signal()).await
                         }
-                        CutoverAction::Status => unreachable!("handled above"),
+                        CutoverAction::Status => {
+                            let text = pgflip::controller::status(plan).await?;
+                            println!("{text}");
+                            Ok(())
+                        }
+                        CutoverAction::Abandon => pgflip::controller::abandon(plan, Progress::Stdout).await,
                     }
                 })?;
                 Ok(ExitCode::SUCCESS)
             }
-        },
+        }
     }
 }
 

@@ -225,7 +225,7 @@ fn a_stopped_subscription_refuses_the_flip_before_any_pause_and_an_unfinished_ro
     let fleet = Fleet::start(2);
     let (plan, writers) = caught_up(&fleet);
     // As disable_on_error leaves it after an apply error.
-    fleet.green.psql_db(DB, "ALTER SUBSCRIPTION pgflip DISABLE");
+    fleet.green.psql_db(DB, "ALTER SUBSCRIPTION pgflip_ledger_fwd DISABLE");
     let out = controller(&plan, &["run"]);
     let said = text(&out);
     assert!(!out.status.success(), "the cutover must be refused:\n{said}");
@@ -236,7 +236,7 @@ fn a_stopped_subscription_refuses_the_flip_before_any_pause_and_an_unfinished_ro
     assert_eq!(pauses(&fleet), [0.0, 0.0], "nobody was paused");
     assert_eq!(fleet.actives(), ["blue", "blue"]);
     // Enabled again, the same run goes through.
-    fleet.green.psql_db(DB, "ALTER SUBSCRIPTION pgflip ENABLE");
+    fleet.green.psql_db(DB, "ALTER SUBSCRIPTION pgflip_ledger_fwd ENABLE");
     let out = controller(&plan, &["run", "--until", "cutover"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(fleet.actives(), ["green", "green"]);

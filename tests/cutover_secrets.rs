@@ -5,7 +5,8 @@
 
 mod support;
 
-use pgflip::controller::links::{self, FORWARD};
+use pgflip::controller::links;
+use pgflip::controller::names::LinkNames;
 use support::{free_port, Cluster, ClusterOptions};
 use tokio_postgres::NoTls;
 
@@ -22,7 +23,10 @@ fn a_failed_create_subscription_leaves_no_password_in_the_server_log() {
             tokio_postgres::connect(&green.conninfo("postgres", "postgres"), NoTls).await.expect("connect");
         tokio::spawn(connection);
         client.batch_execute("SELECT 'the session logs statements'").await.expect("a logged statement");
-        links::subscribe(&client, FORWARD, &publisher).await.expect_err("no publisher").to_string()
+        links::subscribe(&client, LinkNames::derive("postgres").forward(), &publisher)
+            .await
+            .expect_err("no publisher")
+            .to_string()
     });
     assert!(error.contains("subscribing green to blue"), "{error}");
     assert!(!error.contains(password), "the error shows the password: {error}");

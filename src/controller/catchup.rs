@@ -13,11 +13,9 @@ use crate::api::StandbyState;
 
 use super::drift;
 use super::error::CutoverError;
-use super::links::FORWARD;
-use super::pg::{self, literal};
+use super::pg::{self, ident, literal};
 use super::phase::Phase;
 use super::runner::Context;
-use super::snapshot::NAME;
 use super::standby::Reporter;
 
 /// How often lag is measured.
@@ -36,6 +34,7 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
     let blue = pg::connect(&ctx.plan.blue_config(), "blue").await?;
     let green = pg::connect(&ctx.plan.green_config(), "green").await?;
     subscribe(ctx, &green).await?;
+    let slot = ctx.names.forward.clone();
     let heartbeat = spawn_heartbeat(pg::connect(&ctx.plan.blue_config(), "blue").await?);
     let mut standby = Reporter::start(&ctx.plan.cutover, ctx.plan.cutover.upstream_name("green")).await;
 
@@ -50,7 +49,7 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
             Ok(syncing) => syncing,
             Err(e) => break Err(e),
         };
-        let lag = match measure(&blue, &green).await {
+        let lag = match measure(&blue, &green, &slot).await {
             Ok(lag) => lag,
             Err(e) => break Err(e),
         };
@@ -58,7 +57,7 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
         ctx.metrics.lag_seconds.set(lag.seconds);
         // f64::MAX stands for a heartbeat green does not have yet: unknown.
         standby.offer(StandbyState::Replicating, Some(lag.seconds).filter(|s| *s < f64::MAX)).await;
-        if let Some(safe) = safe_wal(&blue).await? {
+        if let Some(safe) = safe_wal(&blue, &slot).await? {
             if safe < LOW_SAFE_WAL && !warned {
                 warn!(
                     safe_wal_size = safe,
@@ -67,7 +66,7 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
                 warned = true;
             }
         }
-        if !subscription_enabled(&green).await? {
+        if !subscription_enabled(&green, &slot).await? {
             break Err(CutoverError::Catchup(
                 "the subscription on green stopped on an apply error (disable_on_error); see green's server log".into(),
             ));
@@ -131,7 +130,7 @@ impl DriftWatch {
             return Ok(0);
         }
         self.last = Some(Instant::now());
-        let found = drift::reconcile(blue, green, FORWARD).await?;
+        let found = drift::reconcile(blue, green, ctx.names.forward()).await?;
         for table in &found.refreshed {
             ctx.progress.line(format_args!("catch-up: green now applies {table} (made on both sides)"));
         }
@@ -142,24 +141,26 @@ impl DriftWatch {
             ));
         }
         self.missing = found.missing;
-        self.syncing = drift::tables_syncing(green, FORWARD).await?;
+        self.syncing = drift::tables_syncing(green, ctx.names.forward()).await?;
         Ok(self.syncing)
     }
 }
 
 /// Creates the subscription unless it exists; enables it if it does.
 async fn subscribe(ctx: &Context, green: &Client) -> Result<(), CutoverError> {
+    let name = &*ctx.names.forward;
     let exists = green
-        .query_opt("SELECT subenabled FROM pg_catalog.pg_subscription WHERE subname = $1", &[&NAME])
+        .query_opt("SELECT subenabled FROM pg_catalog.pg_subscription WHERE subname = $1", &[&name])
         .await
         .map_err(CutoverError::sql("looking for the subscription on green"))?;
+    let (n, slot) = (ident(name), literal(name));
     let sql = match exists {
         None => format!(
-            "CREATE SUBSCRIPTION {NAME} CONNECTION {} PUBLICATION {NAME} \
-             WITH (create_slot = false, slot_name = '{NAME}', copy_data = false, disable_on_error = true)",
+            "CREATE SUBSCRIPTION {n} CONNECTION {} PUBLICATION {n} \
+             WITH (create_slot = false, slot_name = {slot}, copy_data = false, disable_on_error = true)",
             literal(&ctx.plan.blue.url)
         ),
-        Some(row) if !row.get::<_, bool>(0) => format!("ALTER SUBSCRIPTION {NAME} ENABLE"),
+        Some(row) if !row.get::<_, bool>(0) => format!("ALTER SUBSCRIPTION {n} ENABLE"),
         Some(_) => return Ok(()),
     };
     info!("subscribing green to blue's publication");
@@ -183,12 +184,12 @@ fn spawn_heartbeat(blue: Client) -> tokio::task::JoinHandle<()> {
 
 /// Lag in bytes (blue's WAL position past the slot's confirmed flush) and in seconds (how
 /// old the heartbeat green has is).
-async fn measure(blue: &Client, green: &Client) -> Result<Lag, CutoverError> {
+async fn measure(blue: &Client, green: &Client, slot: &str) -> Result<Lag, CutoverError> {
     let bytes: Option<i64> = blue
         .query_one(
             "SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), confirmed_flush_lsn)::bigint \
              FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
-            &[&NAME],
+            &[&slot],
         )
         .await
         .map_err(CutoverError::sql("reading the slot's position on blue"))?
@@ -201,17 +202,17 @@ async fn measure(blue: &Client, green: &Client) -> Result<Lag, CutoverError> {
     Ok(Lag { bytes: bytes.unwrap_or(i64::MAX).max(0), seconds: seconds.unwrap_or(f64::MAX).max(0.0) })
 }
 
-async fn safe_wal(blue: &Client) -> Result<Option<i64>, CutoverError> {
+async fn safe_wal(blue: &Client, slot: &str) -> Result<Option<i64>, CutoverError> {
     let row = blue
-        .query_one("SELECT safe_wal_size FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", &[&NAME])
+        .query_one("SELECT safe_wal_size FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", &[&slot])
         .await
         .map_err(CutoverError::sql("reading the slot's WAL retention"))?;
     Ok(row.get(0))
 }
 
-async fn subscription_enabled(green: &Client) -> Result<bool, CutoverError> {
+async fn subscription_enabled(green: &Client, name: &str) -> Result<bool, CutoverError> {
     let row = green
-        .query_opt("SELECT subenabled FROM pg_catalog.pg_subscription WHERE subname = $1", &[&NAME])
+        .query_opt("SELECT subenabled FROM pg_catalog.pg_subscription WHERE subname = $1", &[&name])
         .await
         .map_err(CutoverError::sql("reading the subscription on green"))?;
     Ok(row.is_some_and(|r| r.get(0)))

@@ -44,7 +44,7 @@ async fn names(
 /// Compares `link`'s publication on `publisher` with its subscription on `subscriber`, and
 /// refreshes the subscription when it misses tables both sides have (only while it is
 /// enabled: a disabled subscription cannot refresh, and is refused elsewhere).
-pub async fn reconcile(publisher: &Client, subscriber: &Client, link: Link) -> Result<Drift, CutoverError> {
+pub async fn reconcile(publisher: &Client, subscriber: &Client, link: Link<'_>) -> Result<Drift, CutoverError> {
     let name = link.name;
     let published = names(
         publisher,
@@ -97,7 +97,7 @@ pub async fn reconcile(publisher: &Client, subscriber: &Client, link: Link) -> R
 
 /// How many of the tables `link`'s subscription applies are still being copied (a
 /// refresh's initial copy, not yet streaming).
-pub async fn tables_syncing(subscriber: &Client, link: Link) -> Result<i64, CutoverError> {
+pub async fn tables_syncing(subscriber: &Client, link: Link<'_>) -> Result<i64, CutoverError> {
     let row = subscriber
         .query_one(
             "SELECT count(*) FROM pg_catalog.pg_subscription_rel r \

@@ -28,6 +28,15 @@ pub enum CutoverError {
     PlaintextPassword(#[from] PlaintextPassword),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
+    /// DDL on a serving side whose lock was not granted in time, after every attempt.
+    #[error(transparent)]
+    LockTimeout(Box<super::ddl::LockTimeout>),
+    /// Another controller works on the plan.
+    #[error("another controller is working on this plan: {holder}; wait for it to finish, or stop it")]
+    Busy { holder: String },
+    /// A side's URL now reaches another server or database than the journal recorded.
+    #[error(transparent)]
+    Repointed(Box<super::servers::Repointed>),
 }
 
 /// A SQL error as the server gave it (`ERROR 42P01: relation "x" does not exist`, with

@@ -37,7 +37,8 @@ use super::error::CutoverError;
 use super::failpoint;
 use super::fence::{self, FencePoint};
 use super::fleet::Fleet;
-use super::links::{self, Link, OneWay, FORWARD, REVERSE};
+use super::links::{self, Link, OneWay};
+use super::names::LinkNames;
 use super::pg;
 use super::phase::Phase;
 use super::runner::Context;
@@ -76,10 +77,10 @@ impl Direction {
     }
 
     /// The link that fed the new side, and the one that will feed the old side.
-    fn links(self) -> (Link, Link) {
+    fn links(self, names: &LinkNames) -> (Link<'_>, Link<'_>) {
         match self {
-            Direction::Cutover => (FORWARD, REVERSE),
-            Direction::Rollback => (REVERSE, FORWARD),
+            Direction::Cutover => (names.forward(), names.reverse()),
+            Direction::Rollback => (names.reverse(), names.forward()),
         }
     }
 }
@@ -98,6 +99,8 @@ pub(super) struct Sides {
     pub fleet: Fleet,
     /// The app roles that can log in when not fenced.
     pub roles: Vec<String>,
+    /// The replication objects' names.
+    pub names: LinkNames,
 }
 
 impl Sides {
@@ -114,7 +117,7 @@ impl Sides {
                 roles
             }
         };
-        Ok(Sides { blue, green, fleet, roles })
+        Ok(Sides { blue, green, fleet, roles, names: ctx.names.clone() })
     }
 
     pub fn client(&self, side: &str) -> &Client {
@@ -145,7 +148,7 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
     register_upstreams(ctx, &sides.fleet).await?;
     // An earlier abort may have left the link into the new side with its slot but not its
     // subscription (the new side was down then).
-    let (into_new, _) = direction.links();
+    let (into_new, _) = direction.links(&sides.names);
     let old_url = side_url(ctx, from).to_owned();
     ready::refuse_stopped(sides.client(to), into_new).await?;
     if !links::has_slot(sides.client(from), into_new).await? {
@@ -155,10 +158,12 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
     }
     links::subscribe(sides.client(to), into_new, &old_url).await?;
     let not_reversible = match direction {
-        Direction::Cutover => links::publish_reverse(&sides.green, &sides.blue).await?,
+        Direction::Cutover => {
+            links::publish_reverse(&sides.green, &sides.blue, sides.names.reverse(), &ctx.plan.ddl).await?
+        }
         Direction::Rollback => {
             // Tables made on both sides since the cutover go back too.
-            links::publish_reverse(&sides.green, &sides.blue).await?;
+            links::publish_reverse(&sides.green, &sides.blue, sides.names.reverse(), &ctx.plan.ddl).await?;
             Vec::new()
         }
     };
@@ -264,7 +269,7 @@ async fn prepare(
 ) -> Result<Duration, CutoverError> {
     let phase = direction.phase();
     let (from, to) = direction.sides();
-    let (into_new, back) = direction.links();
+    let (into_new, back) = direction.links(&sides.names);
     let cutover = ctx.plan.cutover.clone();
     let (old, new) = (sides.client(from), sides.client(to));
     let step_deadline = |limit: Duration| (Instant::now() + limit).min(deadline);
@@ -323,7 +328,7 @@ async fn finished(
     ctx.journal.set_fact(phase, "fence_wait_ms", json!(fence_wait.as_millis() as u64))?;
     ctx.metrics.write_pause_seconds.set(write_pause.as_secs_f64());
     let (from, to) = direction.sides();
-    let (_, back) = direction.links();
+    let (_, back) = direction.links(&sides.names);
     standby::report_fed_by(&sides.fleet, &upstream_name(ctx, from), sides.client(to), back).await;
     ctx.progress.line(format_args!(
         "{}: the fleet ({} sidecars) serves {to}; write pause {:.0} ms (fence LSN wait {:.0} ms)",

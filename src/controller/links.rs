@@ -1,7 +1,7 @@
 //! The two replication links between blue and green. Forward (blue -> green: publication
-//! and slot `pgflip` on blue, subscription `pgflip` on green) keeps green current before the
-//! cutover; reverse (green -> blue: `pgflip_reverse`) keeps blue current after it, so that a
-//! rollback loses nothing. A flip detaches the link into the side being fenced and attaches
+//! and slot on blue, subscription on green) keeps green current before the cutover; reverse
+//! (green -> blue) keeps blue current after it, so that a rollback loses nothing. Their
+//! names are the plan's ([`super::names`]). A flip detaches the link into the side being fenced and attaches
 //! the one out of the side taking over, with a new slot made while nothing writes there.
 
 use std::time::{Duration, Instant};
@@ -9,22 +9,22 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 use tracing::info;
 
+use super::ddl::{self, Ddl};
 use super::error::CutoverError;
 use super::pg::{ident, literal, without_statement_logging};
+use super::plan::DdlSection;
 
-/// One direction of replication.
+/// One direction of replication, borrowing its name from the plan's
+/// [`LinkNames`](super::names::LinkNames).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Link {
+pub struct Link<'a> {
     /// The side that publishes (`blue` or `green`).
     pub from: &'static str,
     /// The side that subscribes.
     pub to: &'static str,
     /// The publication's, the slot's and the subscription's name.
-    pub name: &'static str,
+    pub name: &'a str,
 }
-
-pub const FORWARD: Link = Link { from: "blue", to: "green", name: "pgflip" };
-pub const REVERSE: Link = Link { from: "green", to: "blue", name: "pgflip_reverse" };
 
 /// A table the reverse publication leaves out, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +61,7 @@ impl std::fmt::Display for OneWay {
 pub async fn detach(
     publisher: &Client,
     subscriber: &Client,
-    link: Link,
+    link: Link<'_>,
     deadline: Instant,
 ) -> Result<(), CutoverError> {
     let name = link.name;
@@ -77,8 +77,64 @@ pub async fn detach(
     drop_slot(publisher, link, deadline).await
 }
 
+/// Drops the link's subscription on its subscriber, if there: disabled and let go of its
+/// slot first, so that dropping it does not touch the publisher (the slot is
+/// [`drop_slot`]'s). Returns whether there was one.
+pub async fn drop_subscription(subscriber: &Client, link: Link<'_>) -> Result<bool, CutoverError> {
+    let name = link.name;
+    let exists = subscriber
+        .query_opt("SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = $1", &[&name])
+        .await
+        .map_err(CutoverError::sql(format!("looking for subscription {name} on {}", link.to)))?;
+    if exists.is_none() {
+        return Ok(false);
+    }
+    let n = ident(name);
+    let sql = format!("ALTER SUBSCRIPTION {n} DISABLE; ALTER SUBSCRIPTION {n} SET (slot_name = NONE)");
+    subscriber.batch_execute(&sql).await.map_err(CutoverError::sql(format!("disabling subscription {name}")))?;
+    subscriber
+        .batch_execute(&format!("DROP SUBSCRIPTION {n}"))
+        .await
+        .map_err(CutoverError::sql(format!("dropping subscription {name} on {}", link.to)))?;
+    info!(subscription = name, side = link.to, "subscription dropped");
+    Ok(true)
+}
+
+/// Drops the link's publication on its publisher, if there; returns whether there was one.
+pub async fn drop_publication(publisher: &Client, link: Link<'_>, limits: &DdlSection) -> Result<bool, CutoverError> {
+    let name = link.name;
+    let exists = publisher
+        .query_opt("SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1", &[&name])
+        .await
+        .map_err(CutoverError::sql(format!("looking for publication {name} on {}", link.from)))?;
+    if exists.is_none() {
+        return Ok(false);
+    }
+    let tables = published_tables(publisher, link).await?;
+    let ddl = Ddl {
+        what: format!("dropping publication {name}"),
+        sql: format!("DROP PUBLICATION {}", ident(name)),
+        tables: &tables,
+    };
+    ddl::execute(publisher, link.from, ddl, limits).await?;
+    info!(publication = name, side = link.from, "publication dropped");
+    Ok(true)
+}
+
+/// The tables `link`'s publication sends, as SQL names.
+async fn published_tables(publisher: &Client, link: Link<'_>) -> Result<Vec<String>, CutoverError> {
+    let rows = publisher
+        .query(
+            "SELECT schemaname::text, tablename::text FROM pg_catalog.pg_publication_tables WHERE pubname = $1",
+            &[&link.name],
+        )
+        .await
+        .map_err(CutoverError::sql(format!("listing the tables of publication {} on {}", link.name, link.from)))?;
+    Ok(rows.iter().map(|r| format!("{}.{}", ident(r.get(0)), ident(r.get(1)))).collect())
+}
+
 /// Drops the link's slot on its publisher once no walsender holds it.
-pub async fn drop_slot(publisher: &Client, link: Link, deadline: Instant) -> Result<(), CutoverError> {
+pub async fn drop_slot(publisher: &Client, link: Link<'_>, deadline: Instant) -> Result<(), CutoverError> {
     let name = link.name;
     loop {
         let row = publisher
@@ -123,7 +179,7 @@ pub async fn drop_slot(publisher: &Client, link: Link, deadline: Instant) -> Res
 pub async fn attach(
     publisher: &Client,
     subscriber: &Client,
-    link: Link,
+    link: Link<'_>,
     publisher_url: &str,
     deadline: Instant,
 ) -> Result<(), CutoverError> {
@@ -132,7 +188,7 @@ pub async fn attach(
 }
 
 /// Makes a new slot for the link on its publisher (dropping an old one first).
-pub async fn create_slot(publisher: &Client, link: Link, deadline: Instant) -> Result<(), CutoverError> {
+pub async fn create_slot(publisher: &Client, link: Link<'_>, deadline: Instant) -> Result<(), CutoverError> {
     let name = link.name;
     drop_slot(publisher, link, deadline).await?;
     publisher
@@ -143,7 +199,7 @@ pub async fn create_slot(publisher: &Client, link: Link, deadline: Instant) -> R
 }
 
 /// Whether the link's slot exists on its publisher.
-pub async fn has_slot(publisher: &Client, link: Link) -> Result<bool, CutoverError> {
+pub async fn has_slot(publisher: &Client, link: Link<'_>) -> Result<bool, CutoverError> {
     let name = link.name;
     let row = publisher
         .query_opt("SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", &[&name])
@@ -153,7 +209,7 @@ pub async fn has_slot(publisher: &Client, link: Link) -> Result<bool, CutoverErr
 }
 
 /// Points the link's subscription at its slot and enables it, creating it when missing.
-pub async fn subscribe(subscriber: &Client, link: Link, publisher_url: &str) -> Result<(), CutoverError> {
+pub async fn subscribe(subscriber: &Client, link: Link<'_>, publisher_url: &str) -> Result<(), CutoverError> {
     let name = link.name;
     let exists = subscriber
         .query_opt(
@@ -193,13 +249,20 @@ pub async fn subscribe(subscriber: &Client, link: Link, publisher_url: &str) -> 
 /// blue, with a column list where green has columns blue lacks. Such a table with REPLICA
 /// IDENTITY FULL cannot be published with a column list: it is left out and reported.
 /// Tables only green has are reported too: their writes cannot go back.
-pub async fn publish_reverse(green: &Client, blue: &Client) -> Result<Vec<NotReversible>, CutoverError> {
+pub async fn publish_reverse(
+    green: &Client,
+    blue: &Client,
+    reverse: Link<'_>,
+    limits: &DdlSection,
+) -> Result<Vec<NotReversible>, CutoverError> {
     let on_green = tables(green, "green").await?;
     let on_blue = tables(blue, "blue").await?;
     let mut published = Vec::new();
+    let mut locked = Vec::new();
     let mut left_out = Vec::new();
     for (schema, table, identity, columns) in &on_green {
         let qualified = format!("{}.{}", ident(schema), ident(table));
+        locked.push(qualified.clone());
         let Some((_, _, _, blue_columns)) = on_blue.iter().find(|(s, t, _, _)| s == schema && t == table) else {
             left_out.push(NotReversible { table: format!("{schema}.{table}"), why: OneWay::OnlyOnGreen });
             continue;
@@ -215,10 +278,10 @@ pub async fn publish_reverse(green: &Client, blue: &Client) -> Result<Vec<NotRev
         }
     }
     let exists = green
-        .query_opt("SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1", &[&REVERSE.name])
+        .query_opt("SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1", &[&reverse.name])
         .await
         .map_err(CutoverError::sql("looking for the reverse publication"))?;
-    let n = ident(REVERSE.name);
+    let n = ident(reverse.name);
     // A partitioned table is published as itself, not as its partitions: a column list on
     // one needs that, and blue routes each row to its partition.
     let via_root = "publish_via_partition_root = true";
@@ -230,7 +293,8 @@ pub async fn publish_reverse(green: &Client, blue: &Client) -> Result<Vec<NotRev
         }
         (None, false) => format!("CREATE PUBLICATION {n} FOR TABLE {} WITH ({via_root})", published.join(", ")),
     };
-    green.batch_execute(&sql).await.map_err(CutoverError::sql("publishing green's tables for the way back"))?;
+    let ddl = Ddl { what: "publishing green's tables for the way back".into(), sql, tables: &locked };
+    ddl::execute(green, "green", ddl, limits).await?;
     for item in &left_out {
         info!(table = %item.table, reason = %item.why, "not replicated back to blue");
     }

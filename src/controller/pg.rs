@@ -12,9 +12,14 @@ use super::target::{Target, Transport};
 /// Connects to `target`, with TLS as its `sslmode` and the plan's password rule say; the
 /// connection task logs when it ends with an error.
 pub async fn connect(target: &Target, side: &str) -> Result<Client, CutoverError> {
+    connect_as(target, side, "pgflip").await
+}
+
+/// [`connect`], showing `application_name` in `pg_stat_activity`.
+pub async fn connect_as(target: &Target, side: &str, application_name: &str) -> Result<Client, CutoverError> {
     let transport = target.transport()?;
     let mut config = target.config.clone();
-    config.application_name("pgflip");
+    config.application_name(application_name);
     let maker = RustlsMaker(target.tls.client.clone());
     let what = || format!("connecting to {side} ({})", target.describe_tls());
     let mode = match transport {

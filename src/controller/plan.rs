@@ -19,8 +19,8 @@ pub use endpoint::Endpoint;
 pub use flip_sections::{Check, CheckMode, CutoverSection, RetireSection, ValidateSection};
 pub use kube_section::KubernetesSection;
 pub use sections::{
-    AppSection, CatchupSection, CommandSection, JournalSection, MetricsSection, PreflightSection, RestoreSection,
-    SecuritySection, SnapshotSection, ToolsSection,
+    AppSection, CatchupSection, CommandSection, DdlSection, JournalSection, MetricsSection, PreflightSection,
+    RestoreSection, SecuritySection, SnapshotSection, ToolsSection,
 };
 pub use tls::{EndpointTls, SslMode, TlsParams};
 
@@ -69,6 +69,7 @@ pub struct Plan {
     pub cutover: CutoverSection,
     pub validate: ValidateSection,
     pub retire: RetireSection,
+    pub ddl: DdlSection,
     /// The ConfigMap holding the sidecars' durable target, when the plan names one.
     pub kubernetes: Option<KubernetesSection>,
     pub security: SecuritySection,
@@ -141,6 +142,7 @@ struct PlanFile {
     cutover: flip_sections::CutoverFile,
     validate: flip_sections::ValidateFile,
     retire: RetireSection,
+    ddl: sections::DdlFile,
     kubernetes: kube_section::KubernetesFile,
     security: SecuritySection,
 }
@@ -203,6 +205,13 @@ impl Checker<'_> {
                 return Err(self.invalid(key, format!("must list schema.table names, got {table:?}")));
             }
         }
+        let ddl = DdlSection { lock_timeout: file.ddl.lock_timeout.0, attempts: file.ddl.attempts };
+        if ddl.lock_timeout.is_zero() {
+            return Err(self.invalid("[ddl] lock_timeout", "must be greater than 0, got 0"));
+        }
+        if ddl.attempts == 0 {
+            return Err(self.invalid("[ddl] attempts", "must be at least 1, got 0"));
+        }
         let problem = |(key, problem): flip_sections::Problem| self.invalid(key, problem);
         let cutover = flip_sections::cutover(file.cutover, self.base_dir).map_err(problem)?;
         let validate = flip_sections::validate(file.validate).map_err(problem)?;
@@ -224,6 +233,7 @@ impl Checker<'_> {
             cutover,
             validate,
             retire,
+            ddl,
             kubernetes,
             security,
             base_dir: self.base_dir.to_owned(),

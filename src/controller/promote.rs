@@ -7,14 +7,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::process::Command;
-use tokio_postgres::Client;
 use tracing::info;
 
 use crate::api::StandbyState;
 
 use super::error::CutoverError;
-use super::links::{self, FORWARD, REVERSE};
-use super::pg::{self, ident};
+use super::links;
+use super::pg;
 use super::phase::Phase;
 use super::runner::Context;
 use super::tools::{connect_to, data_progress, run_logged};
@@ -25,16 +24,13 @@ pub async fn promote(ctx: &mut Context) -> Result<(), CutoverError> {
     let blue = pg::connect(&ctx.plan.blue_config(), "blue").await?;
     let green = pg::connect(&ctx.plan.green_config(), "green").await?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    links::detach(&green, &blue, REVERSE, deadline).await?;
-    links::detach(&blue, &green, FORWARD, deadline).await?;
-    drop_subscription(&blue, REVERSE.name).await?;
-    drop_subscription(&green, FORWARD.name).await?;
-    for (client, name) in [(&green, REVERSE.name), (&blue, FORWARD.name)] {
-        client
-            .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", ident(name)))
-            .await
-            .map_err(CutoverError::sql(format!("dropping publication {name}")))?;
-    }
+    let (forward, reverse) = (ctx.names.forward(), ctx.names.reverse());
+    links::detach(&green, &blue, reverse, deadline).await?;
+    links::detach(&blue, &green, forward, deadline).await?;
+    links::drop_subscription(&blue, reverse).await?;
+    links::drop_subscription(&green, forward).await?;
+    links::drop_publication(&green, reverse, &ctx.plan.ddl).await?;
+    links::drop_publication(&blue, forward, &ctx.plan.ddl).await?;
     info!("replication between blue and green removed");
     if let Some(fleet) = standby::fleet(&ctx.plan.cutover).await {
         standby::report(&fleet, &flip::upstream_name(ctx, "blue"), StandbyState::Retired, None).await;
@@ -75,19 +71,5 @@ pub async fn retire(ctx: &mut Context) -> Result<(), CutoverError> {
     super::commands::point_at(&mut command, &ctx.plan.blue, ctx.plan.database());
     command.current_dir(super::commands::plan_dir(&ctx.plan));
     run_logged(command, "[retire] command", |_| true).await?;
-    Ok(())
-}
-
-async fn drop_subscription(client: &Client, name: &str) -> Result<(), CutoverError> {
-    let exists = client
-        .query_opt("SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = $1", &[&name])
-        .await
-        .map_err(CutoverError::sql(format!("looking for subscription {name}")))?;
-    if exists.is_some() {
-        client
-            .batch_execute(&format!("DROP SUBSCRIPTION {}", ident(name)))
-            .await
-            .map_err(CutoverError::sql(format!("dropping subscription {name}")))?;
-    }
     Ok(())
 }

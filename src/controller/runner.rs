@@ -1,5 +1,5 @@
 //! Running the phases in order, each recorded in the journal, resuming after the last one
-//! completed; and `status`.
+//! completed; `rollback` and `promote`.
 
 use std::path::Path;
 use std::time::Instant;
@@ -9,7 +9,9 @@ use tracing::{info, info_span, Instrument};
 use super::error::CutoverError;
 use super::flip::{self, Direction};
 use super::journal::Journal;
+use super::lock::{PlanLock, Reach};
 use super::metrics::CutoverMetrics;
+use super::names::LinkNames;
 use super::phase::Phase;
 use super::plan::Plan;
 use super::preflight::{self, PreflightOptions};
@@ -26,20 +28,65 @@ pub struct Context {
     pub metrics: CutoverMetrics,
     /// Where the lines a person reads go.
     pub progress: Progress,
+    /// The replication objects' names.
+    pub names: LinkNames,
+    /// Held while the command runs, by the commands that change anything.
+    pub lock: Option<PlanLock>,
 }
 
 impl Context {
+    /// The plan and its journal, to read: no lock is taken.
     pub fn open(plan_path: &Path, progress: Progress) -> Result<Context, CutoverError> {
         let plan = Plan::load(plan_path)?;
         let journal = Journal::open(&plan.journal.path)?;
+        Ok(Context::with(plan, journal, progress))
+    }
+
+    /// The plan and its journal for `command`, which changes things: the plan's locks are
+    /// taken first ([`super::lock`]), and a journal whose cutover was abandoned refuses any
+    /// command but `abandon`.
+    pub async fn open_locked(
+        plan_path: &Path,
+        progress: Progress,
+        command: &str,
+        reach: Reach,
+    ) -> Result<Context, CutoverError> {
+        let plan = Plan::load(plan_path)?;
+        let file = PlanLock::file(&plan.journal.path, command)?;
+        let journal = Journal::open(&plan.journal.path)?;
+        let mut ctx = Context::with(plan, journal, progress);
+        if let Some(abandon) = ctx.journal.abandon().filter(|_| command != "abandon") {
+            let how = match abandon.finished_at {
+                Some(_) => "was abandoned",
+                None => "is being abandoned (run `pgflip cutover abandon` again to finish)",
+            };
+            return Err(CutoverError::Refused(format!(
+                "this plan's cutover {how} (since {}): {command} refuses. To start over, move the journal {} away \
+                 and drop green's database {} if it is not to be reused",
+                abandon.started_at,
+                ctx.journal.path().display(),
+                ctx.plan.database()
+            )));
+        }
+        if ctx.journal.phase(Phase::Snapshot).is_some() && ctx.journal.links().is_none() {
+            info!(names = ?ctx.names, "the journal's snapshot predates recorded names: its objects keep the old names");
+            ctx.journal.record_links(&ctx.names)?;
+        }
+        let lock = PlanLock::servers(file, &ctx.plan, &mut ctx.journal, &ctx.names, command, reach).await?;
+        ctx.lock = Some(lock);
+        Ok(ctx)
+    }
+
+    fn with(plan: Plan, journal: Journal, progress: Progress) -> Context {
         let tools = Tools::find(plan.tools.bin_dir.as_deref());
-        Ok(Context { plan, journal, tools, metrics: CutoverMetrics::new(), progress })
+        let names = LinkNames::resolve(&plan, &journal);
+        Context { plan, journal, tools, metrics: CutoverMetrics::new(), progress, names, lock: None }
     }
 }
 
 /// Runs the phases not yet completed, in order, through `until` (all of them when `None`).
 pub async fn run(plan_path: &Path, until: Option<Phase>, progress: Progress) -> Result<(), CutoverError> {
-    let mut ctx = open_serving(plan_path, progress).await?;
+    let mut ctx = open_serving(plan_path, progress, "run").await?;
     if ctx.journal.completed(Phase::Promote) {
         return Err(CutoverError::Refused("this plan's cutover was promoted: there is nothing left to run".into()));
     }
@@ -62,7 +109,11 @@ pub async fn run(plan_path: &Path, until: Option<Phase>, progress: Progress) -> 
 /// Refuses `action` while a flip an earlier run left half done (its journal `step` is set)
 /// is unresolved, naming the command that resolves it; `resolves` is the flip `action`
 /// resolves itself.
-fn refuse_while_unfinished(ctx: &Context, action: &str, resolves: Option<Phase>) -> Result<(), CutoverError> {
+pub(super) fn refuse_while_unfinished(
+    ctx: &Context,
+    action: &str,
+    resolves: Option<Phase>,
+) -> Result<(), CutoverError> {
     for (phase, command) in [(Phase::Cutover, "run"), (Phase::Rollback, "rollback")] {
         if Some(phase) == resolves {
             continue;
@@ -81,6 +132,10 @@ fn refuse_while_unfinished(ctx: &Context, action: &str, resolves: Option<Phase>)
 async fn timed_phase(ctx: &mut Context, phase: Phase) -> Result<(), CutoverError> {
     let started = Instant::now();
     ctx.metrics.phase.set(phase.number());
+    if phase == Phase::Snapshot {
+        // Before the phase starts: a journal with a snapshot and no names has the old ones.
+        ctx.journal.record_links(&ctx.names)?;
+    }
     ctx.journal.start(phase)?;
     info!(phase = %phase, "phase started");
     ctx.progress.line(format_args!("{phase}: started"));
@@ -113,8 +168,8 @@ async fn run_phase(ctx: &mut Context, phase: Phase) -> Result<(), CutoverError> 
 }
 
 /// The context, with `/metrics` served when the plan asks for it.
-async fn open_serving(plan_path: &Path, progress: Progress) -> Result<Context, CutoverError> {
-    let ctx = Context::open(plan_path, progress)?;
+async fn open_serving(plan_path: &Path, progress: Progress, command: &str) -> Result<Context, CutoverError> {
+    let ctx = Context::open_locked(plan_path, progress, command, Reach::Both).await?;
     if let Some(addr) = ctx.plan.metrics.listen {
         ctx.metrics
             .serve(addr)
@@ -126,7 +181,7 @@ async fn open_serving(plan_path: &Path, progress: Progress) -> Result<Context, C
 
 /// `pgflip cutover rollback`: back to blue after a cutover, losing nothing.
 pub async fn rollback(plan_path: &Path, progress: Progress) -> Result<(), CutoverError> {
-    let mut ctx = open_serving(plan_path, progress).await?;
+    let mut ctx = open_serving(plan_path, progress, "rollback").await?;
     let started = Instant::now();
     progress.line("rollback: started");
     let result = rollback_in(&mut ctx).await;
@@ -159,7 +214,7 @@ pub async fn rollback_in(ctx: &mut Context) -> Result<(), CutoverError> {
 
 /// `pgflip cutover promote`: green for good, then the retire command.
 pub async fn promote(plan_path: &Path, progress: Progress) -> Result<(), CutoverError> {
-    let mut ctx = open_serving(plan_path, progress).await?;
+    let mut ctx = open_serving(plan_path, progress, "promote").await?;
     refuse_while_unfinished(&ctx, "promote", None)?;
     if !ctx.journal.completed(Phase::Cutover) {
         return Err(CutoverError::Refused("nothing to promote: green does not serve (run the cutover first)".into()));
@@ -202,12 +257,4 @@ async fn run_preflight(ctx: &mut Context) -> Result<(), CutoverError> {
         return Err(CutoverError::Preflight(blockers.join("\n")));
     }
     Ok(())
-}
-
-/// The journal as JSON, and the next phase to run.
-pub fn status(plan_path: &Path) -> Result<String, CutoverError> {
-    let ctx = Context::open(plan_path, Progress::Stdout)?;
-    let next = ctx.journal.next_phase().map(|p| p.name()).unwrap_or("none (all done)");
-    let record = serde_json::to_string_pretty(ctx.journal.record()).unwrap_or_default();
-    Ok(format!("journal: {}\nnext phase: {next}\n{record}", ctx.plan.journal.path.display()))
 }

@@ -8,15 +8,13 @@ use serde_json::json;
 use tokio::process::Command;
 use tracing::{info, warn};
 
+use super::ddl::{self, Ddl};
 use super::error::CutoverError;
 use super::pg::{self, ident};
 use super::phase::Phase;
 use super::replication::ReplicationConn;
 use super::runner::Context;
 use super::tools::{connect_to, data_progress, run_logged};
-
-/// Name of the publication, the slot and the subscription.
-pub const NAME: &str = "pgflip";
 
 /// pgflip's own tables, made on blue before the slot so that the dump carries them to green:
 /// the heartbeat that measures lag in seconds, and the fence marker of the cutover.
@@ -27,28 +25,35 @@ INSERT INTO pgflip.heartbeat VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET be
 CREATE TABLE IF NOT EXISTS pgflip.fence (id int PRIMARY KEY, fenced_at timestamptz NOT NULL, generation bigint NOT NULL)";
 
 pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
+    let name = ctx.names.forward.clone();
     let blue = pg::connect(&ctx.plan.blue_config(), "blue").await?;
     blue.batch_execute(OWN_TABLES).await.map_err(CutoverError::sql("creating pgflip's tables on blue"))?;
     for table in &ctx.plan.preflight.allow_replica_identity_full {
-        let sql = format!("ALTER TABLE {} REPLICA IDENTITY FULL", qualified(table));
-        blue.batch_execute(&sql)
-            .await
-            .map_err(CutoverError::sql(format!("setting REPLICA IDENTITY FULL on {table}")))?;
+        let table_sql = qualified(table);
+        let ddl = Ddl {
+            what: format!("setting REPLICA IDENTITY FULL on {table}"),
+            sql: format!("ALTER TABLE {table_sql} REPLICA IDENTITY FULL"),
+            tables: std::slice::from_ref(&table_sql),
+        };
+        ddl::execute(&blue, "blue", ddl, &ctx.plan.ddl).await?;
     }
     let exists = blue
-        .query_opt("SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1", &[&NAME])
+        .query_opt("SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1", &[&name])
         .await
         .map_err(CutoverError::sql("looking for the publication"))?;
     if exists.is_none() {
-        blue.batch_execute(&format!("CREATE PUBLICATION {NAME} FOR ALL TABLES"))
-            .await
-            .map_err(CutoverError::sql("creating the publication on blue"))?;
+        let ddl = Ddl {
+            what: format!("creating publication {name} on blue"),
+            sql: format!("CREATE PUBLICATION {} FOR ALL TABLES", ident(&name)),
+            tables: &[],
+        };
+        ddl::execute(&blue, "blue", ddl, &ctx.plan.ddl).await?;
     }
-    drop_stale_slot(&blue).await?;
+    drop_stale_slot(&blue, &name).await?;
 
     let started = Instant::now();
     let mut replication = ReplicationConn::connect(&ctx.plan.blue_config()).await?;
-    let slot = replication.create_slot_with_snapshot(NAME).await?;
+    let slot = replication.create_slot_with_snapshot(&name).await?;
     info!(slot = %slot.slot_name, lsn = %slot.consistent_point, snapshot = %slot.snapshot_name, "replication slot created");
     let facts = [
         ("slot", json!(slot.slot_name)),
@@ -88,20 +93,20 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
     Ok(())
 }
 
-/// Drops a slot named [`NAME`] left by an earlier, interrupted attempt: its snapshot is
-/// gone with the connection that exported it. Waits a little for its walsender to exit.
-async fn drop_stale_slot(blue: &tokio_postgres::Client) -> Result<(), CutoverError> {
+/// Drops the slot `name` left by an earlier, interrupted attempt: its snapshot is gone
+/// with the connection that exported it. Waits a little for its walsender to exit.
+async fn drop_stale_slot(blue: &tokio_postgres::Client, name: &str) -> Result<(), CutoverError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let row = blue
-            .query_opt("SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", &[&NAME])
+            .query_opt("SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", &[&name])
             .await
             .map_err(CutoverError::sql("looking for an old slot"))?;
         match row {
             None => return Ok(()),
             Some(row) if !row.get::<_, bool>(0) => {
-                warn!(slot = NAME, "dropping the slot of an interrupted snapshot");
-                blue.execute("SELECT pg_catalog.pg_drop_replication_slot($1)", &[&NAME])
+                warn!(slot = name, "dropping the slot of an interrupted snapshot");
+                blue.execute("SELECT pg_catalog.pg_drop_replication_slot($1)", &[&name])
                     .await
                     .map_err(CutoverError::sql("dropping the old slot"))?;
                 return Ok(());
@@ -109,7 +114,7 @@ async fn drop_stale_slot(blue: &tokio_postgres::Client) -> Result<(), CutoverErr
             Some(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
             Some(_) => {
                 return Err(CutoverError::Refused(format!(
-                    "a replication slot named {NAME} is in use on blue; stop whatever streams from it first"
+                    "a replication slot named {name} is in use on blue; stop whatever streams from it first"
                 )))
             }
         }

@@ -30,7 +30,8 @@ use crate::api::{StandbyReport, StandbyState};
 use super::error::CutoverError;
 use super::fleet::{Fleet, SidecarError};
 use super::journal::Journal;
-use super::links::{Link, FORWARD, REVERSE};
+use super::links::Link;
+use super::names::LinkNames;
 use super::phase::Phase;
 use super::plan::CutoverSection;
 
@@ -41,9 +42,9 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// Which side is the standby, as the journal tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Standby {
+pub enum Standby<'a> {
     /// The link's subscriber (`link.to`) is the standby, fed by the link.
-    Replicating(Link),
+    Replicating(Link<'a>),
     /// Blue, after promote: gone for good.
     Retired,
     /// A flip (cutover or rollback) is under way or died half way: which side serves is
@@ -51,13 +52,18 @@ pub enum Standby {
     Flipping(Phase),
 }
 
-impl Standby {
+impl<'a> Standby<'a> {
     /// Reads the journal: after promote blue is retired; while green serves blue is fed by
     /// the reverse link; otherwise (before the cutover, or after a rollback) green is fed by
     /// the forward link. Refused before any catch-up: nothing replicates into green yet.
-    pub fn from_journal(journal: &Journal) -> Result<Standby, CutoverError> {
+    pub fn from_journal(journal: &Journal, names: &'a LinkNames) -> Result<Standby<'a>, CutoverError> {
         if journal.completed(Phase::Promote) {
             return Ok(Standby::Retired);
+        }
+        if journal.abandon().is_some() {
+            return Err(CutoverError::Refused(
+                "this plan's cutover was abandoned: nothing replicates, there is no standby to report".into(),
+            ));
         }
         for phase in [Phase::Cutover, Phase::Rollback] {
             if journal.fact(phase, "step").is_some_and(|step| !step.is_null()) {
@@ -71,7 +77,7 @@ impl Standby {
                 journal.path().display()
             )));
         }
-        Ok(Standby::Replicating(if green_serves(journal) { REVERSE } else { FORWARD }))
+        Ok(Standby::Replicating(if green_serves(journal) { names.reverse() } else { names.forward() }))
     }
 
     /// The standby side (`blue` or `green`), when settled.
@@ -87,7 +93,7 @@ impl Standby {
 /// Whether the last finished flip went to green: more cutovers than rollbacks finished.
 /// A flip counts (fact `flips`) the moment it clears its step, before its phase is marked
 /// done, so a report made in between already names the right side.
-fn green_serves(journal: &Journal) -> bool {
+pub fn green_serves(journal: &Journal) -> bool {
     let flips = |phase| journal.fact(phase, "flips").and_then(|v| v.as_u64()).unwrap_or(0);
     flips(Phase::Cutover) > flips(Phase::Rollback)
 }
@@ -104,7 +110,7 @@ pub struct LinkLag {
 
 /// Measures `link` on its publisher. The slot and the walsender both bear the link's name
 /// (a subscription's walsender takes the subscription's name as its `application_name`).
-pub async fn measure_link(publisher: &Client, link: Link) -> Result<LinkLag, CutoverError> {
+pub async fn measure_link(publisher: &Client, link: Link<'_>) -> Result<LinkLag, CutoverError> {
     let sql = "SELECT \
          (SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint \
             FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = $1), \
@@ -196,7 +202,7 @@ pub async fn report(fleet: &Fleet, upstream: &str, state: StandbyState, lag_seco
 /// Reports `upstream`, the side `link` feeds, as replicating with the link's lag measured on
 /// `publisher`. Right after a flip that side holds everything but the writes since the
 /// resume, so a lag that cannot be measured yet is reported as 0.
-pub async fn report_fed_by(fleet: &Fleet, upstream: &str, publisher: &Client, link: Link) -> Reported {
+pub async fn report_fed_by(fleet: &Fleet, upstream: &str, publisher: &Client, link: Link<'_>) -> Reported {
     let seconds = match measure_link(publisher, link).await {
         Ok(lag) => lag.seconds.unwrap_or(0.0),
         Err(e) => {

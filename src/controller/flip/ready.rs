@@ -31,7 +31,7 @@ pub(super) enum Subscription {
 }
 
 /// The state of `link`'s subscription on its subscriber `new`.
-pub(super) async fn subscription(new: &Client, link: Link) -> Result<Subscription, CutoverError> {
+pub(super) async fn subscription(new: &Client, link: Link<'_>) -> Result<Subscription, CutoverError> {
     let row = new
         .query_opt(
             "SELECT subenabled, subslotname IS NOT NULL FROM pg_catalog.pg_subscription WHERE subname = $1",
@@ -48,7 +48,7 @@ pub(super) async fn subscription(new: &Client, link: Link) -> Result<Subscriptio
 }
 
 /// Refuses a flip whose link into the new side was stopped: its changes are not arriving.
-pub(super) async fn refuse_stopped(new: &Client, link: Link) -> Result<(), CutoverError> {
+pub(super) async fn refuse_stopped(new: &Client, link: Link<'_>) -> Result<(), CutoverError> {
     match subscription(new, link).await? {
         Subscription::Stopped => Err(CutoverError::Refused(format!(
             "replication from {from} to {to} is disabled (subscription {name} on {to}, stopped by an apply \
@@ -67,7 +67,7 @@ pub(super) async fn refuse_stopped(new: &Client, link: Link) -> Result<(), Cutov
 pub(super) async fn wait_current(
     old: &Client,
     new: &Client,
-    link: Link,
+    link: Link<'_>,
     max_lag_bytes: u64,
     deadline: Instant,
 ) -> Result<(), CutoverError> {
@@ -105,7 +105,7 @@ pub(super) async fn wait_current(
     }
 }
 
-async fn apply_worker_running(new: &Client, link: Link) -> Result<bool, CutoverError> {
+async fn apply_worker_running(new: &Client, link: Link<'_>) -> Result<bool, CutoverError> {
     let row = new
         .query_one(
             "SELECT count(*) FROM pg_catalog.pg_stat_subscription WHERE subname = $1 AND relid IS NULL AND pid IS NOT NULL",
@@ -117,7 +117,7 @@ async fn apply_worker_running(new: &Client, link: Link) -> Result<bool, CutoverE
 }
 
 /// How far the link's slot on `old` is behind `old`'s WAL; `None` without the slot.
-async fn lag_bytes(old: &Client, link: Link) -> Result<Option<i64>, CutoverError> {
+async fn lag_bytes(old: &Client, link: Link<'_>) -> Result<Option<i64>, CutoverError> {
     let row = old
         .query_opt(
             "SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), confirmed_flush_lsn)::bigint \

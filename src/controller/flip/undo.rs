@@ -85,7 +85,7 @@ pub(crate) async fn resolve(ctx: &mut Context, sides: &Sides, direction: Directi
 /// failed.
 async fn back_out(ctx: &Context, sides: &Sides, direction: Direction) -> Result<(), CutoverError> {
     let (from, to) = direction.sides();
-    let (into_new, back) = direction.links();
+    let (into_new, back) = direction.links(&sides.names);
     let (old, new) = (sides.client(from), sides.client(to));
     let deadline = || Instant::now() + UNDO_DEADLINE;
     let reached = recorded_step(ctx, direction.phase());
@@ -115,7 +115,7 @@ async fn back_out(ctx: &Context, sides: &Sides, direction: Direction) -> Result<
 /// run retries.
 async fn drain(sides: &Sides, direction: Direction, reached: Option<Step>) -> Result<(), CutoverError> {
     let (from, to) = direction.sides();
-    let (_, back) = direction.links();
+    let (_, back) = direction.links(&sides.names);
     let (old, new) = (sides.client(from), sides.client(to));
     let deadline = Instant::now() + UNDO_DEADLINE;
     if reached.is_none_or(|step| step < Step::Attached) {

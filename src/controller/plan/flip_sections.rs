@@ -43,6 +43,9 @@ pub struct CutoverSection {
     /// tables the migration widened cannot be replicated back to blue, and a cutover
     /// refuses while one is not listed here. Validation leaves them out of its comparison.
     pub one_way_tables: Vec<String>,
+    /// The base of the replication objects' names (`pgflip_<name>_fwd`, `pgflip_<name>_rev`);
+    /// `None`: the database's name.
+    pub name: Option<String>,
 }
 
 impl CutoverSection {
@@ -75,6 +78,7 @@ pub(super) struct CutoverFile {
     sidecar_config: Option<PathBuf>,
     parallel: usize,
     one_way_tables: Vec<String>,
+    name: Option<String>,
 }
 
 impl Default for CutoverFile {
@@ -95,6 +99,7 @@ impl Default for CutoverFile {
             sidecar_config: None,
             parallel: 16,
             one_way_tables: Vec::new(),
+            name: None,
         }
     }
 }
@@ -225,6 +230,9 @@ pub(super) fn cutover(file: CutoverFile, base_dir: &Path) -> Result<CutoverSecti
             format!("{url:?} is https: give sidecar_ca_file, the CA that signs the sidecars' admin certificates"),
         ));
     }
+    if file.name.as_deref().is_some_and(|name| name.trim().is_empty()) {
+        return Err(("[cutover] name", "must not be empty (leave it out to use the database's name)".into()));
+    }
     Ok(CutoverSection {
         sidecars: file.sidecars.iter().map(|s| s.trim_end_matches('/').to_owned()).collect(),
         sidecars_dns: file.sidecars_dns,
@@ -241,6 +249,7 @@ pub(super) fn cutover(file: CutoverFile, base_dir: &Path) -> Result<CutoverSecti
         sidecar_config: file.sidecar_config.map(|p| base_dir.join(p)),
         parallel: file.parallel,
         one_way_tables: file.one_way_tables,
+        name: file.name,
     })
 }
 

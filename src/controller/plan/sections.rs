@@ -149,3 +149,35 @@ pub struct SecuritySection {
     /// demos and networks that are trusted.
     pub allow_plaintext_passwords: bool,
 }
+
+/// `[ddl]`: DDL the controller runs on a side that may be serving (REPLICA IDENTITY FULL,
+/// publications) waits at most `lock_timeout` for its lock, and is tried `attempts` times,
+/// with a growing pause between, before it gives up naming the sessions in the way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DdlSection {
+    /// `lock_timeout`, default 2 s, greater than 0.
+    pub lock_timeout: Duration,
+    /// `attempts`, default 5, at least 1.
+    pub attempts: u32,
+}
+
+impl Default for DdlSection {
+    fn default() -> DdlSection {
+        DdlSection { lock_timeout: Duration::from_secs(2), attempts: 5 }
+    }
+}
+
+/// `[ddl]` as written.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct DdlFile {
+    pub lock_timeout: Written,
+    pub attempts: u32,
+}
+
+impl Default for DdlFile {
+    fn default() -> DdlFile {
+        let section = DdlSection::default();
+        DdlFile { lock_timeout: section.lock_timeout.into(), attempts: section.attempts }
+    }
+}

@@ -362,3 +362,23 @@ fn test_ca() -> String {
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     params.self_signed(&key).unwrap().pem()
 }
+
+#[test]
+fn replication_name_and_ddl_limits() {
+    let plan = parse(MINIMAL).unwrap();
+    assert_eq!(plan.cutover.name, None);
+    assert_eq!(plan.ddl, DdlSection { lock_timeout: Duration::from_secs(2), attempts: 5 });
+    let plan =
+        parse(&format!("{MINIMAL}[cutover]\nname = \"shop_eu\"\n[ddl]\nlock_timeout = \"500ms\"\nattempts = 2\n"))
+            .unwrap();
+    assert_eq!(plan.cutover.name.as_deref(), Some("shop_eu"));
+    assert_eq!(plan.ddl, DdlSection { lock_timeout: Duration::from_millis(500), attempts: 2 });
+    for (extra, expected) in [
+        ("[cutover]\nname = \" \"", "[cutover] name must not be empty"),
+        ("[ddl]\nlock_timeout = 0", "[ddl] lock_timeout must be greater than 0, got 0"),
+        ("[ddl]\nattempts = 0", "[ddl] attempts must be at least 1, got 0"),
+    ] {
+        let err = error(&format!("{MINIMAL}{extra}\n"));
+        assert!(err.contains(expected), "{err}");
+    }
+}

@@ -16,6 +16,7 @@ use crate::controller::error::CutoverError;
 use crate::controller::fleet::Fleet;
 use crate::controller::journal::Journal;
 use crate::controller::links::Link;
+use crate::controller::names::LinkNames;
 use crate::controller::pg;
 use crate::controller::plan::Plan;
 
@@ -63,7 +64,8 @@ impl Reporting {
     /// One report; `Ok(true)` once blue is retired: there is nothing more to report.
     async fn round(&mut self) -> Result<bool, CutoverError> {
         let journal = Journal::open(&self.plan.journal.path)?;
-        let link = match Standby::from_journal(&journal)? {
+        let names = LinkNames::resolve(&self.plan, &journal);
+        let link = match Standby::from_journal(&journal, &names)? {
             Standby::Flipping(phase) => {
                 println!("standby: the {phase} is under way; nothing reported until it is finished or undone");
                 return Ok(false);
@@ -89,7 +91,7 @@ impl Reporting {
 
     /// Measures `link` on its publisher, connecting when the publisher changed or the last
     /// connection was lost; a failed connection is dropped, so the next round connects again.
-    async fn measure(&mut self, link: Link) -> Result<LinkLag, CutoverError> {
+    async fn measure(&mut self, link: Link<'_>) -> Result<LinkLag, CutoverError> {
         let reusable = self.publisher.as_ref().is_some_and(|(side, client)| *side == link.from && !client.is_closed());
         if !reusable {
             self.publisher = None;

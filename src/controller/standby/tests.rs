@@ -9,7 +9,7 @@ use super::command::{line, parse_interval};
 use super::{replay_seconds, Failures, LinkLag, Reported, Standby};
 use crate::controller::error::CutoverError;
 use crate::controller::journal::Journal;
-use crate::controller::links::{FORWARD, REVERSE};
+use crate::controller::names::LEGACY;
 use crate::controller::phase::Phase;
 
 /// A journal in `dir` where `phases` ran to their end, in order.
@@ -40,7 +40,7 @@ const UP_TO_CATCHUP: [Phase; 6] =
 fn before_any_catch_up_there_is_no_standby() {
     let dir = tempfile::tempdir().unwrap();
     let journal = journal(&dir, &UP_TO_CATCHUP[..5]);
-    let err = Standby::from_journal(&journal).unwrap_err();
+    let err = Standby::from_journal(&journal, &LEGACY).unwrap_err();
     assert!(matches!(err, CutoverError::Refused(_)), "{err}");
     assert!(err.to_string().contains("no catch-up has run yet"), "{err}");
 }
@@ -50,11 +50,11 @@ fn green_is_the_standby_from_the_catch_up_until_the_cutover() {
     let dir = tempfile::tempdir().unwrap();
     let mut journal = journal(&dir, &UP_TO_CATCHUP[..5]);
     journal.start(Phase::Catchup).unwrap();
-    assert_eq!(Standby::from_journal(&journal).unwrap(), Standby::Replicating(FORWARD));
+    assert_eq!(Standby::from_journal(&journal, &LEGACY).unwrap(), Standby::Replicating(LEGACY.forward()));
     journal.finish(Phase::Catchup).unwrap();
     journal.start(Phase::Cutover).unwrap();
-    assert_eq!(Standby::from_journal(&journal).unwrap(), Standby::Replicating(FORWARD));
-    assert_eq!(Standby::from_journal(&journal).unwrap().side(), Some("green"));
+    assert_eq!(Standby::from_journal(&journal, &LEGACY).unwrap(), Standby::Replicating(LEGACY.forward()));
+    assert_eq!(Standby::from_journal(&journal, &LEGACY).unwrap().side(), Some("green"));
 }
 
 #[test]
@@ -63,28 +63,36 @@ fn blue_is_the_standby_after_the_cutover_and_green_again_after_a_rollback() {
     let mut journal = journal(&dir, &UP_TO_CATCHUP);
     journal.start(Phase::Cutover).unwrap();
     journal.set_fact(Phase::Cutover, "step", json!("paused")).unwrap();
-    assert_eq!(Standby::from_journal(&journal).unwrap(), Standby::Flipping(Phase::Cutover));
-    assert_eq!(Standby::from_journal(&journal).unwrap().side(), None);
+    assert_eq!(Standby::from_journal(&journal, &LEGACY).unwrap(), Standby::Flipping(Phase::Cutover));
+    assert_eq!(Standby::from_journal(&journal, &LEGACY).unwrap().side(), None);
     // Finished, before the phase is marked done: the sidecars already serve green.
     journal.set_fact(Phase::Cutover, "flips", json!(1)).unwrap();
     journal.set_fact(Phase::Cutover, "step", json!(null)).unwrap();
-    assert_eq!(Standby::from_journal(&journal).unwrap(), Standby::Replicating(REVERSE));
+    assert_eq!(Standby::from_journal(&journal, &LEGACY).unwrap(), Standby::Replicating(LEGACY.reverse()));
     journal.finish(Phase::Cutover).unwrap();
-    assert_eq!(Standby::from_journal(&journal).unwrap(), Standby::Replicating(REVERSE));
-    assert_eq!(Standby::from_journal(&journal).unwrap().side(), Some("blue"));
+    assert_eq!(Standby::from_journal(&journal, &LEGACY).unwrap(), Standby::Replicating(LEGACY.reverse()));
+    assert_eq!(Standby::from_journal(&journal, &LEGACY).unwrap().side(), Some("blue"));
 
     journal.start(Phase::Rollback).unwrap();
     journal.set_fact(Phase::Rollback, "step", json!("fenced")).unwrap();
-    assert_eq!(Standby::from_journal(&journal).unwrap(), Standby::Flipping(Phase::Rollback));
+    assert_eq!(Standby::from_journal(&journal, &LEGACY).unwrap(), Standby::Flipping(Phase::Rollback));
     journal.set_fact(Phase::Rollback, "flips", json!(1)).unwrap();
     journal.set_fact(Phase::Rollback, "step", json!(null)).unwrap();
-    assert_eq!(Standby::from_journal(&journal).unwrap(), Standby::Replicating(FORWARD), "before the cutover reopens");
+    assert_eq!(
+        Standby::from_journal(&journal, &LEGACY).unwrap(),
+        Standby::Replicating(LEGACY.forward()),
+        "before the cutover reopens"
+    );
     journal.finish(Phase::Rollback).unwrap();
     journal.reopen(Phase::Cutover).unwrap();
-    assert_eq!(Standby::from_journal(&journal).unwrap(), Standby::Replicating(FORWARD));
+    assert_eq!(Standby::from_journal(&journal, &LEGACY).unwrap(), Standby::Replicating(LEGACY.forward()));
 
     flip(&mut journal, Phase::Cutover);
-    assert_eq!(Standby::from_journal(&journal).unwrap(), Standby::Replicating(REVERSE), "the second cutover");
+    assert_eq!(
+        Standby::from_journal(&journal, &LEGACY).unwrap(),
+        Standby::Replicating(LEGACY.reverse()),
+        "the second cutover"
+    );
 }
 
 #[test]
@@ -94,7 +102,7 @@ fn an_undone_flip_leaves_the_standby_where_it_was() {
     journal.start(Phase::Cutover).unwrap();
     journal.set_fact(Phase::Cutover, "step", json!("attached")).unwrap();
     journal.set_fact(Phase::Cutover, "step", json!(null)).unwrap();
-    assert_eq!(Standby::from_journal(&journal).unwrap(), Standby::Replicating(FORWARD));
+    assert_eq!(Standby::from_journal(&journal, &LEGACY).unwrap(), Standby::Replicating(LEGACY.forward()));
 }
 
 #[test]
@@ -105,9 +113,13 @@ fn blue_is_retired_after_promote() {
     journal.start(Phase::Validate).unwrap();
     journal.finish(Phase::Validate).unwrap();
     journal.start(Phase::Promote).unwrap();
-    assert_eq!(Standby::from_journal(&journal).unwrap(), Standby::Replicating(REVERSE), "promote not done yet");
+    assert_eq!(
+        Standby::from_journal(&journal, &LEGACY).unwrap(),
+        Standby::Replicating(LEGACY.reverse()),
+        "promote not done yet"
+    );
     journal.finish(Phase::Promote).unwrap();
-    assert_eq!(Standby::from_journal(&journal).unwrap(), Standby::Retired);
+    assert_eq!(Standby::from_journal(&journal, &LEGACY).unwrap(), Standby::Retired);
     assert_eq!(Standby::Retired.side(), Some("blue"));
 }
 
@@ -123,18 +135,21 @@ fn a_null_replay_lag_means_caught_up_and_no_walsender_means_unknown() {
 fn the_report_line_names_the_side_the_lag_and_the_sidecars() {
     let reported = Reported { took: 3, of: 3 };
     let lag = LinkLag { bytes: Some(12 * 1024), seconds: Some(0.42) };
-    assert_eq!(line(FORWARD, Some(&lag), reported), "standby green: lag 0.4 s (12.0 KiB), reported to 3 of 3 sidecars");
+    assert_eq!(
+        line(LEGACY.forward(), Some(&lag), reported),
+        "standby green: lag 0.4 s (12.0 KiB), reported to 3 of 3 sidecars"
+    );
     let lag = LinkLag { bytes: Some(320), seconds: None };
     assert_eq!(
-        line(REVERSE, Some(&lag), Reported { took: 0, of: 2 }),
+        line(LEGACY.reverse(), Some(&lag), Reported { took: 0, of: 2 }),
         "standby blue: lag unknown (320 B, not streaming), reported to 0 of 2 sidecars"
     );
     let lag = LinkLag { bytes: None, seconds: None };
     assert_eq!(
-        line(REVERSE, Some(&lag), reported),
+        line(LEGACY.reverse(), Some(&lag), reported),
         "standby blue: lag unknown (no slot pgflip_reverse, not streaming), reported to 3 of 3 sidecars"
     );
-    assert_eq!(line(FORWARD, None, reported), "standby green: lag not measured, reported to 3 of 3 sidecars");
+    assert_eq!(line(LEGACY.forward(), None, reported), "standby green: lag not measured, reported to 3 of 3 sidecars");
 }
 
 #[test]
@@ -157,4 +172,13 @@ fn intervals_are_positive_durations() {
     for bad in ["0", "0ms", "-1", "x", "inf", "NaN", "1e30", "5 parsecs"] {
         assert!(parse_interval(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn an_abandoned_cutover_has_no_standby() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = journal(&dir, &UP_TO_CATCHUP);
+    journal.start_abandon().unwrap();
+    let err = Standby::from_journal(&journal, &LEGACY).unwrap_err();
+    assert!(err.to_string().contains("abandoned"), "{err}");
 }

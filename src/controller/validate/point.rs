@@ -18,7 +18,6 @@ use crate::api::{OnTimeout, PauseRequest};
 use crate::controller::error::CutoverError;
 use crate::controller::fence;
 use crate::controller::fleet::Fleet;
-use crate::controller::links::REVERSE;
 use crate::controller::pg;
 use crate::controller::runner::Context;
 
@@ -54,7 +53,7 @@ pub async fn take(ctx: &Context, fleet: &Fleet) -> Result<MatchedSnapshots, Cuto
     let answers = fleet.pause(&pause, cutover.drain_timeout + CALL_DEADLINE).await;
     let taken = match answers.iter().find_map(|a| a.as_ref().err()) {
         Some(e) => Err(CutoverError::Refused(format!("pausing the fleet for a consistent point failed: {e}"))),
-        None => export_matching(&blue, &green, paused_at + lease - CALL_DEADLINE).await,
+        None => export_matching(&blue, &green, &ctx.names.reverse, paused_at + lease - CALL_DEADLINE).await,
     };
     for failed in fleet.resume(CALL_DEADLINE).await.iter().filter_map(|a| a.as_ref().err()) {
         warn!(error = %failed, "resuming a sidecar failed; its pause lease resumes it");
@@ -66,9 +65,14 @@ pub async fn take(ctx: &Context, fleet: &Fleet) -> Result<MatchedSnapshots, Cuto
 }
 
 /// The snapshots of blue and green, in that order.
-async fn export_matching(blue: &Client, green: &Client, deadline: Instant) -> Result<(String, String), CutoverError> {
+async fn export_matching(
+    blue: &Client,
+    green: &Client,
+    reverse_slot: &str,
+    deadline: Instant,
+) -> Result<(String, String), CutoverError> {
     let point = fence::mark(green, "green", VALIDATION_MARKER).await?;
-    fence::wait_confirmed(green, blue, REVERSE.name, &point, deadline).await?;
+    fence::wait_confirmed(green, blue, reverse_slot, &point, deadline).await?;
     Ok((export(blue, "blue").await?, export(green, "green").await?))
 }
 
