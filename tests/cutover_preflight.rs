@@ -34,6 +34,7 @@ fn options(database: &str, allow_full: &[&str]) -> PreflightOptions {
         app_roles: vec!["app".to_string()],
         allow_replica_identity_full: allow_full.iter().map(|table| table.to_string()).collect(),
         database: database.to_string(),
+        client_tools: None,
     }
 }
 

@@ -5,10 +5,13 @@
 //! the cutover must not start. Both servers publish and subscribe in turn (blue forward, green
 //! backward for a lossless rollback), so the replication settings are judged on both.
 
+mod client_tools;
 mod report;
 mod settings;
 
 pub use report::{Finding, Report, Severity};
+use client_tools::judge_client_tools;
+pub use client_tools::{ClientTools, ProgramVersion};
 use settings::{judge_settings, judge_versions, ServerSettings, ServerVersion};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Error};
@@ -23,6 +26,8 @@ pub struct PreflightOptions {
     pub allow_replica_identity_full: Vec<String>,
     /// The application's database: blue's connection must be to it; green may lack it.
     pub database: String,
+    /// The pg_dump and pg_restore the controller will run; `None`: not judged.
+    pub client_tools: Option<ClientTools>,
 }
 
 /// Runs every check. Each client must be idle (not inside a transaction): the checks run in
@@ -54,9 +59,13 @@ async fn run_checks(blue: &Client, green: &Client, options: &PreflightOptions) -
     let blue_version = ServerVersion::read(blue).await?;
     let green_version = ServerVersion::read(green).await?;
     if !judge_versions(&mut report, &blue_version, &green_version) {
-        // Before 10 the catalogs differ and logical replication is missing: stop here.
+        // Outside the supported range the catalogs and replication differ: stop here.
         return Ok(report);
     }
+    if let Some(tools) = &options.client_tools {
+        judge_client_tools(&mut report, tools, blue_version.major(), green_version.major());
+    }
+    extensions(&mut report, blue, green).await?;
     judge_settings(&mut report, "blue", &ServerSettings::read(blue).await?);
     judge_settings(&mut report, "green", &ServerSettings::read(green).await?);
     database_size(&mut report, blue, &options.database).await?;
@@ -69,6 +78,33 @@ async fn run_checks(blue: &Client, green: &Client, options: &PreflightOptions) -
         report.add_list(list.severity, list.check, list.message, items);
     }
     Ok(report)
+}
+
+/// Blue's extensions (for the record), and those green's server cannot install.
+async fn extensions(report: &mut Report, blue: &Client, green: &Client) -> Result<(), Error> {
+    let on_blue = names(
+        blue,
+        "SELECT e.extname::text || ' ' || e.extversion FROM pg_catalog.pg_extension e \
+          WHERE e.extname <> 'plpgsql' ORDER BY 1",
+        &[],
+    )
+    .await?;
+    report.add_list(Severity::Info, "extensions", "blue's extensions", on_blue.clone());
+    let available = names(green, "SELECT name::text FROM pg_catalog.pg_available_extensions", &[]).await?;
+    let missing: Vec<String> = on_blue
+        .iter()
+        .filter_map(|e| e.split(' ').next())
+        .filter(|name| !available.iter().any(|a| a == name))
+        .map(str::to_owned)
+        .collect();
+    report.add_list(
+        Severity::Blocker,
+        "extensions",
+        "green's server cannot install extensions blue has (they are not in its pg_available_extensions): install \
+         them on green's server first",
+        missing,
+    );
+    Ok(())
 }
 
 /// Runs a query whose rows have one text column.

@@ -190,11 +190,15 @@ impl ReplicationConn {
         }
     }
 
-    /// Creates logical slot `name` (pgoutput) with an exported snapshot. The snapshot lives
-    /// while this connection stays open and idle.
-    pub async fn create_slot_with_snapshot(&mut self, name: &str) -> Result<CreatedSlot, ReplicationError> {
-        let rows =
-            self.command(&format!("CREATE_REPLICATION_SLOT {name} LOGICAL pgoutput (SNAPSHOT 'export')")).await?;
+    /// Creates logical slot `name` (pgoutput) with an exported snapshot, in the command's
+    /// syntax for a server of `server_version_num`. The snapshot lives while this connection
+    /// stays open and idle.
+    pub async fn create_slot_with_snapshot(
+        &mut self,
+        name: &str,
+        server_version_num: i32,
+    ) -> Result<CreatedSlot, ReplicationError> {
+        let rows = self.command(&create_slot_command(name, server_version_num)).await?;
         let row =
             rows.first().ok_or_else(|| ReplicationError::Protocol("CREATE_REPLICATION_SLOT returned no row".into()))?;
         let column = |i: usize| {
@@ -239,5 +243,28 @@ async fn read_message<S: AsyncRead + AsyncWrite + Unpin>(
         if stream.read_buf(buf).await? == 0 {
             return Err(ReplicationError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
+    }
+}
+
+/// `CREATE_REPLICATION_SLOT` exporting a snapshot: PostgreSQL 15 took the option list
+/// (`(SNAPSHOT 'export')`); before it only the keyword form exists, and the option list is a
+/// syntax error there.
+fn create_slot_command(name: &str, server_version_num: i32) -> String {
+    if server_version_num >= 150000 {
+        format!("CREATE_REPLICATION_SLOT {name} LOGICAL pgoutput (SNAPSHOT 'export')")
+    } else {
+        format!("CREATE_REPLICATION_SLOT {name} LOGICAL pgoutput EXPORT_SNAPSHOT")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_slot_command_speaks_each_servers_syntax() {
+        assert_eq!(
+            super::create_slot_command("s", 150004),
+            "CREATE_REPLICATION_SLOT s LOGICAL pgoutput (SNAPSHOT 'export')"
+        );
+        assert_eq!(super::create_slot_command("s", 130023), "CREATE_REPLICATION_SLOT s LOGICAL pgoutput EXPORT_SNAPSHOT");
     }
 }

@@ -14,7 +14,7 @@ use super::metrics::CutoverMetrics;
 use super::names::LinkNames;
 use super::phase::Phase;
 use super::plan::Plan;
-use super::preflight::{self, PreflightOptions};
+use super::preflight::{self, ClientTools, PreflightOptions, ProgramVersion};
 use super::progress::Progress;
 use super::promote as promotion;
 use super::tools::Tools;
@@ -237,6 +237,10 @@ async fn run_preflight(ctx: &mut Context) -> Result<(), CutoverError> {
         app_roles: ctx.plan.app.roles.clone(),
         allow_replica_identity_full: ctx.plan.preflight.allow_replica_identity_full.clone(),
         database: ctx.plan.database().to_owned(),
+        client_tools: Some(ClientTools {
+            pg_dump: ProgramVersion::probe(ctx.tools.program("pg_dump")).await,
+            pg_restore: ProgramVersion::probe(ctx.tools.program("pg_restore")).await,
+        }),
     };
     let report = preflight::run(&blue, &green, &options).await.map_err(CutoverError::sql("preflight"))?;
     ctx.progress.line(&report);

@@ -53,7 +53,12 @@ pub async fn run(ctx: &mut Context) -> Result<(), CutoverError> {
 
     let started = Instant::now();
     let mut replication = ReplicationConn::connect(&ctx.plan.blue_config()).await?;
-    let slot = replication.create_slot_with_snapshot(&name).await?;
+    let version: i32 = blue
+        .query_one("SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4", &[])
+        .await
+        .map_err(CutoverError::sql("reading blue's version"))?
+        .get(0);
+    let slot = replication.create_slot_with_snapshot(&name, version).await?;
     info!(slot = %slot.slot_name, lsn = %slot.consistent_point, snapshot = %slot.snapshot_name, "replication slot created");
     let facts = [
         ("slot", json!(slot.slot_name)),

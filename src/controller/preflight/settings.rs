@@ -20,30 +20,55 @@ impl ServerVersion {
     }
 
     /// The major version: 15 for 150018, 9 for any 9.x.
-    fn major(&self) -> i32 {
+    pub(super) fn major(&self) -> i32 {
         self.num / 10000
     }
 }
 
-/// Records both versions; returns false when either server is too old to check further.
+/// The oldest major version blue may run: the sidecar's session capture and the slots'
+/// status use functions PostgreSQL 13 brought.
+pub const OLDEST_BLUE: i32 = 13;
+/// The oldest major version green may run: it publishes column lists and subscribes with
+/// options PostgreSQL 15 brought.
+pub const OLDEST_GREEN: i32 = 15;
+
+/// The range every version message states.
+fn supported() -> String {
+    format!(
+        "pgflip supports blue on PostgreSQL {OLDEST_BLUE} or later and green on {OLDEST_GREEN} or later, green at \
+         least as new as blue"
+    )
+}
+
+/// Records both versions; returns false when either server is outside the supported range
+/// (nothing further is checked then).
 pub(super) fn judge_versions(report: &mut Report, blue: &ServerVersion, green: &ServerVersion) -> bool {
     report.fact("blue_server_version_num", blue.num);
     report.fact("green_server_version_num", green.num);
     let message = format!("blue runs PostgreSQL {}, green runs PostgreSQL {}", blue.text, green.text);
     report.add(Severity::Info, "server_version", message, vec![]);
-    if blue.major() < 10 {
-        let message = format!("blue runs PostgreSQL {}: logical replication needs 10 or later", blue.text);
+    let mut within = true;
+    if blue.major() < OLDEST_BLUE {
+        let message = format!("blue runs PostgreSQL {}, older than {OLDEST_BLUE}: {}", blue.text, supported());
         report.add(Severity::Blocker, "server_version", message, vec![]);
+        within = false;
+    }
+    if green.major() < OLDEST_GREEN {
+        let message = format!("green runs PostgreSQL {}, older than {OLDEST_GREEN}: {}", green.text, supported());
+        report.add(Severity::Blocker, "server_version", message, vec![]);
+        within = false;
     }
     if green.major() < blue.major() {
         let message = format!(
-            "green's major version ({}) is older than blue's ({}): a dump of blue does not restore into it",
-            green.major(),
-            blue.major()
+            "green runs PostgreSQL {}, older than blue's {}: a dump of blue does not restore into it; {}",
+            green.text,
+            blue.text,
+            supported()
         );
         report.add(Severity::Blocker, "server_version", message, vec![]);
+        within = false;
     }
-    blue.major() >= 10 && green.major() >= 10
+    within
 }
 
 /// One server's login role and replication capacity.
