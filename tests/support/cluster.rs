@@ -57,9 +57,9 @@ fn server_user() -> Option<(u32, u32)> {
     Some((id("-u"), id("-g")))
 }
 
-/// A command for a server binary (initdb, pg_ctl), run as `postgres` when we are root.
-fn server_command(name: &str, cwd: &Path) -> Command {
-    let mut cmd = Command::new(pg_bin().join(name));
+/// A command for a server binary (initdb, pg_ctl) of `bin`, run as `postgres` when we are root.
+fn server_command(bin: &Path, name: &str, cwd: &Path) -> Command {
+    let mut cmd = Command::new(bin.join(name));
     clear_pg_env(&mut cmd);
     cmd.current_dir(cwd).env("LC_ALL", "C").stdin(Stdio::null());
     if let Some((uid, gid)) = server_user() {
@@ -93,6 +93,7 @@ fn run_ok(cmd: &mut Command, what: &str) {
 pub struct ClusterOptions {
     ssl: Option<(PathBuf, PathBuf, PathBuf)>,
     extra_conf: Vec<String>,
+    bin_dir: Option<PathBuf>,
 }
 
 impl ClusterOptions {
@@ -107,6 +108,19 @@ impl ClusterOptions {
         self.extra_conf.push(line.to_string());
         self
     }
+
+    /// Runs initdb, pg_ctl and postgres from `dir` instead of [`pg_bin`].
+    pub fn bin_dir(mut self, dir: PathBuf) -> Self {
+        self.bin_dir = Some(dir);
+        self
+    }
+
+    /// Runs PostgreSQL `major` (13 to 18), fetched by [`super::pgversions::server_bin`];
+    /// panics when it is unavailable (tests that skip instead call `server_bin` first).
+    pub fn version(self, major: u32) -> Self {
+        let dir = super::pgversions::server_bin(major).unwrap_or_else(|message| panic!("{message}"));
+        self.bin_dir(dir)
+    }
 }
 
 /// A running cluster; stopped (immediate mode) and deleted on drop, and by a
@@ -114,6 +128,7 @@ impl ClusterOptions {
 pub struct Cluster {
     dir: tempfile::TempDir,
     port: u16,
+    bin: PathBuf,
     watchdog: Mutex<Child>,
 }
 
@@ -153,11 +168,12 @@ impl Cluster {
     }
 
     pub fn start_with(options: ClusterOptions) -> Cluster {
+        let bin = options.bin_dir.clone().unwrap_or_else(pg_bin);
         let dir = temp_dir("pgflip-pg-");
         chown_to_server(dir.path());
         let data = dir.path().join("data");
         run_ok(
-            server_command("initdb", dir.path())
+            server_command(&bin, "initdb", dir.path())
                 .arg("-D")
                 .arg(&data)
                 .args(["-A", "trust", "-U", "postgres", "--no-sync"])
@@ -200,7 +216,7 @@ impl Cluster {
         for _attempt in 0..3 {
             let port = free_port();
             std::fs::write(&conf_path, format!("{base}port = {port}\n")).expect("write postgresql.conf");
-            let out = server_command("pg_ctl", dir.path())
+            let out = server_command(&bin, "pg_ctl", dir.path())
                 .arg("-D")
                 .arg(&data)
                 .arg("-l")
@@ -210,7 +226,7 @@ impl Cluster {
                 .expect("run pg_ctl start");
             if out.status.success() {
                 let watchdog = spawn_watchdog(dir.path());
-                let cluster = Cluster { dir, port, watchdog: Mutex::new(watchdog) };
+                let cluster = Cluster { dir, port, bin, watchdog: Mutex::new(watchdog) };
                 cluster.create_roles();
                 return cluster;
             }
@@ -293,7 +309,7 @@ impl Cluster {
 impl Cluster {
     /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`).
     pub fn kill(&self) {
-        let _ = server_command("pg_ctl", self.dir.path())
+        let _ = server_command(&self.bin, "pg_ctl", self.dir.path())
             .arg("-D")
             .arg(self.dir.path().join("data"))
             .args(["-m", "immediate", "-w", "stop"])

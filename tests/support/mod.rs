@@ -5,6 +5,7 @@
 pub mod clients;
 pub mod cluster;
 pub mod http;
+pub mod pgversions;
 pub mod proxy;
 pub mod statements;
 pub mod tls;
