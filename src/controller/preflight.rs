@@ -9,9 +9,9 @@ mod client_tools;
 mod report;
 mod settings;
 
-pub use report::{Finding, Report, Severity};
 use client_tools::judge_client_tools;
 pub use client_tools::{ClientTools, ProgramVersion};
+pub use report::{Finding, Report, Severity};
 use settings::{judge_settings, judge_versions, ServerSettings, ServerVersion};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Error};

@@ -265,6 +265,9 @@ mod tests {
             super::create_slot_command("s", 150004),
             "CREATE_REPLICATION_SLOT s LOGICAL pgoutput (SNAPSHOT 'export')"
         );
-        assert_eq!(super::create_slot_command("s", 130023), "CREATE_REPLICATION_SLOT s LOGICAL pgoutput EXPORT_SNAPSHOT");
+        assert_eq!(
+            super::create_slot_command("s", 130023),
+            "CREATE_REPLICATION_SLOT s LOGICAL pgoutput EXPORT_SNAPSHOT"
+        );
     }
 }

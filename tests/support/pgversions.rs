@@ -18,6 +18,7 @@ const INSTALL_NPM: &str = "apt-get install -y nodejs npm";
 /// The package version used for each major: the newest one published for it.
 fn package_version(major: u32) -> Option<&'static str> {
     Some(match major {
+        12 => "12.22.0-beta.15",
         13 => "13.23.0-beta.16",
         14 => "14.23.0-beta.17",
         15 => "15.18.0-beta.17",
