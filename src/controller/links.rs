@@ -230,10 +230,20 @@ pub async fn subscribe(subscriber: &Client, link: Link<'_>, publisher_url: &str)
             "ALTER SUBSCRIPTION {n} CONNECTION {url}; ALTER SUBSCRIPTION {n} SET (slot_name = {slot}); \
              ALTER SUBSCRIPTION {n} ENABLE"
         ),
-        None => format!(
-            "CREATE SUBSCRIPTION {n} CONNECTION {url} PUBLICATION {n} WITH (create_slot = false, \
-             slot_name = {slot}, copy_data = false, disable_on_error = true)"
-        ),
+        None => {
+            // disable_on_error came with PostgreSQL 15; an older subscriber (blue, on the way
+            // back) retries a failing apply instead, and the flip's checks see its lag.
+            let version: i32 = subscriber
+                .query_one("SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4", &[])
+                .await
+                .map_err(CutoverError::sql(format!("reading {}'s version", link.to)))?
+                .get(0);
+            let on_error = if version >= 150000 { ", disable_on_error = true" } else { "" };
+            format!(
+                "CREATE SUBSCRIPTION {n} CONNECTION {url} PUBLICATION {n} WITH (create_slot = false, \
+                 slot_name = {slot}, copy_data = false{on_error})"
+            )
+        }
     };
     // The connection string may carry a password: kept out of the server's log.
     without_statement_logging(subscriber, link.to).await?;

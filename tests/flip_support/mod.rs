@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Cluster, Proxy, ProxyBuilder};
+use crate::support::{Cluster, ClusterOptions, Proxy, ProxyBuilder};
 
 pub const DB: &str = "ledger";
 pub const APP: &str = "app";
@@ -41,7 +41,13 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn start(sidecars: usize) -> Fleet {
-        let (blue, green) = (Cluster::start(), Cluster::start());
+        Fleet::start_on(sidecars, ClusterOptions::default(), ClusterOptions::default())
+    }
+
+    /// [`Fleet::start`] with blue and green started from `blue` and `green` (another
+    /// PostgreSQL version, say).
+    pub fn start_on(sidecars: usize, blue: ClusterOptions, green: ClusterOptions) -> Fleet {
+        let (blue, green) = (Cluster::start_with(blue), Cluster::start_with(green));
         blue.psql(&format!(
             "SET password_encryption = 'scram-sha-256'; CREATE ROLE {APP} LOGIN PASSWORD '{APP_PASSWORD}'"
         ));
