@@ -5,25 +5,12 @@
 mod flip_support;
 mod support;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use flip_support::{
-    controller, controller_crashing_at, pace, text, wait_for_progress, write_pauses, writers, Fleet, APP, APP_PASSWORD,
-    DB,
+    controller, controller_crashing_at, pace, rows, text, wait_for_progress, write_pauses, writers, Fleet, APP,
+    APP_PASSWORD, DB,
 };
-
-/// Every (writer, seq) on `cluster`.
-fn rows(cluster: &support::Cluster) -> BTreeSet<(i32, i32)> {
-    cluster
-        .psql_db(DB, "SELECT writer || ',' || seq FROM entries WHERE writer < 100")
-        .lines()
-        .filter_map(|line| {
-            let (w, s) = line.split_once(',')?;
-            Some((w.parse().ok()?, s.parse().ok()?))
-        })
-        .collect()
-}
 
 /// A fresh direct connection to `cluster` as the app role: Ok(()) when it can write.
 fn direct_write(cluster: &support::Cluster) -> Result<(), String> {

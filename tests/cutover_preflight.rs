@@ -7,19 +7,7 @@ mod support;
 use pgflip::controller::preflight::{self, Finding, PreflightOptions, Report, Severity};
 use std::time::Duration;
 use support::{shared_cluster, Cluster, ClusterOptions};
-use tokio_postgres::{Client, NoTls};
-
-async fn connect(cluster: &Cluster, dbname: &str) -> Client {
-    let conninfo = cluster.conninfo("postgres", dbname);
-    let (client, connection) = tokio::time::timeout(Duration::from_secs(20), tokio_postgres::connect(&conninfo, NoTls))
-        .await
-        .expect("connect: no answer within 20 s")
-        .expect("connect");
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
-}
+use tokio_postgres::Client;
 
 /// A new database `name` on the shared cluster, with `setup` run in it.
 fn database_with(name: &str, setup: &str) -> &'static Cluster {
@@ -47,8 +35,8 @@ async fn run(blue: &Client, green: &Client, options: &PreflightOptions) -> Repor
 
 /// Blue is `database` on `blue`; green is the shared cluster, reached through `postgres`.
 async fn preflight_of(blue: &Cluster, database: &str, allow_full: &[&str]) -> Report {
-    let blue = connect(blue, database).await;
-    let green = connect(shared_cluster(), "postgres").await;
+    let blue = blue.client(database).await;
+    let green = shared_cluster().client("postgres").await;
     run(&blue, &green, &options(database, allow_full)).await
 }
 
@@ -63,8 +51,8 @@ async fn a_clean_database_passes_and_reports_its_size() {
         "CREATE TABLE pf_clean_items (id int PRIMARY KEY, name text);
          INSERT INTO pf_clean_items SELECT g, 'item ' || g FROM generate_series(1, 1000) g;",
     );
-    let blue = connect(cluster, "pf_clean").await;
-    let green = connect(cluster, "postgres").await;
+    let blue = cluster.client("pf_clean").await;
+    let green = cluster.client("postgres").await;
     let report = run(&blue, &green, &options("pf_clean", &[])).await;
     let text = report.to_string();
 
@@ -146,8 +134,8 @@ async fn login_roles_outside_the_plan_that_can_write_are_warned() {
          GRANT INSERT, UPDATE ON pf_roles_items TO pf_roles_app, pf_roles_batch;
          GRANT SELECT ON pf_roles_items TO pf_roles_reader;",
     );
-    let blue = connect(cluster, "pf_roles").await;
-    let green = connect(cluster, "postgres").await;
+    let blue = cluster.client("pf_roles").await;
+    let green = cluster.client("postgres").await;
     let mut options = options("pf_roles", &[]);
     options.app_roles = vec!["pf_roles_app".to_string()];
     let report = run(&blue, &green, &options).await;

@@ -7,21 +7,8 @@
 mod flip_support;
 mod support;
 
-use std::collections::BTreeSet;
-
-use flip_support::{controller, pace, text, wait_for_progress, writers, Fleet, DB};
+use flip_support::{controller, pace, rows, text, wait_for_progress, writers, Fleet, DB};
 use support::{pgversions, ClusterOptions};
-
-fn rows(cluster: &support::Cluster) -> BTreeSet<(i32, i32)> {
-    cluster
-        .psql_db(DB, "SELECT writer || ',' || seq FROM entries WHERE writer < 100")
-        .lines()
-        .filter_map(|line| {
-            let (w, s) = line.split_once(',')?;
-            Some((w.parse().ok()?, s.parse().ok()?))
-        })
-        .collect()
-}
 
 fn upgrade(blue: u32, green: u32) {
     let (blue_bin, green_bin) = match (pgversions::server_bin(blue), pgversions::server_bin(green)) {

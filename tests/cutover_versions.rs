@@ -5,28 +5,14 @@
 mod support;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use pgflip::controller::preflight::{self, ClientTools, PreflightOptions, ProgramVersion, Report, Severity};
 use support::{pgversions, shared_cluster, Cluster, ClusterOptions};
-use tokio_postgres::{Client, NoTls};
-
-async fn connect(cluster: &Cluster, dbname: &str) -> Client {
-    let conninfo = cluster.conninfo("postgres", dbname);
-    let (client, connection) = tokio::time::timeout(Duration::from_secs(20), tokio_postgres::connect(&conninfo, NoTls))
-        .await
-        .expect("connect: no answer within 20 s")
-        .expect("connect");
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
-}
 
 /// Preflight of database `database` on `blue` against `green`, judging the system's
 /// client programs.
 async fn preflight_of(blue: &Cluster, database: &str, green: &Cluster) -> Report {
-    let (blue, green) = (connect(blue, database).await, connect(green, "postgres").await);
+    let (blue, green) = (blue.client(database).await, green.client("postgres").await);
     let bin = support::pg_bin();
     let options = PreflightOptions {
         app_roles: Vec::new(),

@@ -25,18 +25,21 @@ pub fn verify_full(ca_file: &Path) -> Result<Arc<ClientConfig>, TlsConfigError> 
 pub fn verify_ca(ca_file: &Path) -> Result<Arc<ClientConfig>, TlsConfigError> {
     let provider = provider();
     let verifier = Arc::new(ChainOnly::new(load_roots(ca_file)?, provider.clone()));
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    with_verifier(provider, verifier)
 }
 
 /// Encrypts but accepts any certificate (`require`, and `prefer` when the server agrees).
 pub fn require() -> Result<Arc<ClientConfig>, TlsConfigError> {
     let provider = provider();
     let verifier = Arc::new(AnyCertificate::new(provider.clone()));
+    with_verifier(provider, verifier)
+}
+
+/// A client configuration that checks server certificates with `verifier`.
+fn with_verifier(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+) -> Result<Arc<ClientConfig>, TlsConfigError> {
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()

@@ -151,6 +151,18 @@ mode = "empty"
     }
 }
 
+/// Every (writer, seq) the writers (not the initial rows) put on `cluster`.
+pub fn rows(cluster: &Cluster) -> std::collections::BTreeSet<(i32, i32)> {
+    cluster
+        .psql_db(DB, "SELECT writer || ',' || seq FROM entries WHERE writer < 100")
+        .lines()
+        .filter_map(|line| {
+            let (w, s) = line.split_once(',')?;
+            Some((w.parse().ok()?, s.parse().ok()?))
+        })
+        .collect()
+}
+
 /// Runs `pgflip cutover --plan PLAN ARGS` to its end; its output is appended to cutover.log.
 pub fn controller(plan: &Path, args: &[&str]) -> Output {
     controller_crashing_at(plan, args, None)

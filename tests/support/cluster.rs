@@ -278,6 +278,21 @@ impl Cluster {
 
     /// Runs SQL directly as `postgres` and returns unaligned, tuples-only output.
     /// Panics when psql fails.
+    /// A tokio-postgres client of `dbname` as `postgres`; its connection runs on the
+    /// current runtime.
+    pub async fn client(&self, dbname: &str) -> tokio_postgres::Client {
+        let conninfo = self.conninfo("postgres", dbname);
+        let connecting = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls);
+        let (client, connection) = tokio::time::timeout(std::time::Duration::from_secs(20), connecting)
+            .await
+            .expect("connect: no answer within 20 s")
+            .expect("connect");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+
     pub fn psql(&self, sql: &str) -> String {
         self.psql_db("postgres", sql)
     }

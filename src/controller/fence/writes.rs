@@ -82,32 +82,17 @@ pub async fn install(client: &Client, side: &str, deadline: Instant) -> Result<V
         if missing.is_empty() {
             return Ok(ended);
         }
-        let mut blocked = false;
-        for batch in missing.chunks(BATCH) {
-            let mut sql = format!("BEGIN; SET LOCAL lock_timeout = '{LOCK_TIMEOUT}';");
-            for Unfenced { table, disabled } in batch {
-                sql.push_str(&if *disabled {
-                    format!(" ALTER TABLE {table} ENABLE TRIGGER {TRIGGER};")
-                } else {
-                    format!(
-                        " CREATE TRIGGER {TRIGGER} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} \
-                         FOR EACH STATEMENT EXECUTE FUNCTION pgflip.fenced();"
-                    )
-                });
-            }
-            sql.push_str(" COMMIT");
-            match client.batch_execute(&sql).await {
-                Ok(()) => {}
-                Err(e) if e.code().is_some_and(|c| c.code() == "55P03") => {
-                    client.batch_execute("ROLLBACK").await.map_err(CutoverError::sql("rolling back"))?;
-                    blocked = true;
-                }
-                Err(e) => {
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    return Err(CutoverError::sql(format!("installing the write fence on {side}"))(e));
-                }
-            }
-        }
+        let statements: Vec<String> = missing
+            .iter()
+            .map(|Unfenced { table, disabled }| match disabled {
+                true => format!("ALTER TABLE {table} ENABLE TRIGGER {TRIGGER}"),
+                false => format!(
+                    "CREATE TRIGGER {TRIGGER} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} \
+                     FOR EACH STATEMENT EXECUTE FUNCTION pgflip.fenced()"
+                ),
+            })
+            .collect();
+        let blocked = in_batches(client, &statements, &format!("installing the write fence on {side}")).await?;
         if blocked {
             if Instant::now() >= deadline {
                 return Err(CutoverError::Refused(format!(
@@ -187,25 +172,9 @@ pub async fn remove(client: &Client, side: &str, deadline: Instant) -> Result<()
         if fenced.is_empty() {
             return Ok(());
         }
-        let mut blocked = false;
-        for batch in fenced.chunks(BATCH) {
-            let mut sql = format!("BEGIN; SET LOCAL lock_timeout = '{LOCK_TIMEOUT}';");
-            for table in batch {
-                sql.push_str(&format!(" DROP TRIGGER IF EXISTS {TRIGGER} ON {table};"));
-            }
-            sql.push_str(" COMMIT");
-            match client.batch_execute(&sql).await {
-                Ok(()) => {}
-                Err(e) if e.code().is_some_and(|c| c.code() == "55P03") => {
-                    client.batch_execute("ROLLBACK").await.map_err(CutoverError::sql("rolling back"))?;
-                    blocked = true;
-                }
-                Err(e) => {
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    return Err(CutoverError::sql(format!("removing the write fence on {side}"))(e));
-                }
-            }
-        }
+        let statements: Vec<String> =
+            fenced.iter().map(|table| format!("DROP TRIGGER IF EXISTS {TRIGGER} ON {table}")).collect();
+        let blocked = in_batches(client, &statements, &format!("removing the write fence on {side}")).await?;
         if blocked {
             // Readers in the way finish on their own; nothing is ended to open a side.
             if Instant::now() >= deadline {
@@ -218,6 +187,27 @@ pub async fn remove(client: &Client, side: &str, deadline: Instant) -> Result<()
             info!(side, tables = fenced.len(), "write fence removed");
         }
     }
+}
+
+/// Runs `statements`, [`BATCH`] to a transaction, each transaction under [`LOCK_TIMEOUT`];
+/// returns whether a lock timeout rolled one back (the others still ran).
+async fn in_batches(client: &Client, statements: &[String], what: &str) -> Result<bool, CutoverError> {
+    let mut blocked = false;
+    for batch in statements.chunks(BATCH) {
+        let sql = format!("BEGIN; SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'; {}; COMMIT", batch.join("; "));
+        match client.batch_execute(&sql).await {
+            Ok(()) => {}
+            Err(e) if e.code().is_some_and(|c| c.code() == "55P03") => {
+                client.batch_execute("ROLLBACK").await.map_err(CutoverError::sql("rolling back"))?;
+                blocked = true;
+            }
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(CutoverError::sql(what)(e));
+            }
+        }
+    }
+    Ok(blocked)
 }
 
 /// A table the fence covers without an enabled fence trigger.
