@@ -55,14 +55,15 @@ pub enum OnTimeout {
 }
 
 /// What a pause does with parked sessions that hold state that cannot move to another
-/// server (temp tables, session advisory locks, WITH HOLD cursors).
+/// server (temp tables, session advisory locks, WITH HOLD cursors), or, when the pause
+/// names its target, settings the target lacks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnUnmovable {
     /// Give the pause up (the gate opens again) and list them.
     #[default]
     Block,
-    /// End them with FATAL 57P01 and list them; their clients reconnect.
+    /// End them with FATAL 57P01 naming the reason, and list them; their clients reconnect.
     Terminate,
 }
 
@@ -78,6 +79,11 @@ pub struct PauseRequest {
     pub on_unmovable: Option<OnUnmovable>,
     /// When given, must equal the current generation.
     pub generation: Option<u64>,
+    /// The upstream a switch will follow this pause to. A session that sets a setting that
+    /// upstream lacks (another PostgreSQL major version) then cannot move, and is handled by
+    /// `on_unmovable` like one with a temp table.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub to: Option<String>,
 }
 
 /// `POST /v1/resume`.

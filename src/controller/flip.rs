@@ -219,6 +219,9 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
         drain_timeout_ms: Some(cutover.drain_timeout.as_millis() as u64),
         lease_ms: Some(lease.as_millis() as u64),
         on_timeout: Some(OnTimeout::Abort),
+        // Sessions that set a setting the new side lacks (another major version) block the
+        // pause, before anything is fenced.
+        to: Some(target_upstream.clone()),
         ..PauseRequest::default()
     };
     info!(sidecars = sides.fleet.sidecars.len(), from, to, "pausing the fleet");

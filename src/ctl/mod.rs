@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::api::{OnTimeout, PauseRequest, ResumeRequest, StandbyReport, StandbyState, SwitchRequest};
+use crate::api::{OnTimeout, OnUnmovable, PauseRequest, ResumeRequest, StandbyReport, StandbyState, SwitchRequest};
 
 pub use error::{CtlError, ResponseError, UrlError};
 pub use http::{send, AdminTls, Call};
@@ -72,6 +72,10 @@ pub enum Action {
         /// Refuse unless the sidecar is at this generation.
         #[arg(long)]
         generation: Option<u64>,
+        /// The upstream a switch will follow the pause to: sessions that set a setting it
+        /// lacks (another PostgreSQL major version) count as unmovable.
+        #[arg(long, value_name = "UPSTREAM")]
+        to: Option<String>,
     },
     /// Open the gate: held sessions go on.
     Resume {
@@ -122,6 +126,28 @@ pub struct DrainArgs {
     /// What to do with sessions still inside a transaction at the drain deadline.
     #[arg(long, value_enum)]
     pub on_timeout: Option<OnTimeoutArg>,
+    /// What to do with parked sessions that cannot move (temp tables, session advisory
+    /// locks, WITH HOLD cursors, settings the target lacks).
+    #[arg(long, value_enum)]
+    pub on_unmovable: Option<OnUnmovableArg>,
+}
+
+/// `--on-unmovable`, as [`OnUnmovable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnUnmovableArg {
+    /// Give the pause up and list them: traffic goes on where it was.
+    Block,
+    /// End them (FATAL 57P01 naming the reason); their clients reconnect.
+    Terminate,
+}
+
+impl From<OnUnmovableArg> for OnUnmovable {
+    fn from(arg: OnUnmovableArg) -> OnUnmovable {
+        match arg {
+            OnUnmovableArg::Block => OnUnmovable::Block,
+            OnUnmovableArg::Terminate => OnUnmovable::Terminate,
+        }
+    }
 }
 
 /// `--on-timeout`, as [`OnTimeout`].
@@ -179,13 +205,14 @@ impl Action {
     fn call(&self) -> Result<Call, CtlError> {
         let call = match self {
             Action::Status => Call { method: "GET", path: "/v1/status".into(), body: None, deadline: DEFAULT_DEADLINE },
-            Action::Pause { drain, generation } => {
+            Action::Pause { drain, generation, to } => {
                 let body = PauseRequest {
                     drain_timeout_ms: drain.drain_timeout_ms(),
                     lease_ms: drain.lease_ms(),
                     on_timeout: drain.on_timeout.map(OnTimeout::from),
+                    on_unmovable: drain.on_unmovable.map(OnUnmovable::from),
                     generation: *generation,
-                    ..PauseRequest::default()
+                    to: to.clone(),
                 };
                 Call {
                     method: "POST",
@@ -210,7 +237,7 @@ impl Action {
                     drain_timeout_ms: drain.drain_timeout_ms(),
                     lease_ms: drain.lease_ms(),
                     on_timeout: drain.on_timeout.map(OnTimeout::from),
-                    ..SwitchRequest::default()
+                    on_unmovable: drain.on_unmovable.map(OnUnmovable::from),
                 };
                 Call {
                     method: "POST",

@@ -1,7 +1,8 @@
 //! The upstreams' user catalogs, read at every switch (before its pause when it pauses
 //! itself), and the OID maps between them that moved sessions translate with (see
 //! [`crate::proxy::oids`]). A session keeps its home side's catalog as long as it lives, so
-//! its map outlives a promote and a retire.
+//! its map outlives a promote and a retire. Read with them: each upstream's settings
+//! ([`KnownSettings`]), which say which sessions cannot move there.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -9,9 +10,11 @@ use std::time::Duration;
 
 use tracing::{debug, warn};
 
+use crate::proxy::capture::{KnownSettings, KNOWN_SETTINGS_QUERY};
 use crate::proxy::context::ProxyContext;
 use crate::proxy::oids::{Catalog, OidMap, CATALOG_QUERY};
 use crate::proxy::upstream::{connect, query, Upstream, UpstreamError};
+use crate::wire::startup::StartupMessage;
 
 /// A map made, with the catalogs it was made from, all held weakly: a map lives as long as
 /// a session uses it.
@@ -21,6 +24,7 @@ type Made = (Weak<Catalog>, Weak<Catalog>, Weak<OidMap>);
 #[derive(Debug, Default)]
 pub struct Catalogs {
     latest: Mutex<HashMap<String, Arc<Catalog>>>,
+    settings: Mutex<HashMap<String, Arc<KnownSettings>>>,
     maps: Mutex<Vec<Made>>,
 }
 
@@ -32,6 +36,11 @@ impl Catalogs {
     /// The latest catalog read of `upstream`.
     pub fn latest(&self, upstream: &str) -> Option<Arc<Catalog>> {
         lock(&self.latest).get(upstream).cloned()
+    }
+
+    /// The settings `upstream` had when last read.
+    pub fn settings(&self, upstream: &str) -> Option<Arc<KnownSettings>> {
+        lock(&self.settings).get(upstream).cloned()
     }
 
     /// The map between `home` and `serving`, made once and shared while sessions use it.
@@ -49,13 +58,18 @@ impl Catalogs {
         map
     }
 
-    /// Reads the catalogs of `upstreams` anew, at once, each within `timeout`, logging in as
-    /// one of the sessions' clients (there is nothing to translate without sessions). One
-    /// that cannot be read keeps its last catalog: sessions moved to it are not translated
-    /// when it has none.
+    /// Reads the catalogs and settings of `upstreams` anew, at once, each within `timeout`,
+    /// logging in as one of the sessions' clients (there is nothing to translate or check
+    /// without sessions), with only its user and database: a setting of its startup packet
+    /// might be one the upstream lacks. One that cannot be read keeps its last catalog:
+    /// sessions moved to it are not translated when it has none.
     pub async fn refresh(ctx: &Arc<ProxyContext>, upstreams: &[Arc<Upstream>], timeout: Duration) {
         let Some((startup, user)) = ctx.sessions.all().iter().find_map(|s| s.login().cloned()) else {
             return;
+        };
+        let startup = StartupMessage {
+            version: startup.version,
+            params: startup.params.into_iter().filter(|(k, _)| k == "user" || k == "database").collect(),
         };
         let reads: Vec<_> = upstreams
             .iter()
@@ -65,11 +79,17 @@ impl Catalogs {
                 tokio::spawn(async move {
                     let read = async {
                         let mut conn = connect(&upstream, &startup, &login, timeout).await?;
-                        let answer = query::simple_query(&mut conn.query(&upstream.name), CATALOG_QUERY).await?;
-                        Catalog::from_rows(&answer.rows).map_err(|_| UpstreamError::Protocol {
+                        let malformed = |what| UpstreamError::Protocol {
                             upstream: upstream.name.clone(),
-                            source: crate::wire::WireError::Malformed("a catalog row pgflip does not understand"),
-                        })
+                            source: crate::wire::WireError::Malformed(what),
+                        };
+                        let answer = query::simple_query(&mut conn.query(&upstream.name), CATALOG_QUERY).await?;
+                        let catalog = Catalog::from_rows(&answer.rows)
+                            .map_err(|_| malformed("a catalog row pgflip does not understand"))?;
+                        let answer = query::simple_query(&mut conn.query(&upstream.name), KNOWN_SETTINGS_QUERY).await?;
+                        let settings = KnownSettings::from_rows(&answer.rows)
+                            .map_err(|_| malformed("a settings row pgflip does not understand"))?;
+                        Ok::<_, UpstreamError>((catalog, settings))
                     };
                     (upstream.name.clone(), tokio::time::timeout(timeout, read).await)
                 })
@@ -78,9 +98,16 @@ impl Catalogs {
         for read in reads {
             let Ok((upstream, result)) = read.await else { continue };
             match result {
-                Ok(Ok(catalog)) => {
-                    debug!(upstream, types = catalog.types.len(), relations = catalog.relations.len(), "catalog read");
-                    lock(&ctx.catalogs.latest).insert(upstream, Arc::new(catalog));
+                Ok(Ok((catalog, settings))) => {
+                    debug!(
+                        upstream,
+                        types = catalog.types.len(),
+                        relations = catalog.relations.len(),
+                        version = %settings.version,
+                        "catalog read"
+                    );
+                    lock(&ctx.catalogs.latest).insert(upstream.clone(), Arc::new(catalog));
+                    lock(&ctx.catalogs.settings).insert(upstream, Arc::new(settings));
                 }
                 Ok(Err(e)) => {
                     warn!(upstream, error = %e, "reading the catalog failed: sessions moved there keep its last one, if any")

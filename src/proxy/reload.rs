@@ -88,6 +88,7 @@ async fn apply(path: &std::path::Path, ctx: &Arc<ProxyContext>) {
             lease: Duration::from_secs(30),
             on_timeout: OnTimeout::Abort,
             on_unmovable: OnUnmovable::Block,
+            to: None,
         },
         move_timeout: ctx.limits.connect_timeout + Duration::from_secs(5),
     };

@@ -76,10 +76,16 @@ async fn pause(state: &AdminState, body: PauseRequest) -> Response<Body> {
     if let Some(resp) = stale_generation(state, body.generation) {
         return resp;
     }
-    let options = match pause_options(body.drain_timeout_ms, body.lease_ms, body.on_timeout, body.on_unmovable) {
+    let mut options = match pause_options(body.drain_timeout_ms, body.lease_ms, body.on_timeout, body.on_unmovable) {
         Ok(options) => options,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
+    if let Some(to) = &body.to {
+        match ctx.registry.get(to) {
+            Some(upstream) => options.to = Some(upstream),
+            None => return error(StatusCode::NOT_FOUND, format!("unknown upstream \"{to}\"")),
+        }
+    }
     let generation = ctx.registry.snapshot().generation;
     match switch::pause(ctx, options).await {
         Ok(paused) => json(
@@ -249,6 +255,7 @@ fn pause_options(
         lease,
         on_timeout: on_timeout.unwrap_or_default(),
         on_unmovable: on_unmovable.unwrap_or_default(),
+        to: None,
     })
 }
 

@@ -11,12 +11,16 @@
 //!   the [`Unmovable`] state (temp objects, advisory locks, WITH HOLD cursors).
 //! - [`replay_statements`]: the ordered SQL for the new connection, and the SQL
 //!   `PREPARE`s it cannot recreate.
+//! - [`SettingNeeds`]: the settings a move sets on the new server, and [`KnownSettings`]:
+//!   which of them a server (of another major version, say) lacks.
 //! - [`quote_literal`], [`quote_ident`]: quoting that holds for any session settings.
 //!
 //! Pure: no I/O; the proxy sends the text and feeds back the values.
 
 mod baseline;
 mod error;
+mod known;
+mod needs;
 mod prepare_text;
 mod query;
 mod quote;
@@ -25,6 +29,8 @@ mod snapshot;
 
 pub use baseline::Baseline;
 pub use error::CaptureError;
+pub use known::{KnownSettings, KnownSettingsError, Missing, KNOWN_SETTINGS_QUERY};
+pub use needs::{option_settings, startup_settings, SettingNeeds};
 pub use prepare_text::{prepare_body, rebuild_prepare, PrepareTextError};
 pub use query::{
     baseline_query, capture_query, details_query, ADVISORY_HOLDERS_QUERY, CAPTURE_COLUMNS, DETAILS_COLUMNS,

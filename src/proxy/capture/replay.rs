@@ -2,7 +2,7 @@
 
 use super::prepare_text::{rebuild_prepare, PrepareTextError};
 use super::query::OVERRIDDEN_SETTINGS;
-use super::quote::{quote_ident, quote_literal};
+use super::quote::{is_custom_setting_name, quote_ident, quote_literal};
 use super::snapshot::{SessionSnapshot, Setting};
 use super::Baseline;
 use serde::Serialize;
@@ -39,7 +39,9 @@ fn as_text<S: serde::Serializer>(reason: &PrepareTextError, serializer: S) -> Re
 /// startup packet as the captured one (so startup-packet settings are already in
 /// place and `RESET` keeps returning to them). `source_user` is the user the captured
 /// connection logged in as. `target`, the new connection's baseline when known, leaves
-/// out settings that already have the captured value there.
+/// out settings that already have the captured value there, and built-in settings the
+/// client named in a `SET` but left at their baseline value that the target does not
+/// have (a server of another major version): there is nothing to carry.
 ///
 /// Order, and why:
 /// 1. The session's settings, then the custom settings that have a value, each as
@@ -61,7 +63,18 @@ fn as_text<S: serde::Serializer>(reason: &PrepareTextError, serializer: S) -> Re
 pub fn replay_statements(snapshot: &SessionSnapshot, source_user: &str, target: Option<&Baseline>) -> ReplayPlan {
     let mut plan = ReplayPlan::default();
     let already = |setting: &&Setting| target.and_then(|t| t.value(&setting.name)) == Some(setting.value.as_str());
-    let settings = settings_to_replay(snapshot).into_iter().chain(&snapshot.overridden).filter(|s| !already(s));
+    // A built-in setting the client named in a SET but left at its baseline value, which
+    // the target does not have (another major version): nothing to carry.
+    let at_default_unknown_there = |setting: &&Setting| {
+        !is_custom_setting_name(&setting.name)
+            && target.is_some_and(|t| t.value(&setting.name).is_none())
+            && !snapshot.settings.iter().any(|s| s.name.eq_ignore_ascii_case(&setting.name))
+    };
+    let settings = settings_to_replay(snapshot)
+        .into_iter()
+        .filter(|s| !at_default_unknown_there(s))
+        .chain(&snapshot.overridden)
+        .filter(|s| !already(s));
     let (timeouts, others): (Vec<&Setting>, Vec<&Setting>) = settings.partition(|setting| is_last(&setting.name));
     plan.statements.extend(others.into_iter().map(set_config));
     if snapshot.session_authorization != source_user {

@@ -299,3 +299,28 @@ fn builtin_parameter_types_need_no_names() {
     assert_eq!(statement(&["public.mood"], &[16510]).stable_oids(), None);
     assert_eq!(statement(&["pg_catalog.int4"], &[23, 25]).stable_oids(), None);
 }
+
+#[test]
+fn a_builtin_setting_left_at_its_default_is_not_carried_to_a_server_without_it() {
+    let setting = |name: &str, value: &str| Setting { name: name.into(), value: value.into() };
+    let mut snap = snapshot(&[]);
+    snap.role = None;
+    // Named in a SET on a PostgreSQL 15 server, at its default there; changed: work_mem.
+    snap.custom_settings.push(setting("force_parallel_mode", "off"));
+    snap.settings.push(setting("work_mem", "8MB"));
+    let target = Baseline::parse(Some(r#"[["debug_parallel_query", "off"], ["work_mem", "4MB"]]"#)).expect("target");
+    let plan = replay_statements(&snap, "app", Some(&target));
+    assert!(!plan.statements.iter().any(|s| s.contains("force_parallel_mode")), "{:?}", plan.statements);
+    assert!(plan.statements.iter().any(|s| s.contains("'work_mem', '8MB'")), "{:?}", plan.statements);
+    // Changed from its default, it is carried (and the move fails there, as it must).
+    snap.settings.push(setting("force_parallel_mode", "on"));
+    let plan = replay_statements(&snap, "app", Some(&target));
+    assert!(plan.statements.iter().any(|s| s.contains("'force_parallel_mode', 'on'")), "{:?}", plan.statements);
+    let packet = crate::wire::startup::StartupMessage {
+        version: crate::wire::PROTOCOL_3_0,
+        params: vec![("user".into(), "app".into()), ("options".into(), "-c geqo=off".into())],
+    };
+    let needs = SettingNeeds::of(&packet, &snap);
+    assert_eq!(needs.startup, ["geqo"]);
+    assert_eq!(needs.session, ["lock_timeout", "search_path", "work_mem", "force_parallel_mode"]);
+}

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use crate::proxy::capture::SettingNeeds;
 use crate::proxy::context::ProxyContext;
 use crate::proxy::session::pump::{Pump, PumpEnd};
 use crate::proxy::session::setup::{self, Opened};
@@ -15,7 +16,7 @@ use crate::proxy::session::target::{self, Want};
 use crate::proxy::session::{answer, migrate, send_error, Established, SessionError};
 use crate::proxy::standby::{Decision, Listener};
 use crate::proxy::stream::ClientStream;
-use crate::proxy::switch::Capture;
+use crate::proxy::switch::{Capture, SessionInfo};
 use crate::proxy::upstream::{Upstream, UpstreamError};
 
 /// A server connection being opened.
@@ -37,7 +38,8 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
     let mut warming: Option<(Arc<Upstream>, u64, Connecting)> = None;
     loop {
         if kill.is_cancelled() {
-            return end_session_if_clean(&mut s, ctx, KILLED).await;
+            let why = killed(s.pump.info());
+            return end_session_if_clean(&mut s, ctx, &why).await;
         }
         match ctx.prewarm_target() {
             Some((target, round))
@@ -111,7 +113,10 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
             tokio::select! {
                 biased;
                 _ = gate.changed() => continue,
-                _ = kill.cancelled() => return end_session(&mut s.client, ctx, "57P01", KILLED).await,
+                _ = kill.cancelled() => {
+                    let why = killed(s.pump.info());
+                    return end_session(&mut s.client, ctx, "57P01", &why).await;
+                }
                 _ = ctx.terminate.cancelled() => return end_session(&mut s.client, ctx, "57P01", SHUTTING_DOWN).await,
                 _ = standby_changed(&mut standby) => continue,
             }
@@ -138,7 +143,10 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
                 continue;
             }
             _ = standby_changed(&mut standby) => continue,
-            _ = kill.cancelled() => return end_session_if_clean(&mut s, ctx, KILLED).await,
+            _ = kill.cancelled() => {
+                let why = killed(s.pump.info());
+                return end_session_if_clean(&mut s, ctx, &why).await;
+            }
             _ = ctx.terminate.cancelled() => return end_session_if_clean(&mut s, ctx, SHUTTING_DOWN).await,
         };
         match end {
@@ -146,8 +154,12 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
                 debug!(upstream = %s.upstream.name, "session parked");
                 match migrate::capture(&mut s, ctx).await {
                     Ok(()) => {
-                        let unmovable = s.snapshot.as_ref().map(|snap| snap.unmovable.clone()).unwrap_or_default();
-                        s.pump.info().set_capture(Capture::Done { unmovable });
+                        let (unmovable, needs) = match &s.snapshot {
+                            Some(snap) => (snap.unmovable.clone(), SettingNeeds::of(&s.startup, snap)),
+                            None => Default::default(),
+                        };
+                        let needs = Arc::new(needs);
+                        s.pump.info().set_capture(Capture::Done { unmovable, needs });
                         ctx.sessions.notify_changed();
                     }
                     Err(e) => {
@@ -173,6 +185,15 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
 }
 
 const KILLED: &str = "terminating connection: pgflip had to end this session to pause or switch (see the pause policy)";
+
+/// What the client of a session ended by a pause or switch is told: [`KILLED`], and why
+/// when the pause said.
+fn killed(info: &SessionInfo) -> String {
+    match info.ending() {
+        Some(why) => format!("{KILLED}: {why}"),
+        None => KILLED.to_owned(),
+    }
+}
 const SHUTTING_DOWN: &str = "terminating connection due to administrator command: pgflip is shutting down";
 
 async fn end_session_if_clean(s: &mut Established, ctx: &ProxyContext, message: &str) -> Result<(), SessionError> {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::proxy::cancel::CancelTarget;
-use crate::proxy::capture::{self, Baseline, PreparedStatement, SessionSnapshot};
+use crate::proxy::capture::{self, Baseline, PreparedStatement, SessionSnapshot, SettingNeeds};
 use crate::proxy::context::ProxyContext;
 use crate::proxy::io::write_all;
 use crate::proxy::oids::Translator;
@@ -304,7 +304,8 @@ fn translator_for(s: &mut Established, ctx: &ProxyContext, to: &Upstream) -> Opt
     Some(Translator::new(ctx.catalogs.map(&home, &serving)))
 }
 
-/// Moves the session to `to`, which is at registry generation `generation`.
+/// Moves the session to `to`, which is at registry generation `generation`. A session that
+/// sets a setting `to` lacks (its settings as read at the switch) does not try.
 pub(super) async fn migrate(
     s: &mut Established,
     ctx: &ProxyContext,
@@ -312,6 +313,11 @@ pub(super) async fn migrate(
     generation: u64,
 ) -> Result<(), SessionError> {
     let started = Instant::now();
+    if let (Some(snapshot), Some(known)) = (&s.snapshot, ctx.catalogs.settings(&to.name)) {
+        if let Some(missing) = known.missing(&SettingNeeds::of(&s.startup, snapshot)) {
+            return Err(SessionError::State(format!("cannot move to {}: {missing}", to.name)));
+        }
+    }
     let login = ctx.login_for(&to, &s.user);
     let opened = match s.warm.take() {
         Some((warm_for, opened)) if warm_for.name == to.name && Arc::ptr_eq(&warm_for, &to) => opened,

@@ -96,7 +96,8 @@ pub async fn switch(ctx: &Arc<ProxyContext>, options: SwitchOptions) -> Result<S
         let sides = [from.clone(), target.clone()];
         tokio::join!(prewarm(ctx, &target), Catalogs::refresh(ctx, &sides, ctx.limits.connect_timeout));
         timings.prewarm = Some(started.elapsed());
-        match pause_with(ctx, options.pause, probe).await {
+        let pause = PauseOptions { to: Some(target.clone()), ..options.pause };
+        match pause_with(ctx, pause, probe).await {
             Ok(paused) => timings.drain = Some(paused.waited),
             Err(failure) => {
                 end_prewarm(ctx);

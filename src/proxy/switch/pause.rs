@@ -7,18 +7,24 @@ use std::time::{Duration, Instant};
 use tracing::info;
 
 use crate::api::{Blocker, OnTimeout, OnUnmovable};
+use crate::proxy::capture::KnownSettings;
+use crate::proxy::catalogs::Catalogs;
 use crate::proxy::context::ProxyContext;
 use crate::proxy::session::SessionState;
 use crate::proxy::standby::Listener;
 use crate::proxy::switch::{Capture, GateState, SessionInfo};
+use crate::proxy::upstream::Upstream;
 
 /// How a pause is to be run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PauseOptions {
     pub drain_timeout: Duration,
     pub lease: Duration,
     pub on_timeout: OnTimeout,
     pub on_unmovable: OnUnmovable,
+    /// The upstream a switch will move the sessions to, when known: a session that sets a
+    /// setting it lacks (another major version) cannot move, like one with a temp table.
+    pub to: Option<Arc<Upstream>>,
 }
 
 /// Every session is parked.
@@ -44,8 +50,12 @@ pub struct PauseFailure {
 /// How often the drain re-checks the table even without a wake-up.
 const RECHECK: Duration = Duration::from_millis(10);
 
-/// Closes the gate (or renews its lease) and waits for every session to park.
+/// Closes the gate (or renews its lease) and waits for every session to park. With a
+/// target ([`PauseOptions::to`]), reads its settings first, while traffic still flows.
 pub async fn pause(ctx: &Arc<ProxyContext>, options: PauseOptions) -> Result<Paused, PauseFailure> {
+    if let Some(to) = options.to.as_ref().filter(|_| !ctx.gate.is_closed()) {
+        Catalogs::refresh(ctx, std::slice::from_ref(to), ctx.limits.connect_timeout).await;
+    }
     pause_with(ctx, options, None).await
 }
 
@@ -63,6 +73,7 @@ pub(super) async fn pause_with(
     let deadline = (started + options.drain_timeout).min(lease_until);
     let mut terminated = Vec::new();
     let mut probe = probe.or_else(|| super::advisory::Probe::start(ctx));
+    let target = Target::of(ctx, options.to.as_ref());
     loop {
         let changed = ctx.sessions.changed();
         tokio::pin!(changed);
@@ -81,21 +92,23 @@ pub(super) async fn pause_with(
                 let reason = format!("could not ask the server which parked sessions hold advisory locks: {e}");
                 return Err(PauseFailure { reason, blockers: Vec::new(), waited: started.elapsed() });
             }
-            let unmovable: Vec<&Arc<SessionInfo>> = parked.iter().filter(|s| unmovable(s).is_some()).collect();
+            let unmovable: Vec<&Arc<SessionInfo>> =
+                parked.iter().filter(|s| cannot_move(s, &target).is_some()).collect();
             if unmovable.is_empty() {
                 return Ok(Paused { parked: parked.len(), waited: started.elapsed(), lease_until, terminated });
             }
             match options.on_unmovable {
                 OnUnmovable::Block => {
-                    let reason = format!("{} parked sessions hold state that cannot move", unmovable.len());
-                    let blockers = unmovable.iter().map(|s| describe(s)).collect();
+                    let blockers: Vec<Blocker> = unmovable.iter().map(|s| describe_for(s, &target)).collect();
+                    let reason = unmovable_reason(&blockers);
                     resume(ctx);
                     return Err(PauseFailure { reason, blockers, waited: started.elapsed() });
                 }
                 OnUnmovable::Terminate => {
                     for session in unmovable {
-                        terminated.push(describe(session));
-                        session.kill.cancel();
+                        let blocker = describe_for(session, &target);
+                        session.end(blocker.unmovable.clone().unwrap_or_default());
+                        terminated.push(blocker);
                     }
                     let parked = parked.len() - terminated.iter().filter(|b| b.unmovable.is_some()).count();
                     return Ok(Paused { parked, waited: started.elapsed(), lease_until, terminated });
@@ -140,10 +153,11 @@ async fn note_advisory_locks(
     let parked: Vec<Arc<SessionInfo>> = parked.iter().filter(|s| s.listener == Listener::Main).cloned().collect();
     let holders = super::advisory::holders(ctx, probe, &parked).await?;
     for session in &parked {
-        if let (Some(count), Capture::Done { mut unmovable }) = (holders.get(&session.server_pid()), session.capture())
+        if let (Some(count), Capture::Done { mut unmovable, needs }) =
+            (holders.get(&session.server_pid()), session.capture())
         {
             unmovable.advisory_locks = *count;
-            session.set_capture(Capture::Done { unmovable });
+            session.set_capture(Capture::Done { unmovable, needs });
         }
     }
     Ok(())
@@ -167,16 +181,55 @@ fn blocks(session: &SessionInfo) -> bool {
     }
 }
 
-/// Why a parked session cannot move, if it cannot.
-fn unmovable(session: &SessionInfo) -> Option<String> {
+/// The upstream a pause prepares a switch to, with its settings when they were read.
+struct Target {
+    name: String,
+    settings: Option<Arc<KnownSettings>>,
+}
+
+impl Target {
+    /// `to`, unless it is where the main listener's sessions already are.
+    fn of(ctx: &ProxyContext, to: Option<&Arc<Upstream>>) -> Option<Target> {
+        let to = to.filter(|to| to.name != ctx.registry.active().name)?;
+        Some(Target { name: to.name.clone(), settings: ctx.catalogs.settings(&to.name) })
+    }
+}
+
+/// Why a parked session cannot move, if it cannot: state no server can take, or, for the
+/// main listener's sessions, settings the target lacks.
+fn cannot_move(session: &SessionInfo, target: &Option<Target>) -> Option<String> {
     match session.capture() {
-        Capture::Done { unmovable } => (!unmovable.is_empty()).then(|| unmovable.describe()),
+        Capture::Done { unmovable, .. } if !unmovable.is_empty() => Some(unmovable.describe()),
+        Capture::Done { needs, .. } => {
+            let target = target.as_ref().filter(|_| session.listener == Listener::Main)?;
+            let missing = target.settings.as_ref()?.missing(&needs)?;
+            Some(format!("cannot move to {}: {missing}", target.name))
+        }
         Capture::Failed(reason) => Some(format!("its state could not be read: {reason}")),
         Capture::Pending => None,
     }
 }
 
+/// How many sessions a refused pause's reason names; the blockers list them all.
+const NAMED: usize = 3;
+
+/// `2 parked sessions hold state that cannot move: 127.0.0.1:50912 (2 temp objects), ...`
+fn unmovable_reason(blockers: &[Blocker]) -> String {
+    let named: Vec<String> = blockers
+        .iter()
+        .take(NAMED)
+        .map(|b| format!("{} ({})", b.client, b.unmovable.as_deref().unwrap_or_default()))
+        .collect();
+    let more = blockers.len().saturating_sub(NAMED);
+    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+    format!("{} parked sessions hold state that cannot move: {}{more}", blockers.len(), named.join("; "))
+}
+
 fn describe(session: &SessionInfo) -> Blocker {
+    describe_for(session, &None)
+}
+
+fn describe_for(session: &SessionInfo, target: &Option<Target>) -> Blocker {
     let (query, since) = session.query_and_since();
     Blocker {
         client: session.peer.to_string(),
@@ -184,7 +237,7 @@ fn describe(session: &SessionInfo) -> Blocker {
         state: session.state().label().to_owned(),
         age_ms: since.elapsed().as_millis() as u64,
         query,
-        unmovable: unmovable(session),
+        unmovable: cannot_move(session, target),
     }
 }
 

@@ -30,7 +30,8 @@ pub struct SessionInfo {
     generation: AtomicU64,
     /// The last pre-warm round this session has answered (connected, failed, or not needed).
     prewarmed: AtomicU64,
-    /// Cancelled to end the session with FATAL 57P01 (a pause's `terminate` policy).
+    /// Cancelled to end the session with FATAL 57P01 (a pause's `terminate` policy); see
+    /// [`SessionInfo::end`].
     pub kill: CancellationToken,
     /// The client's startup packet and user once logged in: a pause opens one connection
     /// as some parked session to ask the server about all of them.
@@ -44,6 +45,8 @@ struct Detail {
     state_since: Instant,
     query: String,
     capture: Capture,
+    /// Why the session is being ended, for its client, when [`SessionInfo::end`] said.
+    ending: Option<String>,
 }
 
 /// Whether a parked session has read its state from its server yet.
@@ -52,8 +55,9 @@ pub enum Capture {
     /// Not parked, or parked and still capturing.
     Pending,
     /// Captured; `unmovable` is the state that cannot move (empty when none). The pause
-    /// adds the session advisory locks, which the capture does not read.
-    Done { unmovable: crate::proxy::capture::Unmovable },
+    /// adds the session advisory locks, which the capture does not read. `needs` are the
+    /// settings a move sets, which the server it moves to must have.
+    Done { unmovable: crate::proxy::capture::Unmovable, needs: Arc<crate::proxy::capture::SettingNeeds> },
     /// The capture failed; the session cannot move.
     Failed(String),
 }
@@ -82,6 +86,18 @@ impl SessionInfo {
     /// The outcome of the capture at park time.
     pub fn capture(&self) -> Capture {
         self.lock().capture.clone()
+    }
+
+    /// Ends the session with FATAL 57P01, telling its client `why` (the first reason given
+    /// stands).
+    pub fn end(&self, why: String) {
+        self.lock().ending.get_or_insert(why);
+        self.kill.cancel();
+    }
+
+    /// Why the session is being ended, when [`SessionInfo::end`] gave a reason.
+    pub fn ending(&self) -> Option<String> {
+        self.lock().ending.clone()
     }
 
     /// Records the client's startup packet and user (once, after it logged in).
@@ -169,7 +185,12 @@ impl SessionTable {
             prewarmed: AtomicU64::new(0),
             kill: CancellationToken::new(),
             login: std::sync::OnceLock::new(),
-            detail: Mutex::new(Detail { state_since: now, query: String::new(), capture: Capture::Pending }),
+            detail: Mutex::new(Detail {
+                state_since: now,
+                query: String::new(),
+                capture: Capture::Pending,
+                ending: None,
+            }),
         });
         self.lock().insert(id, info.clone());
         SessionEntry { table: self.clone(), info }
