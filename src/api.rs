@@ -81,9 +81,25 @@ pub struct PauseRequest {
     pub generation: Option<u64>,
     /// The upstream a switch will follow this pause to. A session that sets a setting that
     /// upstream lacks (another PostgreSQL major version) then cannot move, and is handled by
-    /// `on_unmovable` like one with a temp table.
+    /// `on_unmovable` like one with a temp table. The sidecar reads the upstream's settings,
+    /// logging in as one of its clients, unless `to_lacks` says what it lacks.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub to: Option<String>,
+    /// With `to`: the settings it lacks that the sessions' server has (or lets a session set
+    /// where it does not), as whoever pauses has read them from both (the controller does:
+    /// the clients' roles may not log in to the target yet).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub to_lacks: Option<TargetLacks>,
+}
+
+/// What a pause's target lacks, from [`PauseRequest::to_lacks`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetLacks {
+    /// The target's `server_version`, for messages.
+    pub version: String,
+    /// Setting names, lower case.
+    pub settings: Vec<String>,
 }
 
 /// `POST /v1/resume`.

@@ -1,14 +1,16 @@
 //! Major-version upgrades with no restart: blue on PostgreSQL 13 to green on 17, and 15 to
 //! 18 (every server from npm; the client programs are the system's), writers through the sidecars
 //! across catch-up, cutover, rollback, a second cutover and promote, every acknowledged
-//! write checked key by key; a session's setting and prepared statement carried across
-//! every version change.
+//! write checked key by key; the settings and prepared statements of a psql session and
+//! of a tokio-postgres session carried across every version change. A session that set a
+//! setting green lacks (`force_parallel_mode`, gone in 16) holds the cutover up, by name,
+//! before anything is fenced, until it resets it.
 
 mod flip_support;
 mod support;
 
 use flip_support::{controller, pace, rows, text, wait_for_progress, writers, Fleet, DB};
-use support::{pgversions, ClusterOptions};
+use support::{pgversions, ClusterOptions, PsqlSession};
 
 fn upgrade(blue: u32, green: u32) {
     let (blue_bin, green_bin) = match (pgversions::server_bin(blue), pgversions::server_bin(green)) {
@@ -45,7 +47,30 @@ fn upgrade(blue: u32, green: u32) {
             assert!(version.starts_with(&expected_major.to_string()), "served by {version}");
         })
     };
+    let mut psql = PsqlSession::start(&fleet.sidecars[0].conninfo(flip_support::APP, DB));
+    psql.run(
+        "SET work_mem = '3MB';\nSET search_path = pg_catalog, public;\n\
+         PREPARE next_of(int) AS SELECT $1 + 1, current_setting('server_version_num');",
+    );
+    let check_psql = |psql: &mut PsqlSession, major: u32| {
+        let out = psql.run("SHOW work_mem;\nSHOW search_path;\nEXECUTE next_of(41);");
+        assert_eq!(out.len(), 3, "psql on {major}: {out:?}; stderr:\n{}", psql.errors());
+        assert_eq!(out[..2], ["3MB", "pg_catalog, public"], "psql's settings on {major}");
+        assert!(out[2].starts_with(&format!("42|{major}")), "psql's prepared statement on {major}: {}", out[2]);
+        assert_eq!(psql.errors(), "", "psql on {major}");
+    };
     check(blue);
+    check_psql(&mut psql, blue);
+
+    // A session with a setting green lacks keeps the flip from starting, by name.
+    let mut holdout = PsqlSession::start(&fleet.sidecars[1].conninfo(flip_support::APP, DB));
+    holdout.run("SET force_parallel_mode = on;");
+    let out = controller(&plan, &["run", "--until", "cutover"]);
+    assert!(!out.status.success(), "the cutover went ahead:\n{}", text(&out));
+    assert!(text(&out).contains("force_parallel_mode"), "{}", text(&out));
+    assert_eq!(fleet.actives(), ["blue", "blue"]);
+    holdout.run("RESET force_parallel_mode;");
+
     for (args, serving) in
         [(&["run", "--until", "cutover"][..], green), (&["rollback"], blue), (&["run", "--until", "cutover"], green)]
     {
@@ -54,6 +79,8 @@ fn upgrade(blue: u32, green: u32) {
         pace(&writers, 100);
         assert!(out.status.success(), "{blue} -> {green}, {args:?}:\n{}", text(&out));
         check(serving);
+        check_psql(&mut psql, serving);
+        assert_eq!(holdout.run("SELECT current_setting('server_version_num')::int / 10000;"), [serving.to_string()]);
         wait_for_progress(&writers, 3);
     }
     assert_eq!(fleet.actives(), ["green", "green"]);

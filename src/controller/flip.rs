@@ -18,6 +18,7 @@
 //! the old side. Each step is recorded in the journal, so that a run that died half way
 //! is resolved: forward when any sidecar already serves the new side, back otherwise.
 
+mod gap;
 mod ready;
 mod renewal;
 mod step;
@@ -213,6 +214,7 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
     let ready_by = Instant::now() + cutover.catchup_timeout;
     ready::wait_current(sides.client(from), sides.client(to), into_new, ctx.plan.catchup.max_lag_bytes, ready_by)
         .await?;
+    let lacks = gap::target_lacks(sides.client(from), from, sides.client(to), to).await?;
     let paused_at = Instant::now();
     let lease = cutover.max_write_pause + cutover.drain_timeout + Duration::from_secs(10);
     let pause = PauseRequest {
@@ -222,6 +224,7 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
         // Sessions that set a setting the new side lacks (another major version) block the
         // pause, before anything is fenced.
         to: Some(target_upstream.clone()),
+        to_lacks: Some(lacks),
         ..PauseRequest::default()
     };
     info!(sidecars = sides.fleet.sidecars.len(), from, to, "pausing the fleet");

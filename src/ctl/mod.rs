@@ -213,6 +213,7 @@ impl Action {
                     on_unmovable: drain.on_unmovable.map(OnUnmovable::from),
                     generation: *generation,
                     to: to.clone(),
+                    to_lacks: None,
                 };
                 Call {
                     method: "POST",

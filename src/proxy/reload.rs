@@ -89,6 +89,7 @@ async fn apply(path: &std::path::Path, ctx: &Arc<ProxyContext>) {
             on_timeout: OnTimeout::Abort,
             on_unmovable: OnUnmovable::Block,
             to: None,
+            to_lacks: None,
         },
         move_timeout: ctx.limits.connect_timeout + Duration::from_secs(5),
     };

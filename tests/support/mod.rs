@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod http;
 pub mod pgversions;
 pub mod proxy;
+pub mod psql_session;
 pub mod statements;
 pub mod tls;
 pub mod wire;
@@ -15,6 +16,7 @@ pub use clients::{pgbench, pgbench_at, psql, psql_script, CmdOutput, PgbenchSumm
 pub use cluster::{blue_and_green, pg_bin, shared_cluster, Cluster, ClusterOptions, MD5_PASSWORD, SCRAM_PASSWORD};
 pub use http::{metric_samples, metric_sum};
 pub use proxy::{Exited, Proxy, ProxyBuilder};
+pub use psql_session::PsqlSession;
 pub use tls::TestCa;
 pub use wire::{assert_select_one, PgError, RawConn, ReadOutcome};
 

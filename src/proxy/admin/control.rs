@@ -80,11 +80,15 @@ async fn pause(state: &AdminState, body: PauseRequest) -> Response<Body> {
         Ok(options) => options,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    if let Some(to) = &body.to {
-        match ctx.registry.get(to) {
-            Some(upstream) => options.to = Some(upstream),
+    match (&body.to, body.to_lacks) {
+        (Some(to), lacks) => match ctx.registry.get(to) {
+            Some(upstream) => (options.to, options.to_lacks) = (Some(upstream), lacks.map(std::sync::Arc::new)),
             None => return error(StatusCode::NOT_FOUND, format!("unknown upstream \"{to}\"")),
+        },
+        (None, Some(_)) => {
+            return error(StatusCode::BAD_REQUEST, "to_lacks needs to: the upstream it describes".into())
         }
+        (None, None) => {}
     }
     let generation = ctx.registry.snapshot().generation;
     match switch::pause(ctx, options).await {
@@ -256,6 +260,7 @@ fn pause_options(
         on_timeout: on_timeout.unwrap_or_default(),
         on_unmovable: on_unmovable.unwrap_or_default(),
         to: None,
+        to_lacks: None,
     })
 }
 

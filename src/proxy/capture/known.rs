@@ -26,7 +26,8 @@ UNION ALL SELECT s.name::pg_catalog.text, s.context::pg_catalog.text FROM pg_cat
 #[error("unexpected settings row: {0}")]
 pub struct KnownSettingsError(String);
 
-/// The settings a session needs that a server lacks, or may not let a session set.
+/// The settings a session needs that a server lacks, or may not let a session set, from
+/// [`KnownSettings::missing`] or [`Missing::among`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Missing {
     /// The server's `server_version`.
@@ -68,6 +69,18 @@ impl KnownSettings {
             startup,
             session,
         })
+    }
+}
+
+impl Missing {
+    /// What of `needs` is among `lacks`, the setting names a server of `version` lacks as
+    /// someone who read both servers said; `None` when nothing.
+    pub fn among(needs: &SettingNeeds, lacks: &[String], version: &str) -> Option<Missing> {
+        let lacking = |names: &[String]| -> Vec<String> {
+            names.iter().filter(|n| lacks.iter().any(|l| l.eq_ignore_ascii_case(n))).cloned().collect()
+        };
+        let (startup, session) = (lacking(&needs.startup), lacking(&needs.session));
+        (!startup.is_empty() || !session.is_empty()).then(|| Missing { version: version.to_owned(), startup, session })
     }
 }
 
@@ -114,6 +127,10 @@ mod tests {
         );
         let fine = SettingNeeds { startup: vec!["datestyle".into()], session: vec!["work_mem".into()] };
         assert_eq!(server.missing(&fine), None);
+        let lacks = ["force_parallel_mode".to_owned()];
+        let among = Missing::among(&needs, &lacks, "17.2").expect("among");
+        assert_eq!((among.startup.as_slice(), among.session.as_slice()), (&lacks[..], &[][..]));
+        assert_eq!(Missing::among(&fine, &lacks, "17.2"), None);
     }
 
     #[test]

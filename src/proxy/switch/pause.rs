@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
-use crate::api::{Blocker, OnTimeout, OnUnmovable};
-use crate::proxy::capture::KnownSettings;
+use crate::api::{Blocker, OnTimeout, OnUnmovable, TargetLacks};
+use crate::proxy::capture::{KnownSettings, Missing, SettingNeeds};
 use crate::proxy::catalogs::Catalogs;
 use crate::proxy::context::ProxyContext;
 use crate::proxy::session::SessionState;
@@ -25,6 +25,9 @@ pub struct PauseOptions {
     /// The upstream a switch will move the sessions to, when known: a session that sets a
     /// setting it lacks (another major version) cannot move, like one with a temp table.
     pub to: Option<Arc<Upstream>>,
+    /// What `to` lacks, when the caller said ([`crate::api::PauseRequest::to_lacks`]);
+    /// else the sidecar reads its settings.
+    pub to_lacks: Option<Arc<TargetLacks>>,
 }
 
 /// Every session is parked.
@@ -53,7 +56,7 @@ const RECHECK: Duration = Duration::from_millis(10);
 /// Closes the gate (or renews its lease) and waits for every session to park. With a
 /// target ([`PauseOptions::to`]), reads its settings first, while traffic still flows.
 pub async fn pause(ctx: &Arc<ProxyContext>, options: PauseOptions) -> Result<Paused, PauseFailure> {
-    if let Some(to) = options.to.as_ref().filter(|_| !ctx.gate.is_closed()) {
+    if let Some(to) = options.to.as_ref().filter(|_| !ctx.gate.is_closed() && options.to_lacks.is_none()) {
         Catalogs::refresh(ctx, std::slice::from_ref(to), ctx.limits.connect_timeout).await;
     }
     pause_with(ctx, options, None).await
@@ -73,7 +76,7 @@ pub(super) async fn pause_with(
     let deadline = (started + options.drain_timeout).min(lease_until);
     let mut terminated = Vec::new();
     let mut probe = probe.or_else(|| super::advisory::Probe::start(ctx));
-    let target = Target::of(ctx, options.to.as_ref());
+    let target = Target::of(ctx, options.to.as_ref(), options.to_lacks.clone());
     loop {
         let changed = ctx.sessions.changed();
         tokio::pin!(changed);
@@ -181,17 +184,28 @@ fn blocks(session: &SessionInfo) -> bool {
     }
 }
 
-/// The upstream a pause prepares a switch to, with its settings when they were read.
+/// The upstream a pause prepares a switch to, with what it knows of its settings: what
+/// the caller said it lacks, or else what the sidecar read.
 struct Target {
     name: String,
+    lacks: Option<Arc<TargetLacks>>,
     settings: Option<Arc<KnownSettings>>,
 }
 
 impl Target {
     /// `to`, unless it is where the main listener's sessions already are.
-    fn of(ctx: &ProxyContext, to: Option<&Arc<Upstream>>) -> Option<Target> {
+    fn of(ctx: &ProxyContext, to: Option<&Arc<Upstream>>, lacks: Option<Arc<TargetLacks>>) -> Option<Target> {
         let to = to.filter(|to| to.name != ctx.registry.active().name)?;
-        Some(Target { name: to.name.clone(), settings: ctx.catalogs.settings(&to.name) })
+        Some(Target { name: to.name.clone(), lacks, settings: ctx.catalogs.settings(&to.name) })
+    }
+
+    /// What of `needs` the target lacks.
+    fn missing(&self, needs: &SettingNeeds) -> Option<Missing> {
+        match (&self.lacks, &self.settings) {
+            (Some(lacks), _) => Missing::among(needs, &lacks.settings, &lacks.version),
+            (None, Some(settings)) => settings.missing(needs),
+            (None, None) => None,
+        }
     }
 }
 
@@ -202,7 +216,7 @@ fn cannot_move(session: &SessionInfo, target: &Option<Target>) -> Option<String>
         Capture::Done { unmovable, .. } if !unmovable.is_empty() => Some(unmovable.describe()),
         Capture::Done { needs, .. } => {
             let target = target.as_ref().filter(|_| session.listener == Listener::Main)?;
-            let missing = target.settings.as_ref()?.missing(&needs)?;
+            let missing = target.missing(&needs)?;
             Some(format!("cannot move to {}: {missing}", target.name))
         }
         Capture::Failed(reason) => Some(format!("its state could not be read: {reason}")),
