@@ -11,9 +11,12 @@ use serde_json::Value;
 use support::wire::{client_error, parse_data_row, query_packet, Message, PgError};
 use support::{pgversions, Cluster, ClusterOptions, ProxyBuilder, RawConn};
 
-/// Sends `sql` as one Query and reads to ReadyForQuery: the rows, the ParameterStatus
-/// messages that came with the answer, and the first error.
-fn ask(conn: &mut RawConn, sql: &str) -> (Vec<Vec<Option<String>>>, Vec<(String, String)>, Option<PgError>) {
+/// What one Query got back: the rows, the ParameterStatus messages that came with the
+/// answer, and the first error.
+type Answer = (Vec<Vec<Option<String>>>, Vec<(String, String)>, Option<PgError>);
+
+/// Sends `sql` as one Query and reads to ReadyForQuery.
+fn ask(conn: &mut RawConn, sql: &str) -> Answer {
     conn.send(&query_packet(sql)).expect("send");
     let (mut rows, mut params, mut error) = (Vec::new(), Vec::new(), None);
     loop {
