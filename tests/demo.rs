@@ -2,15 +2,19 @@
 //! measured, not asserted: a journal deleted on green after the flip is reported lost, a
 //! corrupted BAS total fails the validation; a dashboard reader on the standby listener
 //! follows every flip without an error. What it prints: a short story by default (no log
-//! line), the logs on stderr with --verbose, and a kept log file when it fails.
+//! line), the logs on stderr with --verbose, and a kept log file when it fails. With
+//! `--green-pg-bin`, green runs PostgreSQL 18 from npm: the upgrade is told and reported;
+//! versions it cannot run are refused, before anything starts or by preflight.
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
 use serde_json::Value;
+use support::pgversions;
 
 /// One demo at a time: each runs two clusters, two sidecars and a load on its own.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -18,12 +22,17 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// Runs the demo with a short window and a small load, at the default verbosity (no
 /// RUST_LOG); returns its output and report.
 fn demo(dir: &Path, extra: &[&str]) -> (Output, Value) {
+    demo_on(&support::pg_bin(), dir, extra)
+}
+
+/// [`demo`] with `--pg-bin pg_bin`.
+fn demo_on(pg_bin: &Path, dir: &Path, extra: &[&str]) -> (Output, Value) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let report = dir.join("report.json");
     let path = format!("{}:{}", support::pg_bin().display(), std::env::var("PATH").unwrap_or_default());
     let output = Command::new(env!("CARGO_BIN_EXE_pgflip"))
         .args(["demo", "--window", "3s", "--writers", "3", "--readers", "1", "--pg-bin"])
-        .arg(support::pg_bin())
+        .arg(pg_bin)
         .arg("--report")
         .arg(&report)
         .args(extra)
@@ -159,6 +168,88 @@ fn a_corrupted_bas_total_on_green_fails_the_validation() {
     assert!(!String::from_utf8_lossy(&output.stderr).contains(" INFO "), "no log lines by default: {why}");
     assert_eq!(report["final_active"], "blue", "the validation rolled back: {why}");
     assert_eq!(report["lost_writes"], 0, "{why}");
+    assert_eq!(report["client_errors"], 0, "{why}");
+    kept_log(&report, &why);
+}
+
+/// The major version in a report's `blue_version` or `green_version` (`18.4` is 18).
+fn major(version: &Value) -> u32 {
+    let text = version.as_str().unwrap_or_default();
+    text.split('.').next().and_then(|major| major.parse().ok()).unwrap_or_else(|| panic!("a version: {version}"))
+}
+
+#[test]
+fn green_on_postgresql_18_is_a_major_version_upgrade_that_loses_nothing() {
+    let green_bin = match pgversions::server_bin(18) {
+        Ok(bin) => bin,
+        Err(message) => return eprintln!("skipped: {message}"),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let green = green_bin.to_str().expect("a UTF-8 path");
+    let (output, report) = demo(dir.path(), &["--green-pg-bin", green]);
+    let why = describe(&output, &report);
+    assert!(output.status.success(), "{why}");
+    assert_eq!(report["ok"], true, "{why}");
+    assert_eq!(major(&report["green_version"]), 18, "{why}");
+    assert!(major(&report["blue_version"]) <= 18, "{why}");
+    assert!(report["committed_writes"].as_u64().unwrap() > 100, "{why}");
+    assert_eq!(report["lost_writes"], 0, "{why}");
+    assert_eq!(report["client_errors"], 0, "{why}");
+    assert_eq!(report["final_active"], "green", "{why}");
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(out.contains(&format!("green's server from {green}")), "{why}");
+    let versions = format!("blue PostgreSQL {}, green PostgreSQL {}", report["blue_version"], report["green_version"]);
+    let versions = versions.replace('"', "");
+    assert_eq!(out.matches(&versions).count(), 2, "told in [clusters] and the summary: {why}");
+}
+
+#[test]
+fn versions_the_demo_cannot_run_are_refused_clearly() {
+    let bin14 = match pgversions::server_bin(14) {
+        Ok(bin) => bin,
+        Err(message) => return eprintln!("skipped: {message}"),
+    };
+    // Before anything starts: green older than blue, and a directory without a server.
+    let refused = |green: &Path| {
+        let output = Command::new(env!("CARGO_BIN_EXE_pgflip"))
+            .args(["demo", "--pg-bin"])
+            .arg(support::pg_bin())
+            .arg("--green-pg-bin")
+            .arg(green)
+            .output()
+            .expect("run pgflip demo");
+        assert_eq!(output.status.code(), Some(1));
+        assert!(output.stdout.is_empty(), "nothing started: {}", String::from_utf8_lossy(&output.stdout));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let err = refused(&bin14);
+    let expected = format!("--green-pg-bin {}: green would run PostgreSQL 14.", bin14.display());
+    assert!(err.contains(&expected) && err.contains("older than blue's"), "{err}");
+    let empty = support::temp_dir("pgflip-demo-empty-");
+    let err = refused(empty.path());
+    assert!(err.contains(&format!("--green-pg-bin {}: initdb is not there", empty.path().display())), "{err}");
+
+    // Blue and green on 14 (the system's client programs beside its server's): the demo runs,
+    // and preflight's refusal of green older than 15 is its story and its report.
+    let pg14 = support::temp_dir("pgflip-demo-pg14-");
+    std::fs::set_permissions(pg14.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let system = support::pg_bin();
+    let programs = [(&bin14, "initdb"), (&bin14, "pg_ctl"), (&bin14, "postgres")]
+        .into_iter()
+        .chain(["psql", "pg_dump", "pg_restore"].map(|program| (&system, program)));
+    for (dir, program) in programs {
+        std::os::unix::fs::symlink(dir.join(program), pg14.path().join(program)).expect("symlink");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (output, report) = demo_on(pg14.path(), dir.path(), &[]);
+    let why = describe(&output, &report);
+    assert_eq!(output.status.code(), Some(1), "{why}");
+    assert_eq!(report["ok"], false, "{why}");
+    assert_eq!(major(&report["green_version"]), 14, "{why}");
+    let blocker = "green runs PostgreSQL 14.";
+    assert!(report["failure"].as_str().is_some_and(|f| f.contains("preflight") && f.contains(blocker)), "{why}");
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(out.contains("[preflight]") && out.contains("FAILED") && out.contains(blocker), "{why}");
     assert_eq!(report["client_errors"], 0, "{why}");
     kept_log(&report, &why);
 }

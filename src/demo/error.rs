@@ -10,8 +10,23 @@ pub enum DemoError {
 `brew install postgresql@16`) or name their directory with --pg-bin DIR"
     )]
     NoPostgres,
-    #[error("--pg-bin {}: {what} is not there", dir.display())]
-    MissingProgram { dir: PathBuf, what: &'static str },
+    #[error("{flag} {}: {what} is not there", dir.display())]
+    MissingProgram { flag: &'static str, dir: PathBuf, what: &'static str },
+    /// `hint` is empty or a line of its own, starting with a newline.
+    #[error("cannot tell which PostgreSQL {side} would run: `{} --version`: {output}{hint}", program.display())]
+    ServerVersion { side: &'static str, program: PathBuf, output: String, hint: String },
+    #[error(
+        "--green-pg-bin {}: green would run {green}, older than blue's {blue}: a dump of blue does not \
+restore into an older server. Name the server programs of PostgreSQL {blue_major} or later",
+        dir.display()
+    )]
+    GreenOlderThanBlue { dir: PathBuf, blue: String, green: String, blue_major: u32 },
+    #[error(
+        "blue would run {blue} ({}): the demo's seeds need PostgreSQL {oldest} or later (CREATE OR REPLACE \
+TRIGGER). Name a newer installation with --pg-bin DIR",
+        dir.display()
+    )]
+    BlueOlderThanSeeds { dir: PathBuf, blue: String, oldest: u32 },
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
     #[error("{what} failed ({status}):\n{output}")]

@@ -1,8 +1,9 @@
 //! `pgflip demo`: the whole runbook on throwaway local clusters with an application
 //! running through sidecars, and a report of what that application saw.
 //!
-//! Blue and green are fresh clusters under a temporary directory; blue gets the BAS
-//! ledger of `seeds/`. Sidecars (this binary's `proxy`) serve blue; writers and readers
+//! Blue and green are fresh clusters under a temporary directory, green's possibly from
+//! another PostgreSQL installation (`--green-pg-bin`: a major-version upgrade); blue gets
+//! the BAS ledger of `seeds/`. Sidecars (this binary's `proxy`) serve blue; writers and readers
 //! run through them. The plan is `deploy/examples/plan.toml` pointed at all that; the
 //! controller runs it phase by phase (with `--rollback`: cutover, rollback, cutover
 //! again), then promotes green. At the end every acknowledged journal is looked up on the
@@ -17,19 +18,21 @@ mod report;
 mod runbook;
 mod sidecars;
 mod story;
+mod versions;
 mod workdir;
 mod workload;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::NoTls;
 
 pub use error::DemoError;
-use postgres::{LocalCluster, RunAs};
+use postgres::{LocalCluster, Programs, RunAs};
 pub use report::Report;
 use report::{Flip, PhaseTime};
 use runbook::Runbook;
+use versions::ServerVersion;
 use workload::ClientLog;
 
 /// Which data set blue starts with.
@@ -89,6 +92,11 @@ pub struct DemoArgs {
     /// newest /usr/lib/postgresql/*/bin).
     #[arg(long, value_name = "DIR")]
     pub pg_bin: Option<PathBuf>,
+    /// The directory of the server programs green runs from (initdb, pg_ctl, postgres) when
+    /// it is another PostgreSQL installation than blue's, to show a major-version upgrade:
+    /// the same major as blue or newer. The client programs stay those of --pg-bin.
+    #[arg(long, value_name = "DIR")]
+    pub green_pg_bin: Option<PathBuf>,
     /// A shell command run after each flip to green and before its validation, with
     /// PGHOST, PGPORT, PGUSER and PGDATABASE pointing at green as its superuser: a way to
     /// see the validation and the report catch a fault.
@@ -96,22 +104,38 @@ pub struct DemoArgs {
     pub before_validate: Option<String>,
 }
 
-/// The demo before it runs: PostgreSQL found, its directory made, its log file open.
+/// The demo before it runs: PostgreSQL found and its versions read, its directory made,
+/// its log file open.
 pub struct Demo {
     args: DemoArgs,
-    bin: PathBuf,
+    installs: Installs,
     run_as: RunAs,
     root: workdir::WorkDir,
 }
 
+/// Where each side's PostgreSQL comes from and which version it is.
+struct Installs {
+    /// `--pg-bin` or the one found: blue's server and every client program.
+    bin: PathBuf,
+    /// Green's server programs: `--green-pg-bin`, else `bin`.
+    green_bin: PathBuf,
+    blue_version: ServerVersion,
+    green_version: ServerVersion,
+}
+
 impl Demo {
-    /// Finds PostgreSQL and makes the demo's directory, with the log file the caller
-    /// writes the detailed logs to ([`Demo::log_path`]).
+    /// Finds PostgreSQL, reads which version each side would run (refusing blue older than
+    /// the seeds and green older than blue) and makes the demo's directory, with the log
+    /// file the caller writes the detailed logs to ([`Demo::log_path`]).
     pub fn prepare(args: DemoArgs) -> Result<Demo, DemoError> {
         let bin = postgres::find_bin_dir(args.pg_bin.as_deref())?;
+        let green_bin = postgres::green_bin_dir(args.green_pg_bin.as_deref(), &bin)?;
         let run_as = RunAs::detect()?;
+        let blue_version = ServerVersion::read(&bin, run_as, "blue")?;
+        let green_version = ServerVersion::read(&green_bin, run_as, "green")?;
+        versions::check(&blue_version, &green_version, &bin, &green_bin)?;
         let root = workdir::WorkDir::create(run_as)?;
-        Ok(Demo { args, bin, run_as, root })
+        Ok(Demo { args, installs: Installs { bin, green_bin, blue_version, green_version }, run_as, root })
     }
 
     /// The file the detailed logs go to: kept when the demo fails, deleted with the rest
@@ -123,10 +147,25 @@ impl Demo {
     /// Runs the demo; the report says whether it passed. When it did not, the logs are
     /// kept (and the report names them); everything else is deleted.
     pub async fn run(self) -> Result<Report, DemoError> {
-        let Demo { args, bin, run_as, root } = self;
-        println!("pgflip demo: PostgreSQL from {}; working in {}", bin.display(), root.path().display());
+        let Demo { args, installs, run_as, root } = self;
+        let green_from = match args.green_pg_bin {
+            Some(_) => format!(", green's server from {}", installs.green_bin.display()),
+            None => String::new(),
+        };
+        println!(
+            "pgflip demo: PostgreSQL from {}{green_from}; working in {}",
+            installs.bin.display(),
+            root.path().display()
+        );
+        tracing::info!(
+            blue.version = %installs.blue_version,
+            blue.bin = %installs.bin.display(),
+            green.version = %installs.green_version,
+            green.bin = %installs.green_bin.display(),
+            "the demo's PostgreSQL"
+        );
         println!("{:<12} {:>7}  {} (kept if the demo fails)", "[log]", "", root.log_path().display());
-        let result = run_in(&args, &bin, run_as, &root).await;
+        let result = run_in(&args, &installs, run_as, &root).await;
         let passed = result.as_ref().is_ok_and(|report| report.ok);
         if !passed {
             root.keep_logs();
@@ -141,20 +180,38 @@ impl Demo {
     }
 }
 
-async fn run_in(args: &DemoArgs, bin: &Path, run_as: RunAs, root: &workdir::WorkDir) -> Result<Report, DemoError> {
+async fn run_in(
+    args: &DemoArgs,
+    installs: &Installs,
+    run_as: RunAs,
+    root: &workdir::WorkDir,
+) -> Result<Report, DemoError> {
     let begun = Instant::now();
     let mut phases = Vec::new();
     let step = Instant::now();
-    let blue = LocalCluster::start("blue", &root.path().join("blue"), bin, run_as, &root.logs().join("blue.log"))?;
-    let green = LocalCluster::start("green", &root.path().join("green"), bin, run_as, &root.logs().join("green.log"))?;
+    let bin = installs.bin.as_path();
+    let blue_programs = Programs { server: bin, psql: bin };
+    let green_programs = Programs { server: &installs.green_bin, psql: bin };
+    let blue =
+        LocalCluster::start("blue", &root.path().join("blue"), blue_programs, run_as, &root.logs().join("blue.log"))?;
+    let green = LocalCluster::start(
+        "green",
+        &root.path().join("green"),
+        green_programs,
+        run_as,
+        &root.logs().join("green.log"),
+    )?;
     phases.push(timed("clusters", step));
-    // "15.18 (Debian 15.18-0+deb12u1)": the number is enough.
-    let version = blue.psql("postgres", &["-tAc", "SHOW server_version"]).unwrap_or_default();
-    let version = version.split_whitespace().next().unwrap_or("?").to_owned();
+    let (blue_version, green_version) = (&installs.blue_version, &installs.green_version);
+    let versions = if blue_version == green_version {
+        format!("({blue_version})")
+    } else {
+        format!("(blue {blue_version}, green {green_version})")
+    };
     story::line(
         "clusters",
         Some(step.elapsed().as_secs_f64()),
-        &format!("blue on 127.0.0.1:{}, green on 127.0.0.1:{} (PostgreSQL {version})", blue.port, green.port),
+        &format!("blue on 127.0.0.1:{}, green on 127.0.0.1:{} {versions}", blue.port, green.port),
     );
 
     let step = Instant::now();
@@ -228,6 +285,8 @@ async fn run_in(args: &DemoArgs, bin: &Path, run_as: RunAs, root: &workdir::Work
     let sides = [(blue.port, "blue"), (green.port, "green")];
     let ran = Ran { phases, flips, validation_pauses_ms };
     let mut report = build_report(args, outcome.err(), ran, &logs, acked.len(), lost, final_active, begun);
+    report.blue_version = blue_version.number.clone();
+    report.green_version = green_version.number.clone();
     report.standby_served_by = logs
         .iter()
         .find(|log| log.standby)
@@ -264,6 +323,8 @@ fn build_report(
     Report {
         seed: args.seed.name().to_string(),
         ok,
+        blue_version: String::new(),
+        green_version: String::new(),
         failure: failure.map(|e| e.to_string()),
         committed_writes: committed,
         lost_writes: lost.len(),

@@ -1,6 +1,8 @@
 //! Throwaway local PostgreSQL clusters: found binaries, `initdb` into the demo's directory,
 //! a free loopback port, `wal_level = logical`; stopped at once when dropped. As root,
-//! PostgreSQL refuses to run, so its programs run as the `postgres` user.
+//! PostgreSQL refuses to run, so its programs run as the `postgres` user. Green's server
+//! programs may come from another installation (`--green-pg-bin`); psql is always
+//! `--pg-bin`'s.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -9,19 +11,17 @@ use std::process::{Command, Stdio};
 
 use super::error::DemoError;
 
-/// The programs the demo runs.
+/// The programs the demo runs from `--pg-bin`.
 const SERVER_PROGRAMS: [&str; 4] = ["initdb", "pg_ctl", "postgres", "psql"];
+
+/// The programs green runs from `--green-pg-bin`: a server's, without client programs.
+const GREEN_PROGRAMS: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
 
 /// Where PostgreSQL's programs are: `--pg-bin`, else the directory on PATH that has
 /// them all, else the newest `/usr/lib/postgresql/*/bin`.
 pub fn find_bin_dir(given: Option<&Path>) -> Result<PathBuf, DemoError> {
     if let Some(dir) = given {
-        for what in SERVER_PROGRAMS {
-            if !dir.join(what).is_file() {
-                return Err(DemoError::MissingProgram { dir: dir.to_owned(), what });
-            }
-        }
-        return Ok(dir.to_owned());
+        return check_dir("--pg-bin", dir, &SERVER_PROGRAMS);
     }
     let has_all = |dir: &Path| SERVER_PROGRAMS.iter().all(|p| dir.join(p).is_file());
     if let Some(path) = std::env::var_os("PATH") {
@@ -30,6 +30,22 @@ pub fn find_bin_dir(given: Option<&Path>) -> Result<PathBuf, DemoError> {
         }
     }
     crate::controller::tools::newest_debian_bin_dir(&SERVER_PROGRAMS).ok_or(DemoError::NoPostgres)
+}
+
+/// Green's server programs: `--green-pg-bin`, else the same as blue's.
+pub fn green_bin_dir(given: Option<&Path>, blue: &Path) -> Result<PathBuf, DemoError> {
+    match given {
+        Some(dir) => check_dir("--green-pg-bin", dir, &GREEN_PROGRAMS),
+        None => Ok(blue.to_owned()),
+    }
+}
+
+/// `dir` when it has every one of `programs`; else which one it lacks.
+fn check_dir(flag: &'static str, dir: &Path, programs: &[&'static str]) -> Result<PathBuf, DemoError> {
+    match programs.iter().find(|what| !dir.join(what).is_file()) {
+        Some(&what) => Err(DemoError::MissingProgram { flag, dir: dir.to_owned(), what }),
+        None => Ok(dir.to_owned()),
+    }
 }
 
 /// The user PostgreSQL's programs run as: `None` to run them as ourselves, `Some((uid,
@@ -55,6 +71,11 @@ impl RunAs {
         }
     }
 
+    /// True when PostgreSQL runs as the `postgres` user rather than as ourselves.
+    pub fn is_postgres_user(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Makes `path` belong to the user PostgreSQL runs as.
     pub fn give(&self, path: &Path) -> Result<(), DemoError> {
         if let Some((uid, gid)) = self.0 {
@@ -64,11 +85,18 @@ impl RunAs {
         Ok(())
     }
 
-    fn apply(&self, command: &mut Command) {
+    pub fn apply(&self, command: &mut Command) {
         if let Some((uid, gid)) = self.0 {
             command.uid(uid).gid(gid);
         }
     }
+}
+
+/// Where one cluster's programs are: its server's (initdb, pg_ctl, postgres) and the
+/// psql the demo runs against it.
+pub struct Programs<'a> {
+    pub server: &'a Path,
+    pub psql: &'a Path,
 }
 
 /// A running cluster in its own directory; stopped (immediate mode) when dropped.
@@ -76,7 +104,8 @@ pub struct LocalCluster {
     pub name: &'static str,
     pub port: u16,
     data: PathBuf,
-    bin: PathBuf,
+    server_bin: PathBuf,
+    psql_bin: PathBuf,
     run_as: RunAs,
 }
 
@@ -87,14 +116,14 @@ impl LocalCluster {
     pub fn start(
         name: &'static str,
         dir: &Path,
-        bin: &Path,
+        programs: Programs,
         run_as: RunAs,
         log: &Path,
     ) -> Result<LocalCluster, DemoError> {
         std::fs::create_dir_all(dir).map_err(DemoError::io(format!("creating {}", dir.display())))?;
         run_as.give(dir)?;
         let data = dir.join("data");
-        let mut initdb = Command::new(bin.join("initdb"));
+        let mut initdb = Command::new(programs.server.join("initdb"));
         initdb.arg("-D").arg(&data).args(["-U", "postgres", "-E", "UTF8", "--locale=C", "-A", "trust"]);
         run_as.apply(&mut initdb);
         run(initdb, &format!("initdb of {name}"))?;
@@ -109,7 +138,14 @@ impl LocalCluster {
         let hba = "local all all trust\nhost all postgres 127.0.0.1/32 trust\n\
                    host all all 127.0.0.1/32 scram-sha-256\n";
         std::fs::write(data.join("pg_hba.conf"), hba).map_err(DemoError::io("writing pg_hba.conf"))?;
-        let cluster = LocalCluster { name, port, data, bin: bin.to_owned(), run_as };
+        let cluster = LocalCluster {
+            name,
+            port,
+            data,
+            server_bin: programs.server.to_owned(),
+            psql_bin: programs.psql.to_owned(),
+            run_as,
+        };
         let mut start = cluster.pg_ctl();
         start.arg("start").arg("-w").args(["-t", "60"]).arg("-l").arg(log);
         run(start, &format!("starting {name}"))?;
@@ -124,7 +160,7 @@ impl LocalCluster {
     /// Runs psql on `database` as the superuser with `args` (e.g. `-f file`), stopping at
     /// the first error.
     pub fn psql(&self, database: &str, args: &[&str]) -> Result<String, DemoError> {
-        let mut psql = Command::new(self.bin.join("psql"));
+        let mut psql = Command::new(self.psql_bin.join("psql"));
         psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
             .arg("-p")
             .arg(self.port.to_string())
@@ -135,7 +171,7 @@ impl LocalCluster {
     }
 
     fn pg_ctl(&self) -> Command {
-        let mut command = Command::new(self.bin.join("pg_ctl"));
+        let mut command = Command::new(self.server_bin.join("pg_ctl"));
         command.arg("-D").arg(&self.data);
         self.run_as.apply(&mut command);
         command

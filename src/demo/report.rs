@@ -11,6 +11,10 @@ use super::workload::Op;
 pub struct Report {
     pub seed: String,
     pub ok: bool,
+    /// The PostgreSQL version blue ran (`15.14`), from `postgres --version`.
+    pub blue_version: String,
+    /// The PostgreSQL version green ran: its own installation's with `--green-pg-bin`.
+    pub green_version: String,
     /// Why the run did not finish, when it did not.
     pub failure: Option<String>,
     /// Journals whose COMMIT the writers saw acknowledged.
@@ -74,6 +78,10 @@ impl Report {
         if let Some(failure) = &self.failure {
             out.push_str(&format!("failure:          {failure}\n"));
         }
+        out.push_str(&format!(
+            "versions:         blue PostgreSQL {}, green PostgreSQL {}\n",
+            self.blue_version, self.green_version
+        ));
         out.push_str(&format!("committed writes: {} journals (and {} reads)\n", self.committed_writes, self.reads));
         out.push_str(&format!("lost writes:      {}", self.lost_writes));
         if !self.lost_keys.is_empty() {
