@@ -193,17 +193,23 @@ fn tables_made_on_both_sides_during_catch_up_reach_green_and_come_back() {
     );
     assert_eq!(count(&fleet.green, "events_2"), 30);
 
-    // The same on the way back: a table made on both sides while green serves.
+    // The same on the way back: a table made on both sides while green serves, with a row
+    // the deploy put on both (PostgreSQL's copy would add green's to it: pgflip copies).
     for cluster in [&fleet.blue, &fleet.green] {
-        cluster.psql_db(DB, "CREATE TABLE after_cutover (id int PRIMARY KEY)");
+        cluster.psql_db(DB, "CREATE TABLE after_cutover (id int PRIMARY KEY); INSERT INTO after_cutover VALUES (0)");
     }
     fleet
         .green
         .psql_db(DB, "INSERT INTO after_cutover SELECT generate_series(1, 20); INSERT INTO late VALUES (61, 'green')");
     let out = controller(&plan, &["rollback"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("blue now applies public.after_cutover (it exists on both sides; rows copied by pgflip)"),
+        "{said}"
+    );
     assert_eq!(fleet.actives(), ["blue", "blue"]);
-    assert_eq!((count(&fleet.blue, "after_cutover"), count(&fleet.blue, "late")), (20, 61));
+    assert_eq!((count(&fleet.blue, "after_cutover"), count(&fleet.blue, "late")), (21, 61));
     stop_clean(writers);
 }
 

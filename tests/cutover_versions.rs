@@ -21,6 +21,7 @@ async fn preflight_of(blue: &Cluster, database: &str, green: &Cluster) -> Report
         client_tools: Some(ClientTools {
             pg_dump: ProgramVersion::probe(bin.join("pg_dump")).await,
             pg_restore: ProgramVersion::probe(bin.join("pg_restore")).await,
+            found: None,
         }),
     };
     preflight::run(&blue, &green, &options).await.expect("preflight queries")

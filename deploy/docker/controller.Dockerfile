@@ -21,7 +21,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM debian:bookworm-slim
 # The client programs' major version must be at least blue's (pg_dump refuses a newer
-# server). They come from the PostgreSQL project's Debian repository (apt.postgresql.org),
+# server), best green's (PostgreSQL recommends the newer server's pg_dump). They come from the PostgreSQL project's Debian repository (apt.postgresql.org),
 # which has every supported major version for bookworm.
 ARG PG_MAJOR=17
 RUN set -eux; \
@@ -39,7 +39,8 @@ RUN set -eux; \
     for tool in pg_dump pg_restore pg_dumpall psql; do \
         "/usr/lib/postgresql/${PG_MAJOR}/bin/$tool" --version; \
     done
-# The programs of that version first on PATH (the controller takes them from PATH).
+# The programs of that version first on PATH (psql and the plan's commands; the controller
+# finds them there and in /usr/lib/postgresql/*/bin, and names its choice).
 ENV PATH="/usr/lib/postgresql/${PG_MAJOR}/bin:${PATH}"
 
 COPY --from=build /usr/local/bin/pgflip /usr/local/bin/pgflip

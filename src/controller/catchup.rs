@@ -130,7 +130,13 @@ impl DriftWatch {
             return Ok(0);
         }
         self.last = Some(Instant::now());
-        let found = drift::reconcile(blue, green, ctx.names.forward()).await?;
+        let blue_target = ctx.plan.blue_config();
+        let own = drift::OwnCopy {
+            publisher: &blue_target,
+            ddl: &ctx.plan.ddl,
+            confirm_within: ctx.plan.cutover.catchup_timeout,
+        };
+        let found = drift::reconcile(blue, green, ctx.names.forward(), &own).await?;
         for table in &found.refreshed {
             ctx.progress.line(format_args!("catch-up: green now applies {table} (made on both sides)"));
         }
@@ -141,7 +147,7 @@ impl DriftWatch {
             ));
         }
         self.missing = found.missing;
-        self.syncing = drift::tables_syncing(green, ctx.names.forward()).await?;
+        self.syncing = drift::tables_syncing(green, ctx.names.forward()).await?.len() as i64;
         Ok(self.syncing)
     }
 }

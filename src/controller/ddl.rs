@@ -43,31 +43,78 @@ pub struct Ddl<'a> {
 /// Runs `ddl` on `side` under the plan's lock timeout, retrying while a lock is not granted.
 pub async fn execute(client: &Client, side: &str, ddl: Ddl<'_>, limits: &DdlSection) -> Result<(), CutoverError> {
     let timeout = format!("SET lock_timeout = {}", limits.lock_timeout.as_millis().max(1));
-    let mut pause = FIRST_PAUSE;
-    for attempt in 1..=limits.attempts {
-        client.batch_execute(&timeout).await.map_err(CutoverError::sql(format!("setting lock_timeout on {side}")))?;
+    let attempt = || async {
+        client.batch_execute(&timeout).await?;
         let result = client.batch_execute(&ddl.sql).await;
         // The session is shared with other work: give it back as it was.
-        client.batch_execute("RESET lock_timeout").await.map_err(CutoverError::sql("resetting lock_timeout"))?;
-        let error = match result {
+        client.batch_execute("RESET lock_timeout").await?;
+        result
+    };
+    retried(client, side, &ddl.what, ddl.tables, limits, attempt).await
+}
+
+/// Opens a transaction on `client` and takes `mode` locks (`SHARE`, say) on `tables` (SQL
+/// names) in it, under the plan's lock timeout, retried as [`execute`] retries; the
+/// transaction is left open for the caller to end (the locks go with it).
+pub async fn lock_tables(
+    client: &Client,
+    side: &str,
+    tables: &[String],
+    mode: &str,
+    what: &str,
+    limits: &DdlSection,
+) -> Result<(), CutoverError> {
+    let sql = format!(
+        "BEGIN; SET LOCAL lock_timeout = {}; LOCK TABLE {} IN {mode} MODE",
+        limits.lock_timeout.as_millis().max(1),
+        tables.join(", ")
+    );
+    let attempt = || async {
+        let result = client.batch_execute(&sql).await;
+        if result.is_err() {
+            client.batch_execute("ROLLBACK").await?;
+        }
+        result
+    };
+    retried(client, side, what, tables, limits, attempt).await
+}
+
+/// Runs `attempt` until it succeeds, fails otherwise than for a lock not granted in time
+/// (SQLSTATE 55P03), or has been tried `[ddl] attempts` times, pausing longer each time;
+/// then names the sessions holding `tables`.
+async fn retried<F, Fut>(
+    client: &Client,
+    side: &str,
+    what: &str,
+    tables: &[String],
+    limits: &DdlSection,
+    mut attempt: F,
+) -> Result<(), CutoverError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), tokio_postgres::Error>>,
+{
+    let mut pause = FIRST_PAUSE;
+    for tried in 1..=limits.attempts {
+        let error = match attempt().await {
             Ok(()) => return Ok(()),
             Err(e) if e.code().is_some_and(|c| c.code() == "55P03") => e,
-            Err(e) => return Err(CutoverError::sql(format!("{} on {side}", ddl.what))(e)),
+            Err(e) => return Err(CutoverError::sql(format!("{what} on {side}"))(e)),
         };
-        let holders = holders(client, ddl.tables).await;
-        if attempt == limits.attempts {
+        let holders = holders(client, tables).await;
+        if tried == limits.attempts {
             return Err(CutoverError::LockTimeout(Box::new(LockTimeout {
-                what: ddl.what,
+                what: what.to_owned(),
                 side: side.to_owned(),
-                attempts: attempt,
+                attempts: tried,
                 lock_timeout: crate::duration::display(limits.lock_timeout).to_string(),
                 holders: holders.unwrap_or_else(|| format!("unknown ({error})")),
             })));
         }
         warn!(
             side,
-            what = %ddl.what,
-            attempt,
+            what,
+            attempt = tried,
             held_by = holders.as_deref().unwrap_or("unknown"),
             pause_ms = pause.as_millis() as u64,
             "a lock was not granted within [ddl] lock_timeout; trying again"

@@ -8,7 +8,9 @@
 //! 3. fence marker and fence LSN; wait until the new side has confirmed it;
 //! 4. detach the link into the new side (subscription disabled, slot dropped);
 //! 5. copy sequences to the new side;
-//! 6. attach the link back (a new slot on the new side, taken before it takes any write);
+//! 6. attach the link back (a new slot on the new side, taken before it takes any write),
+//!    and have it apply, with no copy, the tables made on both sides that the link into
+//!    the new side applied: their rows are equal now ([`drift::adopt`]);
 //! 7. open the new side (its fence, if any, removed; the app roles given LOGIN);
 //! 8. switch every sidecar (the point of no return is the first success), write the
 //!    sidecars' durable target, resume; report the old side to the sidecars as the
@@ -45,6 +47,7 @@ use super::phase::Phase;
 use super::runner::Context;
 use super::sequences;
 use super::standby;
+use super::target::Target;
 use renewal::Renewal;
 use step::{record, recorded_step, Step};
 use switch::{register_upstreams, serving, switch_all};
@@ -168,7 +171,13 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
             Vec::new()
         }
     };
-    let drift = drift::reconcile(sides.client(from), sides.client(to), into_new).await?;
+    let from_target = side_target(ctx, from);
+    let own = drift::OwnCopy {
+        publisher: &from_target,
+        ddl: &ctx.plan.ddl,
+        confirm_within: ctx.plan.cutover.catchup_timeout,
+    };
+    let drift = drift::reconcile(sides.client(from), sides.client(to), into_new, &own).await?;
     if !drift.missing.is_empty() {
         return Err(CutoverError::Refused(format!(
             "{from} publishes tables {to} lacks: {}. Their writes cannot reach {to}: create them on {to} (the \
@@ -176,8 +185,9 @@ pub async fn run(ctx: &mut Context, direction: Direction) -> Result<Flipped, Cut
             drift.missing.join(", ")
         )));
     }
+    let copier = if drift.copied_by_pgflip { "pgflip" } else { "PostgreSQL" };
     for table in &drift.refreshed {
-        ctx.progress.line(format_args!("{to} now applies {table} (it exists on both sides)"));
+        ctx.progress.line(format_args!("{to} now applies {table} (it exists on both sides; rows copied by {copier})"));
     }
     for item in &not_reversible {
         ctx.progress.line(format_args!("not reversible: {}: {}", item.table, item.why));
@@ -306,6 +316,9 @@ async fn prepare(
     sequences::copy(old, from, new, to).await?;
     let new_url = side_url(ctx, to).to_owned();
     links::attach(new, old, back, &new_url, step_deadline(cutover.drain_timeout)).await?;
+    for table in drift::adopt(new, old, back, into_new).await? {
+        ctx.progress.line(format_args!("{from} now applies {table} on the way back (equal on both sides)"));
+    }
     record(ctx, phase, Step::Attached)?;
     fence::unfence(new, to, &sides.roles, step_deadline(cutover.drain_timeout)).await?;
     record(ctx, phase, Step::Opened)?;
@@ -352,6 +365,15 @@ pub(super) fn side_url<'a>(ctx: &'a Context, side: &str) -> &'a str {
         &ctx.plan.blue.url
     } else {
         &ctx.plan.green.url
+    }
+}
+
+/// The plan's connection to `side`.
+fn side_target(ctx: &Context, side: &str) -> Target {
+    if side == "blue" {
+        ctx.plan.blue_config()
+    } else {
+        ctx.plan.green_config()
     }
 }
 

@@ -14,12 +14,14 @@
 //! - [`status`]: the journal and both servers' slots and subscriptions; [`abandon`]: giving
 //!   a cutover up, removing what pgflip made.
 //! - [`pg`], [`tools`], [`metrics`], [`error`]: connections, client programs, `/metrics`;
+//!   [`client_programs`]: which installation of them a plan runs;
 //!   [`target`]: where a connection goes, with its TLS and the plaintext-password rule;
 //!   [`pg_tls`]: rustls under tokio-postgres.
 //! - [`progress`]: the lines a person reads, on stdout or into the log.
 
 pub mod abandon;
 pub mod catchup;
+pub mod client_programs;
 pub mod commands;
 pub mod ddl;
 pub mod discovery;

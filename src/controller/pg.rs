@@ -49,6 +49,15 @@ async fn open(config: &Config, maker: RustlsMaker, side: &str) -> Result<Client,
     Ok(client)
 }
 
+/// The major version of `client`'s server.
+pub async fn server_major(client: &Client, side: &str) -> Result<i32, CutoverError> {
+    let row = client
+        .query_one("SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4 / 10000", &[])
+        .await
+        .map_err(CutoverError::sql(format!("reading {side}'s version")))?;
+    Ok(row.get(0))
+}
+
 /// Keeps the statements `client` sends next out of the server's log: for the statements
 /// that carry a password (a subscription's connection string, a role's password). Sent on
 /// its own, since a server logs a query string before it runs any of it. Needs a superuser,

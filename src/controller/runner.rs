@@ -18,7 +18,7 @@ use super::preflight::{self, ClientTools, PreflightOptions, ProgramVersion};
 use super::progress::Progress;
 use super::promote as promotion;
 use super::tools::Tools;
-use super::{catchup, commands, pg, restore, snapshot, window};
+use super::{catchup, client_programs, commands, pg, restore, snapshot, window};
 
 /// What every phase works with.
 pub struct Context {
@@ -74,11 +74,26 @@ impl Context {
         }
         let lock = PlanLock::servers(file, &ctx.plan, &mut ctx.journal, &ctx.names, command, reach).await?;
         ctx.lock = Some(lock);
+        ctx.settle_tools().await?;
         Ok(ctx)
     }
 
+    /// A journal whose preflight passed before the choice of client programs was
+    /// recorded has the servers' versions: the choice is made from them now.
+    async fn settle_tools(&mut self) -> Result<(), CutoverError> {
+        let settled = client_programs::settled(self.plan.tools.bin_dir.as_deref(), &self.journal).is_some();
+        if settled || !self.journal.completed(Phase::Preflight) {
+            return Ok(());
+        }
+        if let Some((blue, green)) = client_programs::recorded_majors(&self.journal) {
+            self.tools = client_programs::choose(&mut self.journal, self.progress, blue, green).await?.0;
+        }
+        Ok(())
+    }
+
     fn with(plan: Plan, journal: Journal, progress: Progress) -> Context {
-        let tools = Tools::find(plan.tools.bin_dir.as_deref());
+        // Until preflight chooses them (it knows the servers' versions): by name on PATH.
+        let tools = client_programs::settled(plan.tools.bin_dir.as_deref(), &journal).unwrap_or_else(Tools::on_path);
         let names = LinkNames::resolve(&plan, &journal);
         Context { plan, journal, tools, metrics: CutoverMetrics::new(), progress, names, lock: None }
     }
@@ -233,14 +248,26 @@ async fn run_preflight(ctx: &mut Context) -> Result<(), CutoverError> {
     let blue = pg::connect(&ctx.plan.blue_config(), "blue").await?;
     // The database may not exist on green yet: check the server through `postgres`.
     let green = pg::connect(&ctx.plan.green_config_for("postgres"), "green").await?;
+    let client_tools = match &ctx.plan.tools.bin_dir {
+        Some(dir) => ClientTools {
+            pg_dump: ProgramVersion::probe(dir.join("pg_dump")).await,
+            pg_restore: ProgramVersion::probe(dir.join("pg_restore")).await,
+            found: None,
+        },
+        None => {
+            let blue_major = pg::server_major(&blue, "blue").await?;
+            let green_major = pg::server_major(&green, "green").await?;
+            let (tools, judged) =
+                client_programs::choose(&mut ctx.journal, ctx.progress, blue_major, green_major).await?;
+            ctx.tools = tools;
+            judged
+        }
+    };
     let options = PreflightOptions {
         app_roles: ctx.plan.app.roles.clone(),
         allow_replica_identity_full: ctx.plan.preflight.allow_replica_identity_full.clone(),
         database: ctx.plan.database().to_owned(),
-        client_tools: Some(ClientTools {
-            pg_dump: ProgramVersion::probe(ctx.tools.program("pg_dump")).await,
-            pg_restore: ProgramVersion::probe(ctx.tools.program("pg_restore")).await,
-        }),
+        client_tools: Some(client_tools),
     };
     let report = preflight::run(&blue, &green, &options).await.map_err(CutoverError::sql("preflight"))?;
     ctx.progress.line(&report);

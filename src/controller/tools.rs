@@ -1,6 +1,7 @@
 //! The PostgreSQL client programs the controller runs (pg_dump, pg_restore, pg_dumpall)
-//! and the plan's own commands: finding them, and running them with their output passed on
-//! line by line and the last lines kept for the error when they fail.
+//! and the plan's own commands: where they are ([`Tools`]; the installations found and
+//! the choice among them in [`installations`] and [`choice`]), and running them with their
+//! output passed on line by line and the last lines kept for the error when they fail.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,12 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tracing::{debug, info};
+
+pub mod choice;
+pub mod installations;
+mod version;
+
+pub use version::{major_version, ProgramVersion};
 
 /// Lines of output kept for the error message of a failed command.
 const KEPT_LINES: usize = 20;
@@ -22,26 +29,23 @@ pub enum CommandError {
     Failed { what: String, status: std::process::ExitStatus, last_lines: String },
 }
 
-/// Where the PostgreSQL client programs are.
-#[derive(Debug, Clone)]
+/// Where the PostgreSQL client programs are: a directory, or PATH (by name).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tools {
     bin_dir: Option<PathBuf>,
 }
 
 impl Tools {
-    /// The plan's `[tools] bin_dir` if given; else the programs on PATH if pg_dump is
-    /// there; else the newest `/usr/lib/postgresql/*/bin` (Debian's layout).
-    pub fn find(configured: Option<&Path>) -> Tools {
-        if let Some(dir) = configured {
-            return Tools { bin_dir: Some(dir.to_path_buf()) };
-        }
-        let on_path = std::env::var_os("PATH")
-            .map(|path| std::env::split_paths(&path).any(|dir| dir.join("pg_dump").is_file()))
-            .unwrap_or(false);
-        if on_path {
-            return Tools { bin_dir: None };
-        }
-        Tools { bin_dir: newest_debian_bin_dir(&["pg_dump"]) }
+    /// The programs in `dir`: the plan's `[tools] bin_dir`, or the installation chosen
+    /// for the servers' versions ([`super::client_programs`]).
+    pub fn in_dir(dir: &Path) -> Tools {
+        Tools { bin_dir: Some(dir.to_path_buf()) }
+    }
+
+    /// The programs by name, as PATH finds them: before a choice was made, or when no
+    /// installation was found (preflight then says so).
+    pub fn on_path() -> Tools {
+        Tools { bin_dir: None }
     }
 
     /// The path to run program `name` by.
@@ -51,21 +55,20 @@ impl Tools {
             None => PathBuf::from(name),
         }
     }
+
+    /// The directory, unless the programs are found on PATH by name.
+    pub fn bin_dir(&self) -> Option<&Path> {
+        self.bin_dir.as_deref()
+    }
 }
 
 /// The newest `/usr/lib/postgresql/*/bin` (Debian's layout) that has all of `programs`.
 pub fn newest_debian_bin_dir(programs: &[&str]) -> Option<PathBuf> {
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let version = entry.file_name().to_str()?.parse().ok()?;
-            let bin = entry.path().join("bin");
-            programs.iter().all(|program| bin.join(program).is_file()).then_some((version, bin))
-        })
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, bin)| bin)
+    installations::debian_bin_dirs(Path::new(installations::DEBIAN_ROOT))
+        .into_iter()
+        .rev()
+        .map(|(_, bin)| bin)
+        .find(|bin| programs.iter().all(|program| bin.join(program).is_file()))
 }
 
 /// Points a client program at `endpoint`'s `database`: `--dbname` without the password,
@@ -174,8 +177,8 @@ mod tests {
     }
 
     #[test]
-    fn a_configured_bin_dir_wins() {
-        let tools = Tools::find(Some(Path::new("/opt/pg/bin")));
-        assert_eq!(tools.program("pg_dump"), PathBuf::from("/opt/pg/bin/pg_dump"));
+    fn programs_run_from_the_directory_or_by_name() {
+        assert_eq!(Tools::in_dir(Path::new("/opt/pg/bin")).program("pg_dump"), PathBuf::from("/opt/pg/bin/pg_dump"));
+        assert_eq!(Tools::on_path().program("pg_restore"), PathBuf::from("pg_restore"));
     }
 }

@@ -153,14 +153,7 @@ pub async fn wait_confirmed(
 ) -> Result<Duration, CutoverError> {
     let started = Instant::now();
     loop {
-        let confirmed: Option<bool> = publisher
-            .query_opt(
-                "SELECT confirmed_flush_lsn >= $2::text::pg_lsn FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
-                &[&slot, &point.lsn],
-            )
-            .await
-            .map_err(CutoverError::sql("reading the slot's confirmed position"))?
-            .and_then(|row| row.get(0));
+        let confirmed = slot_confirmed(publisher, slot, &point.lsn).await?;
         if confirmed == Some(true) {
             let arrived = subscriber
                 .query_opt("SELECT 1 FROM pgflip.fence WHERE id = $1", &[&point.marker])
@@ -184,11 +177,24 @@ pub async fn wait_confirmed(
     }
 }
 
+/// Whether `slot` on the publisher has confirmed `lsn` (its subscriber applied and flushed
+/// everything before it); `None` when there is no such slot or it confirmed nothing yet.
+pub async fn slot_confirmed(publisher: &Client, slot: &str, lsn: &str) -> Result<Option<bool>, CutoverError> {
+    let row = publisher
+        .query_opt(
+            "SELECT confirmed_flush_lsn >= $2::text::pg_lsn FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+            &[&slot, &lsn],
+        )
+        .await
+        .map_err(CutoverError::sql("reading the slot's confirmed position"))?;
+    Ok(row.and_then(|row| row.get(0)))
+}
+
 /// Hurries the subscriber's report of what it has flushed: its apply worker commits
 /// asynchronously and reports once its WAL is flushed and it next hears from the
 /// publisher. A synchronous commit on the subscriber flushes its WAL; a heartbeat on the
 /// publisher gives its walsender something to send, and the worker answers.
-async fn nudge(publisher: &Client, subscriber: &Client) -> Result<(), CutoverError> {
+pub async fn nudge(publisher: &Client, subscriber: &Client) -> Result<(), CutoverError> {
     subscriber
         .batch_execute("BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_catalog.pg_current_xact_id(); COMMIT")
         .await

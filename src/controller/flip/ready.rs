@@ -82,7 +82,7 @@ pub(super) async fn wait_current(
         let worker = apply_worker_running(new, link).await?;
         let lag = lag_bytes(old, link).await?;
         let syncing = drift::tables_syncing(new, link).await?;
-        if worker && syncing == 0 && lag.is_some_and(|lag| lag <= max_lag_bytes as i64) {
+        if worker && syncing.is_empty() && lag.is_some_and(|lag| lag <= max_lag_bytes as i64) {
             info!(
                 link = link.name,
                 lag_bytes = lag,
@@ -94,10 +94,17 @@ pub(super) async fn wait_current(
         if Instant::now() >= deadline {
             let lag = lag.map_or("unknown (no slot)".to_string(), human_bytes);
             let worker = if worker { "running" } else { "not running (see the server log)" };
+            let syncing = match syncing.is_empty() {
+                true => "no table still copying".to_owned(),
+                false => format!(
+                    "tables still copying: {} (a copy that fails is retried for ever: see {}'s server log)",
+                    syncing.join(", "),
+                    link.to
+                ),
+            };
             return Err(CutoverError::Refused(format!(
                 "replication from {} to {} is not current enough to flip: lag {lag} ([catchup] \
-                 max_lag_bytes = {max_lag_bytes}), {syncing} tables still copying, apply worker on {} {worker}; \
-                 nothing was paused",
+                 max_lag_bytes = {max_lag_bytes}), {syncing}, apply worker on {} {worker}; nothing was paused",
                 link.from, link.to, link.to
             )));
         }

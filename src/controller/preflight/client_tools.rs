@@ -2,51 +2,23 @@
 //! as new as blue (it refuses a newer server), best as new as green (PostgreSQL recommends
 //! the newer server's), and pg_restore from the same installation.
 
-use std::path::PathBuf;
-
 use super::report::{Report, Severity};
-
-/// What `--version` said of one program: its major version and the whole line, or why it
-/// could not be run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProgramVersion {
-    pub path: PathBuf,
-    pub found: Result<(i32, String), String>,
-}
-
-impl ProgramVersion {
-    /// Runs `path --version`.
-    pub async fn probe(path: PathBuf) -> ProgramVersion {
-        let output = tokio::process::Command::new(&path).arg("--version").output().await;
-        let found = match output {
-            Err(e) => Err(format!("cannot be run: {e}")),
-            Ok(out) if !out.status.success() => Err(format!("--version failed ({})", out.status)),
-            Ok(out) => {
-                let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-                major(&line).map(|m| (m, line.clone())).ok_or(format!("printed no version: {line:?}"))
-            }
-        };
-        ProgramVersion { path, found }
-    }
-}
-
-/// The major version in a `--version` line: `pg_dump (PostgreSQL) 15.14 (Debian ...)` is 15,
-/// `9.6.24` is 9.
-fn major(line: &str) -> Option<i32> {
-    let version = line.split_whitespace().find(|word| word.starts_with(|c: char| c.is_ascii_digit()))?;
-    version.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
-}
+pub use crate::controller::tools::ProgramVersion;
 
 /// The programs preflight judges.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientTools {
     pub pg_dump: ProgramVersion,
     pub pg_restore: ProgramVersion,
+    /// Every installation found when the controller chose these itself (each as
+    /// `/usr/lib/postgresql/15/bin (15)`), for a refusal to name; `None` when the plan's
+    /// `[tools] bin_dir` named them.
+    pub found: Option<Vec<String>>,
 }
 
 /// Judges `tools` against blue's and green's major versions.
 pub(super) fn judge_client_tools(report: &mut Report, tools: &ClientTools, blue_major: i32, green_major: i32) {
-    let fix = "install a newer PostgreSQL's client programs and name their directory in [tools] bin_dir";
+    let fix = fix(tools, blue_major, green_major);
     let dump = match &tools.pg_dump.found {
         Err(why) => {
             let message = format!("pg_dump ({}) {why}: {fix}", tools.pg_dump.path.display());
@@ -58,7 +30,7 @@ pub(super) fn judge_client_tools(report: &mut Report, tools: &ClientTools, blue_
     if dump.0 < blue_major {
         let message = format!(
             "{} ({}) is older than blue (PostgreSQL {blue_major}): pg_dump must be at least as new as the server it \
-             dumps; {fix} (PostgreSQL {green_major}'s, green's, is best)",
+             dumps; {fix}",
             dump.1,
             tools.pg_dump.path.display()
         );
@@ -91,25 +63,46 @@ pub(super) fn judge_client_tools(report: &mut Report, tools: &ClientTools, blue_
     }
 }
 
+/// What to do about unusable programs: what was found (when the controller looked) and
+/// what is needed.
+fn fix(tools: &ClientTools, blue_major: i32, green_major: i32) -> String {
+    let needed = format!("the client programs of PostgreSQL {green_major} (green's; at least {blue_major}, blue's)");
+    match &tools.found {
+        None => format!("install {needed} and name their directory in [tools] bin_dir"),
+        Some(found) => {
+            let found = match found.is_empty() {
+                true => "no pg_dump with its pg_restore was found on PATH or in /usr/lib/postgresql/*/bin".to_owned(),
+                false => format!("found: {}", found.join(", ")),
+            };
+            format!(
+                "{found}. Install {needed} on PATH or in /usr/lib/postgresql/{green_major}/bin, or name their \
+                 directory in [tools] bin_dir"
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+    use crate::controller::tools::major_version;
 
     fn program(line: &str) -> ProgramVersion {
-        ProgramVersion { path: PathBuf::from("/opt/pg/bin/x"), found: Ok((major(line).unwrap(), line.to_owned())) }
-    }
-
-    #[test]
-    fn versions_are_read_from_the_version_line() {
-        assert_eq!(major("pg_dump (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)"), Some(15));
-        assert_eq!(major("pg_restore (PostgreSQL) 9.6.24"), Some(9));
-        assert_eq!(major("pg_dump (PostgreSQL) 18beta1"), Some(18));
-        assert_eq!(major("no version here"), None);
+        ProgramVersion {
+            path: PathBuf::from("/opt/pg/bin/x"),
+            found: Ok((major_version(line).unwrap(), line.to_owned())),
+        }
     }
 
     #[test]
     fn a_pg_dump_older_than_blue_blocks_and_one_older_than_green_is_noted() {
-        let tools = |dump: &str, restore: &str| ClientTools { pg_dump: program(dump), pg_restore: program(restore) };
+        let tools = |dump: &str, restore: &str| ClientTools {
+            pg_dump: program(dump),
+            pg_restore: program(restore),
+            found: None,
+        };
         let mut report = Report::default();
         judge_client_tools(&mut report, &tools("pg_dump (PostgreSQL) 15.4", "pg_restore (PostgreSQL) 15.4"), 16, 17);
         let blocker = report.blockers().next().expect("a blocker");
@@ -123,5 +116,40 @@ mod tests {
         let mut report = Report::default();
         judge_client_tools(&mut report, &tools("pg_dump (PostgreSQL) 17.1", "pg_restore (PostgreSQL) 15.4"), 15, 17);
         assert!(report.blockers().next().expect("a blocker").message.contains("same version"));
+    }
+
+    #[test]
+    fn a_refusal_names_what_was_found_and_what_is_needed() {
+        let tools = ClientTools {
+            pg_dump: program("pg_dump (PostgreSQL) 13.2"),
+            pg_restore: program("pg_restore (PostgreSQL) 13.2"),
+            found: Some(vec!["/usr/lib/postgresql/13/bin (13)".into(), "/opt/pg12/bin (12)".into()]),
+        };
+        let mut report = Report::default();
+        judge_client_tools(&mut report, &tools, 15, 17);
+        let message = &report.blockers().next().expect("a blocker").message;
+        for part in [
+            "older than blue (PostgreSQL 15)",
+            "found: /usr/lib/postgresql/13/bin (13), /opt/pg12/bin (12)",
+            "PostgreSQL 17 (green's; at least 15, blue's)",
+            "[tools] bin_dir",
+        ] {
+            assert!(message.contains(part), "{part:?} in {message}");
+        }
+        let none = ClientTools {
+            found: Some(Vec::new()),
+            pg_dump: ProgramVersion {
+                path: "pg_dump".into(),
+                found: Err("cannot be run: No such file or directory (os error 2)".into()),
+            },
+            ..tools
+        };
+        let mut report = Report::default();
+        judge_client_tools(&mut report, &none, 15, 17);
+        let message = &report.blockers().next().expect("a blocker").message;
+        assert!(
+            message.contains("no pg_dump with its pg_restore was found on PATH or in /usr/lib/postgresql/*/bin"),
+            "{message}"
+        );
     }
 }
