@@ -197,10 +197,11 @@ fn capture_survives_a_one_millisecond_statement_timeout() {
     let baseline = raw_baseline(&mut conn);
     let setup_sql = "CREATE TEMP SEQUENCE counter; SELECT pg_catalog.nextval('counter'), pg_catalog.nextval('counter')";
     assert_eq!(raw_query(&mut conn, setup_sql).1, None);
-    // jit_above_cost = 0 would JIT-compile even a one-row SELECT, for milliseconds.
-    assert_eq!(raw_query(&mut conn, "SET statement_timeout = 1; SET jit_above_cost = 0").1, None);
+    // Parsed before the 1 ms timeout, which a loaded machine could let cancel a Parse.
     conn.parse_statement("named", "SELECT 7");
     conn.parse_statement("", "SELECT 8");
+    // jit_above_cost = 0 would JIT-compile even a one-row SELECT, for milliseconds.
+    assert_eq!(raw_query(&mut conn, "SET statement_timeout = 1; SET jit_above_cost = 0").1, None);
     let query = capture_query(&[], &baseline);
     // The few statements before the capture's SET LOCAL run under the client's 1 ms: on a
     // loaded machine one may be cancelled, and the proxy asks again.
@@ -229,9 +230,11 @@ fn capture_survives_a_one_millisecond_statement_timeout() {
         snap.apply_details(&columns).expect("details");
         assert_eq!(snap.unmovable.temp_objects, 1);
     }
-    assert_eq!(raw_query(&mut conn, "SHOW jit_above_cost"), (vec![Some("0".to_string())], None, b'I'));
-    assert_eq!(raw_query(&mut conn, "RESET jit_above_cost; SHOW statement_timeout").0, [Some("1ms".to_string())]);
-    assert_eq!(raw_query(&mut conn, "SELECT pg_catalog.lastval()"), (vec![Some("2".to_string())], None, b'I'));
+    // Still under the client's 1 ms: asked again when a loaded machine lets it cancel one.
+    assert_eq!(ask(&mut conn, "SHOW jit_above_cost"), (vec![Some("0".to_string())], None, b'I'));
+    assert_eq!(ask(&mut conn, "RESET jit_above_cost; SHOW statement_timeout").0, [Some("1ms".to_string())]);
+    assert_eq!(ask(&mut conn, "SELECT pg_catalog.lastval()"), (vec![Some("2".to_string())], None, b'I'));
+    assert_eq!(ask(&mut conn, "RESET statement_timeout").1, None);
     assert_eq!(conn.run_statement("named"), Ok(Some("7".to_string())));
     // As documented: a simple Query drops the unnamed statement (the proxy parses it
     // again after a capture: tests/proxy_switch.rs).
