@@ -30,7 +30,7 @@ mod snapshot;
 pub use baseline::Baseline;
 pub use error::CaptureError;
 pub use known::{KnownSettings, KnownSettingsError, Missing, KNOWN_SETTINGS_QUERY};
-pub use needs::{option_settings, startup_settings, SettingNeeds};
+pub use needs::SettingNeeds;
 pub use prepare_text::{prepare_body, rebuild_prepare, PrepareTextError};
 pub use query::{
     baseline_query, capture_query, details_query, ADVISORY_HOLDERS_QUERY, CAPTURE_COLUMNS, DETAILS_COLUMNS,

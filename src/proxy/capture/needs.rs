@@ -34,11 +34,6 @@ impl SettingNeeds {
         }
         needs
     }
-
-    /// True when the session sets nothing a server could lack.
-    pub fn is_empty(&self) -> bool {
-        self.startup.is_empty() && self.session.is_empty()
-    }
 }
 
 /// Startup packet parameters that are not settings.
