@@ -10,38 +10,55 @@ use super::{client, salt_and_iterations, start, Client, NONCE};
 use crate::proptest_config::config;
 use crate::proxy::auth::{AuthError, ScramServer, ScramVerifier};
 
-/// Pieces of client-first-messages, joined by commas: enough right ones to reach every check.
-fn client_first_pieces() -> impl Strategy<Value = Vec<u8>> {
-    let piece = prop_oneof![
-        Just("n".to_owned()),
-        Just("y".to_owned()),
-        Just("p=tls-server-end-point".to_owned()),
-        Just(String::new()),
-        Just("a=admin".to_owned()),
-        Just("n=user".to_owned()),
-        Just("m=ext".to_owned()),
-        Just("r=".to_owned()),
-        Just("r=\u{7f}".to_owned()),
-        NONCE.prop_map(|n| format!("r={n}")),
-        any::<String>(),
+/// Client-first-messages: each attribute right or wrong in one of the ways the server
+/// checks, then optional extensions; or pieces of them in any order.
+fn client_first_message() -> impl Strategy<Value = Vec<u8>> {
+    let flag = prop_oneof![Just("n"), Just("y"), Just("p=tls-server-end-point"), Just(""), Just("x")];
+    let authzid = prop_oneof![3 => Just(""), 1 => Just("a=admin")];
+    let user = prop_oneof![Just("n=user"), Just("n="), Just("m=ext"), Just("x=1")];
+    let nonce = prop_oneof![
+        3 => NONCE.prop_map(|n| format!("r={n}")),
+        1 => Just("r=".to_owned()),
+        1 => Just("r=\u{7f}".to_owned()),
+        1 => Just("r=a b".to_owned()),
+        1 => any::<String>(),
     ];
-    proptest::collection::vec(piece, 0..6).prop_map(|pieces| pieces.join(",").into_bytes())
+    let extensions = proptest::collection::vec(prop_oneof![Just("x=1".to_owned()), any::<String>()], 0..2);
+    let in_order = (flag.clone(), authzid.clone(), user.clone(), nonce.clone(), extensions).prop_map(
+        |(flag, authzid, user, nonce, extensions)| {
+            let mut parts = vec![flag.to_owned(), authzid.to_owned(), user.to_owned(), nonce];
+            parts.extend(extensions);
+            parts.join(",").into_bytes()
+        },
+    );
+    let piece =
+        prop_oneof![flag.prop_map(str::to_owned), authzid.prop_map(str::to_owned), user.prop_map(str::to_owned), nonce];
+    let shuffled = proptest::collection::vec(piece, 0..6).prop_map(|pieces| pieces.join(",").into_bytes());
+    prop_oneof![3 => in_order, 1 => shuffled]
 }
 
-/// Pieces of client-final-messages; `r=NONCE` stands for the nonce the server sent.
-fn client_final_pieces() -> impl Strategy<Value = Vec<String>> {
-    let piece = prop_oneof![
-        Just("c=biws".to_owned()),
-        Just("c=eSws".to_owned()),
-        Just("c=".to_owned()),
-        Just("r=NONCE".to_owned()),
-        Just("r=".to_owned()),
-        Just("p=".to_owned()),
+/// Client-final-messages after the client-first `n,,n=,r=abc`, each attribute right or
+/// wrong, or pieces of them in any order. `NONCE` stands for the nonce the server sent.
+fn client_final_message() -> impl Strategy<Value = String> {
+    let binding = prop_oneof![Just("c=biws"), Just("c=eSws"), Just("c="), Just("x=1")];
+    let nonce = prop_oneof![3 => Just("r=NONCE"), 1 => Just("r=abc"), 1 => Just("r=")];
+    let proof = prop_oneof![
         any::<[u8; 32]>().prop_map(|proof| format!("p={}", STANDARD.encode(proof))),
         any::<Vec<u8>>().prop_map(|proof| format!("p={}", STANDARD.encode(proof))),
-        any::<String>(),
+        Just("p=".to_owned()),
+        any::<String>().prop_map(|proof| format!("p={proof}")),
     ];
-    proptest::collection::vec(piece, 0..5)
+    let extensions = proptest::collection::vec(prop_oneof![Just("x=1".to_owned()), any::<String>()], 0..2);
+    let in_order =
+        (binding.clone(), nonce.clone(), extensions, proof.clone()).prop_map(|(binding, nonce, extensions, proof)| {
+            let mut parts = vec![binding.to_owned(), nonce.to_owned()];
+            parts.extend(extensions);
+            parts.push(proof);
+            parts.join(",")
+        });
+    let piece = prop_oneof![binding.prop_map(str::to_owned), nonce.prop_map(str::to_owned), proof];
+    let shuffled = proptest::collection::vec(piece, 0..5).prop_map(|pieces| pieces.join(","));
+    prop_oneof![3 => in_order, 1 => shuffled]
 }
 
 /// A server for a fixed password, with its client-first already taken.
@@ -117,7 +134,7 @@ proptest! {
     /// that extends the client's nonce.
     #[test]
     fn any_client_first_is_answered_or_refused(
-        message in prop_oneof![any::<Vec<u8>>(), client_first_pieces()],
+        message in prop_oneof![any::<Vec<u8>>(), client_first_message()],
     ) {
         let mut server = ScramServer::new(ScramVerifier::from_password(b"pw", b"salt", 1));
         if let Ok(reply) = server.client_first(&message) {
@@ -132,7 +149,7 @@ proptest! {
     /// Arbitrary client-final-messages after a right client-first fail with an error.
     #[test]
     fn any_client_final_is_refused(
-        message in prop_oneof![any::<Vec<u8>>(), client_final_pieces().prop_map(|p| p.join(",").into_bytes())],
+        message in prop_oneof![any::<Vec<u8>>(), client_final_message().prop_map(String::into_bytes)],
     ) {
         let (mut server, nonce) = server_after_first();
         let message = String::from_utf8_lossy(&message).replace("NONCE", &nonce);
