@@ -23,3 +23,6 @@ pub mod proxy;
 pub mod telemetry;
 pub mod tls;
 pub mod wire;
+
+#[cfg(test)]
+mod proptest_config;

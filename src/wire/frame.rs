@@ -147,6 +147,12 @@ impl Scanner {
             return HEADER_LEN - buf.len();
         }
         let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+        // The length is the peer's word and not yet checked (a parked session's next
+        // message is not scanned): a message the scanner will not hold whole needs no more
+        // bytes, since the next scan streams it or refuses its length.
+        if len > self.max_whole {
+            return 0;
+        }
         (len + 1).saturating_sub(buf.len())
     }
 
@@ -217,6 +223,22 @@ mod tests {
         let (n, seen) = collect(&mut s, &buf[..3], |_| false).unwrap();
         assert_eq!((n, seen.len()), (0, 0));
         assert_eq!(s.wanted(&buf[..3]), 2);
+    }
+
+    #[test]
+    fn wanted_never_sizes_a_read_by_a_length_over_the_caps() {
+        // A session parked behind a closed gate reads without scanning: the header's
+        // length must not size its buffer.
+        let s = Scanner::new(1 << 30, 1 << 20);
+        let mut buf = vec![b'Q'];
+        buf.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(s.wanted(&buf), 0);
+        let mut buf = vec![b'd'];
+        buf.extend_from_slice(&((1u32 << 20) + 1).to_be_bytes());
+        assert_eq!(s.wanted(&buf), 0, "longer than the scanner holds whole: streamed or refused");
+        let mut buf = vec![b'Q'];
+        buf.extend_from_slice(&(1u32 << 20).to_be_bytes());
+        assert_eq!(s.wanted(&buf), (1 << 20) + 1 - 5);
     }
 
     #[test]

@@ -9,6 +9,9 @@ pub mod frame;
 pub mod frontend;
 pub mod startup;
 
+#[cfg(test)]
+pub(crate) mod proptests;
+
 pub use error::WireError;
 pub use frame::{Frame, Scanner, Visit};
 

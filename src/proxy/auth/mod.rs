@@ -11,6 +11,8 @@ pub mod md5;
 pub mod scram;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 pub use file::{AuthFile, AuthFileError, Secret};
