@@ -10,6 +10,7 @@
 #[path = "common/mod.rs"]
 mod common;
 #[path = "e2e/pgbouncer.rs"]
+#[allow(dead_code)]
 mod pgbouncer;
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -175,12 +176,7 @@ fn report(results: &[Figures]) {
         println!("\npgflip: {per:.1} KiB per idle session; target <= {PGFLIP_TARGET_KIB} KiB: {verdict}");
         if let Some(bouncer) = find("PgBouncer") {
             let theirs = bouncer.per_session(bouncer.idle_kib);
-            println!(
-                "pgflip - PgBouncer: {:.1} KiB per idle session ({:.1} vs {:.1})",
-                per - theirs,
-                per,
-                theirs
-            );
+            println!("pgflip - PgBouncer: {:.1} KiB per idle session ({:.1} vs {:.1})", per - theirs, per, theirs);
         }
     }
 }

@@ -130,7 +130,8 @@ impl Metrics {
             Opts::new("pgflip_client_limits_total", "Times a limit on clients was hit, by limit"),
             &["limit"],
         )?;
-        let client_limits = ClientLimit::ALL.iter().map(|l| client_limits_vec.with_label_values(&[l.label()])).collect();
+        let client_limits =
+            ClientLimit::ALL.iter().map(|l| client_limits_vec.with_label_values(&[l.label()])).collect();
         registry.register(Box::new(client_limits_vec))?;
         registry.register(Box::new(sessions_vec))?;
         registry.register(Box::new(standby_lag_seconds.clone()))?;

@@ -88,12 +88,7 @@ impl Admission {
             self.metrics.client_limit(ClientLimit::LoggingIn);
         }
         drop(logging_in);
-        LoggingIn {
-            admission: self.clone(),
-            id,
-            dropped,
-            deadline: Instant::now() + self.limits.login_timeout,
-        }
+        LoggingIn { admission: self.clone(), id, dropped, deadline: Instant::now() + self.limits.login_timeout }
     }
 
     /// A place for a client that logged in, or `None` when all are taken.

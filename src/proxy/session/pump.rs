@@ -20,8 +20,8 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::proxy::cancel::HeldCancel;
-use crate::proxy::context::ProxyContext;
 use crate::proxy::context::Limits;
+use crate::proxy::context::ProxyContext;
 use crate::proxy::metrics::{ClientLimit, Metrics};
 use crate::proxy::session::gauge::StateGauge;
 use crate::proxy::session::half::Half;
