@@ -19,7 +19,7 @@ use common::caught;
 use pgbouncer::PgBouncer;
 use std::process::ExitCode;
 use std::time::Duration;
-use support::{rss_kib, Cluster, ClusterOptions, Proxy, ProxyBuilder, RawConn};
+use support::{rss_kib, Cluster, ClusterOptions, ProxyBuilder, RawConn};
 
 /// Sessions opened and closed first, so that the threads, allocator arenas and pools a
 /// proxy sets up once are in the "before" figure.
