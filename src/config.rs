@@ -15,6 +15,7 @@ use crate::proxy::auth::AuthFile;
 use crate::proxy::upstream::{Secrets, UpstreamUrl};
 
 use file_error::toml_error;
+pub use limits::ClientLimits;
 pub use standby::StandbyConfig;
 pub use unix::UnixListenConfig;
 
@@ -92,6 +93,20 @@ pub struct ProxyArgs {
     /// (seconds, or 500ms, 30s, 2m).
     #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_flag)]
     pub max_standby_lag: Option<Duration>,
+    /// How long a client may take to log in (TLS, startup packet, authentication) before
+    /// its connection is closed [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_flag)]
+    pub client_login_timeout: Option<Duration>,
+    /// Connections still logging in at once; past it the oldest of them is dropped [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub max_clients_logging_in: Option<usize>,
+    /// Clients logged in at once; past it a new client gets FATAL 53300 [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub max_client_connections: Option<usize>,
+    /// Bytes read ahead from a client while its session is parked; past it the client is
+    /// not read until the session resumes [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub max_parked_bytes: Option<usize>,
 }
 
 /// The file form of [`ProxyArgs`].
@@ -121,6 +136,10 @@ struct ProxyFile {
     listen_standby: Option<String>,
     standby_fallback: Option<String>,
     max_standby_lag: Option<Written>,
+    client_login_timeout: Option<Written>,
+    max_clients_logging_in: Option<usize>,
+    max_client_connections: Option<usize>,
+    max_parked_bytes: Option<usize>,
     /// Generation of `active`; a reload that carries a higher one switches to it.
     generation: Option<u64>,
 }
@@ -191,6 +210,8 @@ pub struct ProxyConfig {
     pub config_path: Option<PathBuf>,
     /// The standby listener, when configured.
     pub standby: Option<StandbyConfig>,
+    /// Limits on clients.
+    pub client_limits: ClientLimits,
 }
 
 impl ProxyConfig {
@@ -240,6 +261,10 @@ impl ProxyConfig {
             listen_standby: args.listen_standby.clone().or(file.listen_standby),
             standby_fallback: args.standby_fallback.clone().or(file.standby_fallback),
             max_standby_lag: args.max_standby_lag.or(file.max_standby_lag.map(|w| w.0)),
+            client_login_timeout: args.client_login_timeout.or(file.client_login_timeout.map(|w| w.0)),
+            max_clients_logging_in: args.max_clients_logging_in.or(file.max_clients_logging_in),
+            max_client_connections: args.max_client_connections.or(file.max_client_connections),
+            max_parked_bytes: args.max_parked_bytes.or(file.max_parked_bytes),
         })
     }
 
@@ -248,6 +273,7 @@ impl ProxyConfig {
         let admin_listen = socket_addr("admin_listen", m.admin_listen.as_deref().unwrap_or("127.0.0.1:9187"))?;
         let standby = standby::standby_config(&m, listen, admin_listen)?;
         let listen_unix = unix::unix_config(&m, listen)?;
+        let client_limits = limits::client_limits(&m)?;
         if m.upstreams.is_empty() {
             return Err(err("upstream", "no upstream given; add --upstream NAME=postgres://USER@HOST:PORT/DB"));
         }
@@ -314,6 +340,7 @@ impl ProxyConfig {
             generation: m.generation.unwrap_or(1),
             config_path: m.config_path,
             standby,
+            client_limits,
         })
     }
 }
@@ -343,6 +370,10 @@ struct Merged {
     listen_standby: Option<String>,
     standby_fallback: Option<String>,
     max_standby_lag: Option<Duration>,
+    client_login_timeout: Option<Duration>,
+    max_clients_logging_in: Option<usize>,
+    max_client_connections: Option<usize>,
+    max_parked_bytes: Option<usize>,
 }
 
 fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -368,6 +399,7 @@ fn at_most_a_day(key: &str, value: Duration) -> Result<Duration, ConfigError> {
 
 mod admin;
 mod file_error;
+mod limits;
 mod standby;
 #[cfg(test)]
 mod tests;

@@ -64,6 +64,12 @@ impl PgBouncer {
         self.port
     }
 
+    /// The PgBouncer process's id (the idle_sessions bench reads its memory).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The directory of its Unix-domain socket, `.s.PGSQL.PORT`.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -104,6 +110,8 @@ pub fn version() -> String {
 
 fn ini(dir: &Path, port: u16, pg_port: u16, pool_size: u32) -> String {
     let dir = dir.display();
+    // Room for every pooled client, and for the psql checks beside them.
+    let max_clients = (pool_size + 20).max(100);
     format!(
         "[databases]
 * = host=127.0.0.1 port={pg_port}
@@ -114,7 +122,7 @@ listen_port = {port}
 unix_socket_dir = {dir}
 pool_mode = session
 default_pool_size = {pool_size}
-max_client_conn = 100
+max_client_conn = {max_clients}
 auth_type = trust
 auth_file = {dir}/userlist.txt
 server_tls_sslmode = disable

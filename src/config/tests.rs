@@ -162,3 +162,49 @@ fn admin_tls_takes_a_certificate_and_its_key_relative_to_the_file() {
     let e = ProxyConfig::load(&ProxyArgs { config: Some(path), ..ProxyArgs::default() }).unwrap_err();
     assert_eq!(e.key, "admin_tls_cert", "{e}");
 }
+
+#[test]
+fn client_limits_have_defaults_file_keys_and_flags() {
+    let c = ProxyConfig::load(&args(&["blue=postgres://h"])).unwrap();
+    assert_eq!(c.client_limits, ClientLimits::default());
+    assert_eq!(c.client_limits.login_timeout, Duration::from_secs(10));
+    assert_eq!((c.client_limits.max_logging_in, c.client_limits.max_clients), (1000, 1000));
+    assert_eq!(c.client_limits.max_parked_bytes, 1 << 20);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    let load = |text: &str| {
+        std::fs::write(&path, format!("{text}\n[upstream]\nblue = \"postgres://b\"\n")).unwrap();
+        ProxyConfig::load(&ProxyArgs { config: Some(path.clone()), ..ProxyArgs::default() })
+    };
+    let c = load(
+        "client_login_timeout = \"2500ms\"\nmax_clients_logging_in = 50\nmax_client_connections = 3\nmax_parked_bytes = 65536",
+    )
+    .unwrap();
+    let expected = ClientLimits {
+        login_timeout: Duration::from_millis(2500),
+        max_logging_in: 50,
+        max_clients: 3,
+        max_parked_bytes: 65536,
+    };
+    assert_eq!(c.client_limits, expected);
+    let mut a = ProxyArgs { config: Some(path.clone()), ..ProxyArgs::default() };
+    a.max_client_connections = Some(7);
+    a.client_login_timeout = Some(Duration::from_secs(1));
+    let c = ProxyConfig::load(&a).unwrap();
+    assert_eq!((c.client_limits.max_clients, c.client_limits.login_timeout), (7, Duration::from_secs(1)));
+    assert_eq!(c.client_limits.max_logging_in, 50, "the file's value where no flag is given");
+
+    for (text, key) in [
+        ("client_login_timeout = 0", "client_login_timeout"),
+        ("client_login_timeout = \"2d\"", "client_login_timeout"),
+        ("client_login_timeout = \"soon\"", "client_login_timeout"),
+        ("max_clients_logging_in = 0", "max_clients_logging_in"),
+        ("max_client_connections = 0", "max_client_connections"),
+        ("max_client_connections = -1", "max_client_connections"),
+        ("max_parked_bytes = 100", "max_parked_bytes"),
+    ] {
+        let e = load(text).unwrap_err();
+        assert_eq!(e.key, key, "{text}: {e}");
+    }
+}

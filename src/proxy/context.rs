@@ -21,6 +21,8 @@ pub struct Limits {
     pub max_message: usize,
     /// Deadline for connecting and logging in to an upstream.
     pub connect_timeout: Duration,
+    /// Client bytes read ahead while a session is held behind the closed gate.
+    pub max_parked_bytes: usize,
 }
 
 /// State shared by the listener, the sessions and the admin server.
@@ -50,6 +52,8 @@ pub struct ProxyContext {
     pub sessions: Arc<SessionTable>,
     /// The upstreams' user catalogs, for moved sessions' OID translation.
     pub catalogs: crate::proxy::catalogs::Catalogs,
+    /// Server connections' baselines, shared between the connections whose are equal.
+    pub baselines: Arc<crate::proxy::session::Baselines>,
     /// The standby listener, when configured.
     pub standby: Option<crate::proxy::standby::Standby>,
     /// Cancelled when the shutdown grace period is over: sessions close with 57P01.
@@ -86,6 +90,7 @@ impl ProxyContext {
             gate: Arc::default(),
             sessions: Arc::default(),
             catalogs: Default::default(),
+            baselines: Arc::default(),
             standby: None,
             terminate: CancellationToken::new(),
             shutting_down: AtomicBool::new(false),

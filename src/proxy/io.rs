@@ -23,6 +23,11 @@ pub enum ReadError {
 /// Largest message accepted while authenticating.
 pub const MAX_HANDSHAKE_MESSAGE: usize = 1 << 20;
 
+/// Free room below which a read first makes more.
+const MIN_READ: usize = 512;
+/// Room made for a read when little is buffered.
+const FIRST_READ: usize = 4096;
+
 /// Reads one startup-phase packet. Bytes after it stay in `buf`.
 pub async fn read_startup<S: AsyncRead + Unpin>(
     stream: &mut S,
@@ -34,7 +39,8 @@ pub async fn read_startup<S: AsyncRead + Unpin>(
             buf.advance(len);
             return Ok(packet);
         }
-        read_more(stream, buf).await?;
+        let needed = startup::wanted(buf);
+        read_more(stream, buf, needed).await?;
     }
 }
 
@@ -45,6 +51,7 @@ pub async fn read_message<S: AsyncRead + Unpin>(
     max: usize,
 ) -> Result<(u8, BytesMut), ReadError> {
     loop {
+        let mut needed = HEADER_LEN - buf.len().min(HEADER_LEN);
         if buf.len() >= HEADER_LEN {
             let tag = buf[0];
             let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
@@ -60,15 +67,18 @@ pub async fn read_message<S: AsyncRead + Unpin>(
                 msg.advance(HEADER_LEN);
                 return Ok((tag, msg));
             }
-            buf.reserve(total - buf.len());
+            needed = total - buf.len();
         }
-        read_more(stream, buf).await?;
+        read_more(stream, buf, needed).await?;
     }
 }
 
-async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> Result<(), ReadError> {
-    if buf.capacity() - buf.len() < 512 {
-        buf.reserve(4096);
+/// Reads more into `buf`, which lacks `needed` bytes of the message being read. The room
+/// made grows with what has come, never with what a length claims: a bogus length costs
+/// no more than the bytes actually sent.
+async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut, needed: usize) -> Result<(), ReadError> {
+    if buf.capacity() - buf.len() < MIN_READ {
+        buf.reserve(needed.clamp(MIN_READ, buf.len().max(FIRST_READ)));
     }
     if stream.read_buf(buf).await? == 0 {
         return Err(ReadError::Closed);

@@ -18,7 +18,7 @@ use crate::proxy::context::{Limits, ProxyContext};
 use crate::proxy::metrics::Metrics;
 use crate::proxy::peer::Peer;
 use crate::proxy::reload;
-use crate::proxy::session;
+use crate::proxy::session::{self, Admission};
 use crate::proxy::standby::{self, Listener, Standby};
 use crate::proxy::stream::Handover;
 use crate::proxy::tls::{self, TlsConfigError};
@@ -60,7 +60,12 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
         Some((cert, key)) => Some(TlsAcceptor::from(tls::server(cert, key)?)),
         None => None,
     };
-    let limits = Limits { max_message: config.max_message_size, connect_timeout: config.connect_timeout };
+    let limits = Limits {
+        max_message: config.max_message_size,
+        connect_timeout: config.connect_timeout,
+        max_parked_bytes: config.client_limits.max_parked_bytes,
+    };
+    let admission = Arc::new(Admission::new(config.client_limits, metrics.clone()));
     let mut ctx = ProxyContext::new(
         upstream_registry,
         config.secrets.clone(),
@@ -133,9 +138,11 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
             // The socket moves to the worker's own I/O driver.
             Ok((handover, peer)) => {
                 let ctx = ctx.clone();
+                // Taken here, in accept order, so that the oldest login is the first dropped.
+                let login = admission.begin_login();
                 workers.spawn(sessions.track_future(async move {
                     match handover.register() {
-                        Ok(stream) => session::serve(stream, peer, ctx, kind).await,
+                        Ok(stream) => session::serve(stream, peer, ctx, kind, login).await,
                         Err(e) => warn!(client.addr = %peer, error = %e, "cannot register connection"),
                     }
                 }));

@@ -28,6 +28,44 @@ pub struct Metrics {
     pub standby_lag_seconds: Gauge,
     /// 1 for the upstream the standby listener's new sessions go to.
     pub standby_upstream: IntGaugeVec,
+    /// Clients held back or turned away by a limit, by limit.
+    client_limits: Vec<IntCounter>,
+}
+
+/// A limit on clients, as `pgflip_client_limits_total{limit}` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientLimit {
+    /// A client did not log in within `client_login_timeout`.
+    LoginTimeout,
+    /// The oldest connection still logging in was dropped for a new one (`max_clients_logging_in`).
+    LoggingIn,
+    /// A client was refused with 53300 (`max_client_connections`).
+    Clients,
+    /// A parked session's client stopped being read (`max_parked_bytes`).
+    ParkedBytes,
+    /// A message longer than allowed was refused (`max_message_size`, or the startup packet's cap).
+    MessageSize,
+}
+
+impl ClientLimit {
+    pub const ALL: [ClientLimit; 5] = [
+        ClientLimit::LoginTimeout,
+        ClientLimit::LoggingIn,
+        ClientLimit::Clients,
+        ClientLimit::ParkedBytes,
+        ClientLimit::MessageSize,
+    ];
+
+    /// The `limit` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ClientLimit::LoginTimeout => "login_timeout",
+            ClientLimit::LoggingIn => "logging_in",
+            ClientLimit::Clients => "client_connections",
+            ClientLimit::ParkedBytes => "parked_bytes",
+            ClientLimit::MessageSize => "message_size",
+        }
+    }
 }
 
 impl Metrics {
@@ -88,6 +126,13 @@ impl Metrics {
             ),
             &["upstream"],
         )?;
+        let client_limits_vec = IntCounterVec::new(
+            Opts::new("pgflip_client_limits_total", "Times a limit on clients was hit, by limit"),
+            &["limit"],
+        )?;
+        let client_limits =
+            ClientLimit::ALL.iter().map(|l| client_limits_vec.with_label_values(&[l.label()])).collect();
+        registry.register(Box::new(client_limits_vec))?;
         registry.register(Box::new(sessions_vec))?;
         registry.register(Box::new(standby_lag_seconds.clone()))?;
         registry.register(Box::new(standby_upstream.clone()))?;
@@ -118,7 +163,13 @@ impl Metrics {
             transaction_seconds,
             standby_lag_seconds,
             standby_upstream,
+            client_limits,
         })
+    }
+
+    /// Counts one hit of `limit`.
+    pub fn client_limit(&self, limit: ClientLimit) {
+        self.client_limits[limit as usize].inc();
     }
 
     /// The gauge of sessions in `state`.

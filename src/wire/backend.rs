@@ -236,7 +236,8 @@ pub fn parse_backend_key_data(body: &[u8]) -> Result<(i32, i32), WireError> {
 /// Decodes a DataRow body into its text columns (`None` for NULL).
 pub fn parse_data_row(body: &[u8]) -> Result<Vec<Option<String>>, WireError> {
     let (count, mut rest) = read_i16(body)?;
-    let mut row = Vec::with_capacity(count.max(0) as usize);
+    // Every column takes at least its 4-byte length: the count cannot claim more.
+    let mut row = Vec::with_capacity((count.max(0) as usize).min(rest.len() / 4));
     for _ in 0..count {
         let (len, after) = read_i32(rest)?;
         if len < 0 {
@@ -258,7 +259,7 @@ pub fn parse_data_row(body: &[u8]) -> Result<Vec<Option<String>>, WireError> {
 /// Decodes a ParameterDescription body into its type OIDs.
 pub fn parse_parameter_description(body: &[u8]) -> Result<Vec<u32>, WireError> {
     let (count, mut rest) = read_i16(body)?;
-    let mut oids = Vec::with_capacity(count.max(0) as usize);
+    let mut oids = Vec::with_capacity((count.max(0) as usize).min(rest.len() / 4));
     for _ in 0..count {
         let (oid, after) = read_i32(rest)?;
         oids.push(oid as u32);

@@ -114,6 +114,15 @@ fn parse_params(version: u32, mut rest: &[u8]) -> Result<StartupMessage, WireErr
     Ok(StartupMessage { version, params })
 }
 
+/// How many more bytes the packet at the front of `buf` needs, as far as its length field
+/// says (which [`parse`] checks before anything is buffered for it).
+pub fn wanted(buf: &[u8]) -> usize {
+    match buf.get(..4) {
+        Some(len) => (u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize).saturating_sub(buf.len()),
+        None => 4 - buf.len(),
+    }
+}
+
 /// Encodes an SSLRequest.
 pub fn ssl_request() -> [u8; 8] {
     let mut out = [0u8; 8];

@@ -19,6 +19,9 @@ pub enum SessionError {
     /// A request the proxy declines, with the SQLSTATE to answer.
     #[error("{message}")]
     Refused { code: &'static str, message: String },
+    /// A limit on clients turned the client away (too long logging in, too many clients).
+    #[error("{message}")]
+    Shed { code: &'static str, message: String },
     #[error("password authentication failed for user \"{user}\"")]
     AuthFailed { user: String, reason: AuthError },
     #[error(transparent)]
@@ -46,7 +49,9 @@ impl SessionError {
         match self {
             SessionError::ClientClosed | SessionError::ClientIo(_) | SessionError::ClientTls(_) => None,
             SessionError::ClientProtocol(e) => Some(("08P01", format!("pgflip: {e}"))),
-            SessionError::Refused { code, message } => Some((code, format!("pgflip: {message}"))),
+            SessionError::Refused { code, message } | SessionError::Shed { code, message } => {
+                Some((code, format!("pgflip: {message}")))
+            }
             SessionError::AuthFailed { reason, .. } => Some((reason.sqlstate(), self.to_string())),
             SessionError::Upstream(e) => Some((e.sqlstate(), format!("pgflip: {e}"))),
             SessionError::MoveFailed(_) => Some(("08006", format!("pgflip: {self}"))),
@@ -58,7 +63,7 @@ impl SessionError {
     pub fn side(&self) -> &'static str {
         match self {
             SessionError::Upstream(_) | SessionError::MoveFailed(_) => "upstream",
-            SessionError::Refused { .. } | SessionError::State(_) => "proxy",
+            SessionError::Refused { .. } | SessionError::Shed { .. } | SessionError::State(_) => "proxy",
             _ => "client",
         }
     }

@@ -54,10 +54,10 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
                         let (startup, login) = (s.startup.clone(), ctx.login_for(&to, &s.user));
                         let (upstream, timeout) = (to.clone(), ctx.limits.connect_timeout);
                         let statements = s.pump.statements().to_vec();
-                        let slots = ctx.prewarm_slots.clone();
+                        let (slots, baselines) = (ctx.prewarm_slots.clone(), ctx.baselines.clone());
                         let connecting: Connecting = Box::pin(async move {
                             let _slot = slots.acquire_owned().await;
-                            setup::open(&upstream, &startup, &login, timeout, statements).await
+                            setup::open(&upstream, &startup, &login, timeout, statements, &baselines).await
                         });
                         warming = Some((to, round, connecting));
                     }
@@ -81,7 +81,9 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
                     let moves = elsewhere && (generation != s.generation || s.listener == Listener::Standby);
                     if moves || reconnect {
                         warming = None;
-                        if let Err(e) = target::move_to(&mut s, ctx, to, generation).await {
+                        // Boxed, as the capture below: a session's task keeps the room of its
+                        // largest state for its whole life, and these are rare and large.
+                        if let Err(e) = Box::pin(target::move_to(&mut s, ctx, to, generation)).await {
                             ctx.metrics.session_migrations.with_label_values(&["failed"]).inc();
                             let e = SessionError::MoveFailed(Box::new(e));
                             return Err(answer(&mut s.client, ctx, e).await);
@@ -152,7 +154,7 @@ pub(super) async fn forward(mut s: Established, ctx: &ProxyContext) -> Result<()
         match end {
             PumpEnd::Parked => {
                 debug!(upstream = %s.upstream.name, "session parked");
-                match migrate::capture(&mut s, ctx).await {
+                match Box::pin(migrate::capture(&mut s, ctx)).await {
                     Ok(()) => {
                         let (unmovable, needs) = match &s.snapshot {
                             Some(snap) => (snap.unmovable.clone(), SettingNeeds::of(&s.startup, snap)),

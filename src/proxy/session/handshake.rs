@@ -7,6 +7,7 @@ use tracing::debug;
 use crate::proxy::cancel;
 use crate::proxy::context::ProxyContext;
 use crate::proxy::io::{read_startup, write_all};
+use crate::proxy::session::admission::LoggingIn;
 use crate::proxy::session::SessionError;
 use crate::proxy::stream::ClientStream;
 use crate::wire::backend;
@@ -31,25 +32,37 @@ enum Step {
     Cancelled,
 }
 
-/// Runs the startup phase on a new connection. On failure the stream comes back, so the
-/// caller can answer the client.
-pub async fn accept(mut stream: ClientStream, ctx: &ProxyContext) -> Result<Accepted, (SessionError, ClientStream)> {
-    let mut buf = BytesMut::with_capacity(1024);
+/// Runs the startup phase on a new connection, within the bounds of its `login`. On
+/// failure the stream comes back, so the caller can answer the client, unless it was lost
+/// in the middle of a TLS handshake.
+pub async fn accept(
+    mut stream: ClientStream,
+    ctx: &ProxyContext,
+    login: &LoggingIn,
+) -> Result<Accepted, (SessionError, Option<ClientStream>)> {
+    // Empty until the client sends something: a connection that sends nothing holds little.
+    let mut buf = BytesMut::new();
     loop {
-        match step(&mut stream, &mut buf, ctx).await {
+        let stepped = match login.bound(step(&mut stream, &mut buf, ctx)).await {
+            Ok(stepped) => stepped,
+            Err(cut) => return Err((cut.error(login.admission().limits()), Some(stream))),
+        };
+        match stepped {
             Ok(Step::Again) => {}
             Ok(Step::StartTls) => {
                 let (ClientStream::Tcp(tcp), Some(acceptor)) = (stream, &ctx.tls_acceptor) else {
                     unreachable!("TLS is offered only on a plain TCP stream with an acceptor");
                 };
-                stream = match acceptor.accept(tcp).into_fallible().await {
-                    Ok(tls) => ClientStream::Tls(Box::new(tls)),
-                    Err((e, tcp)) => return Err((SessionError::ClientTls(e), ClientStream::Tcp(tcp))),
+                stream = match login.bound(acceptor.accept(tcp).into_fallible()).await {
+                    Ok(Ok(tls)) => ClientStream::Tls(Box::new(tls)),
+                    Ok(Err((e, tcp))) => return Err((SessionError::ClientTls(e), Some(ClientStream::Tcp(tcp)))),
+                    // Half a TLS handshake: no message can reach the client.
+                    Err(cut) => return Err((cut.error(login.admission().limits()), None)),
                 };
             }
             Ok(Step::Session(startup)) => return Ok(Accepted::Session { stream, startup, pending: buf }),
             Ok(Step::Cancelled) => return Ok(Accepted::Cancelled),
-            Err(e) => return Err((e, stream)),
+            Err(e) => return Err((e, Some(stream))),
         }
     }
 }

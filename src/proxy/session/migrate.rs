@@ -321,9 +321,11 @@ pub(super) async fn migrate(
     let login = ctx.login_for(&to, &s.user);
     let opened = match s.warm.take() {
         Some((warm_for, opened)) if warm_for.name == to.name && Arc::ptr_eq(&warm_for, &to) => opened,
-        _ => setup::open(&to, &s.startup, &login, ctx.limits.connect_timeout, Vec::new()).await.inspect_err(|e| {
-            ctx.metrics.upstream_error(&to.name, e.kind());
-        })?,
+        _ => setup::open(&to, &s.startup, &login, ctx.limits.connect_timeout, Vec::new(), &ctx.baselines)
+            .await
+            .inspect_err(|e| {
+                ctx.metrics.upstream_error(&to.name, e.kind());
+            })?,
     };
     let Opened { mut conn, setup: capture_setup, prepared } = opened;
     let statements: Vec<(String, String)> = match &s.snapshot {

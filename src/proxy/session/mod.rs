@@ -1,6 +1,8 @@
 //! One client session: startup, authentication, the server connection, and forwarding
 //! until either side ends. One task per client.
 
+mod admission;
+mod baselines;
 mod client_auth;
 mod custom_gucs;
 mod error;
@@ -26,13 +28,17 @@ use prometheus::IntGauge;
 use crate::proxy::cancel::{CancelHandle, CancelTarget, HeldCancel};
 use crate::proxy::context::ProxyContext;
 use crate::proxy::io::write_all;
+use crate::proxy::metrics::ClientLimit;
 use crate::proxy::peer::Peer;
 use crate::proxy::standby::Listener;
 use crate::proxy::stream::{ClientStream, ServerStream};
 use crate::proxy::upstream::{ServerConn, Upstream};
 use crate::wire::backend::{self, auth_code, Severity};
 use crate::wire::startup::StartupMessage;
+use crate::wire::WireError;
 
+pub use admission::{Admission, LoggingIn};
+pub use baselines::Baselines;
 pub use error::SessionError;
 pub use gauge::StateGauge;
 use handshake::Accepted;
@@ -40,8 +46,9 @@ use pump::Pump;
 pub use state::{SessionState, Tracker, TxStatus};
 
 /// Serves one client connection to its end. Never panics on bad input; errors are
-/// answered to the client where the protocol allows, then logged.
-pub async fn serve(stream: ClientStream, peer: Peer, ctx: Arc<ProxyContext>, listener: Listener) {
+/// answered to the client where the protocol allows, then logged. `login` is the
+/// connection's place among those logging in, taken when it was accepted.
+pub async fn serve(stream: ClientStream, peer: Peer, ctx: Arc<ProxyContext>, listener: Listener, login: LoggingIn) {
     let span = match listener {
         Listener::Main => info_span!("session", client.addr = %peer),
         Listener::Standby => info_span!("session", client.addr = %peer, listener = "standby"),
@@ -51,17 +58,24 @@ pub async fn serve(stream: ClientStream, peer: Peer, ctx: Arc<ProxyContext>, lis
     }
     let entry = ctx.sessions.insert(peer, listener);
     let gauge = StateGauge::new(ctx.metrics.clone(), entry, SessionState::Startup);
-    let result = match establish(stream, peer, &ctx, gauge, listener).instrument(span.clone()).await {
+    // Boxed: logging in takes far more room than forwarding, and the task keeps the
+    // room of its largest state for its whole life.
+    let result = match Box::pin(establish(stream, peer, &ctx, gauge, listener, login)).instrument(span.clone()).await {
         // Forwarding runs outside the span: entering it on every wake-up costs more than
         // the forwarding itself. Its end is logged inside the span.
         Ok(Some(session)) => forward::forward(session, &ctx).await,
         Ok(None) => Ok(()),
         Err(e) => Err(e),
     };
+    if let Err(SessionError::ClientProtocol(WireError::LengthTooLarge { .. } | WireError::StartupLength(_))) = &result {
+        ctx.metrics.client_limit(ClientLimit::MessageSize);
+    }
     let _entered = span.enter();
     match result {
         Ok(()) => debug!("session ended"),
         Err(SessionError::ClientClosed) => debug!("client closed the connection"),
+        // Counted in pgflip_client_limits_total; a flood would flood the log too.
+        Err(e @ SessionError::Shed { .. }) => debug!(error = %e, "client turned away by a limit"),
         Err(e) => warn!(error = %e, side = e.side(), "session failed"),
     }
 }
@@ -101,6 +115,8 @@ struct Established {
     server_gauge: HeldGauge,
     /// Counts the session in `pgflip_translated_sessions` while it is away from home.
     translated_gauge: Option<HeldGauge>,
+    /// The session's place among `max_client_connections`.
+    _place: admission::ClientPlace,
 }
 
 impl Established {
@@ -120,17 +136,30 @@ async fn establish(
     ctx: &ProxyContext,
     mut gauge: StateGauge,
     listener: Listener,
+    login: LoggingIn,
 ) -> Result<Option<Established>, SessionError> {
-    let (mut client, mut startup, mut pending) = match handshake::accept(stream, ctx).await {
+    let (mut client, mut startup, mut pending) = match handshake::accept(stream, ctx, &login).await {
         Ok(Accepted::Session { stream, startup, pending }) => (stream, startup, pending),
         Ok(Accepted::Cancelled) => return Ok(None),
-        Err((e, mut stream)) => return Err(answer(&mut stream, ctx, e).await),
+        Err((e, Some(mut stream))) => return Err(answer(&mut stream, ctx, e).await),
+        Err((e, None)) => return Err(e),
+    };
+    // Checked once the client has said who it is, as PostgreSQL does.
+    let limits = *login.admission().limits();
+    let Some(place) = login.admission().admit_client() else {
+        let message =
+            format!("sorry, too many clients already (pgflip serves {}: max_client_connections)", limits.max_clients);
+        return Err(answer(&mut client, ctx, SessionError::Shed { code: "53300", message }).await);
     };
     gauge.set(SessionState::Authenticating);
     let user = startup.param("user").unwrap_or_default().to_owned();
-    if let Err(e) = client_auth::authenticate(&mut client, &mut pending, &user, peer, ctx).await {
-        return Err(answer(&mut client, ctx, e).await);
+    match login.bound(client_auth::authenticate(&mut client, &mut pending, &user, peer, ctx)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(answer(&mut client, ctx, e).await),
+        Err(cut) => return Err(answer(&mut client, ctx, cut.error(&limits)).await),
     }
+    // Logged in: the upstream login that follows is bounded by connect_timeout.
+    drop(login);
 
     if listener == Listener::Standby {
         target::read_only(&mut startup);
@@ -163,7 +192,7 @@ async fn establish(
     backend::ready_for_query(&mut greeting, b'I');
     // Idle in the session table before the client can see ReadyForQuery: a pause that
     // follows at once must wait for this session to park.
-    let pump = Pump::new(pending, leftover, ctx.limits.max_message, gauge, params, held);
+    let pump = Pump::new(pending, leftover, &ctx.limits, gauge, params, held);
     write_all(&mut client, &greeting).await.map_err(SessionError::ClientIo)?;
     Ok(Some(Established {
         listener,
@@ -185,6 +214,7 @@ async fn establish(
         cancel,
         server_gauge,
         translated_gauge: None,
+        _place: place,
     }))
 }
 

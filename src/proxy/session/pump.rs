@@ -20,8 +20,9 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::proxy::cancel::HeldCancel;
+use crate::proxy::context::Limits;
 use crate::proxy::context::ProxyContext;
-use crate::proxy::metrics::Metrics;
+use crate::proxy::metrics::{ClientLimit, Metrics};
 use crate::proxy::session::gauge::StateGauge;
 use crate::proxy::session::half::Half;
 use crate::proxy::session::state::Tracker;
@@ -86,6 +87,10 @@ pub struct Pump {
     held: Arc<HeldCancel>,
     /// While another side than the session's home serves it: the rewriting of OIDs.
     translation: Option<Box<Translation>>,
+    /// Client bytes read ahead while holding, at most (`max_parked_bytes`).
+    max_held: usize,
+    /// The client is not read for now: it sent `max_held` bytes ahead.
+    held_full: bool,
 }
 
 impl Pump {
@@ -94,13 +99,14 @@ impl Pump {
     pub fn new(
         client_pending: BytesMut,
         server_pending: BytesMut,
-        max_message: usize,
+        limits: &Limits,
         mut gauge: StateGauge,
         client_params: Vec<(String, String)>,
         held: Arc<HeldCancel>,
     ) -> Pump {
         let tracker = Tracker::default();
         gauge.set(tracker.state());
+        let max_message = limits.max_message;
         Pump {
             c2s: Half::new(client_pending, max_message, max_message),
             s2c: Half::new(server_pending, max_message, MAX_INSPECTED_SERVER_MESSAGE),
@@ -117,6 +123,8 @@ impl Pump {
             forwarded: 0,
             held,
             translation: None,
+            max_held: limits.max_parked_bytes,
+            held_full: false,
         }
     }
 
@@ -338,7 +346,7 @@ impl Pump {
                 Poll::Ready(Err(e)) => return Poll::Ready(PumpEnd::ClientIo(e)),
                 Poll::Pending => {}
             }
-            if self.c2s.has_room() && !self.client_terminated {
+            if self.c2s.has_room() && !self.client_terminated && self.may_read_ahead(closed, metrics) {
                 match self.c2s.poll_read(cx, client) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(PumpEnd::ClientClosed),
                     Poll::Ready(Ok(n)) => {
@@ -373,6 +381,24 @@ impl Pump {
                 return Poll::Pending;
             }
         }
+    }
+
+    /// False while the client is held back: it sent `max_held` bytes ahead while its
+    /// session holds its requests. It is read again once they go on (backpressure: its
+    /// writes wait; nothing is refused). Behind the closed gate inside a transaction, the
+    /// next request goes on once whole, so the client is read until it is.
+    fn may_read_ahead(&mut self, holding: bool, metrics: &Metrics) -> bool {
+        let full = holding
+            && self.c2s.unready() >= self.max_held
+            && (self.parked
+                || self.tracker.at_boundary()
+                || !self.tracker.may_send_next()
+                || self.c2s.scanner.wanted(&self.c2s.buf[self.c2s.ready..]) == 0);
+        if full && !self.held_full {
+            metrics.client_limit(ClientLimit::ParkedBytes);
+        }
+        self.held_full = full;
+        !full
     }
 
     /// Writes everything still buffered for the client (after the server ended, say).

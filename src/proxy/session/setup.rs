@@ -8,6 +8,7 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 use crate::proxy::capture::{self, Baseline};
+use crate::proxy::session::baselines::Baselines;
 use crate::proxy::session::statements::Logged;
 use crate::proxy::upstream::query::Conn;
 use crate::proxy::upstream::{connect, query, Login, ServerConn, Upstream, UpstreamError};
@@ -38,15 +39,16 @@ pub(super) struct Prepared {
     pub param_types: Vec<u32>,
 }
 
-/// Connects to `upstream` as `connect` does, then sets up capturing and prepares
-/// `statements` (those the client's session declared: a move that finds them ready
-/// and still right has less to do), all within `timeout`.
+/// Connects to `upstream` as `connect` does, then sets up capturing (its baseline shared
+/// through `baselines`) and prepares `statements` (those the client's session declared: a
+/// move that finds them ready and still right has less to do), all within `timeout`.
 pub(super) async fn open(
     upstream: &Upstream,
     startup: &StartupMessage,
     login: &Login,
     timeout: Duration,
     statements: Vec<Logged>,
+    baselines: &Baselines,
 ) -> Result<Opened, UpstreamError> {
     let mut conn = connect(upstream, startup, login, timeout).await?;
     if !conn.leftover.is_empty() {
@@ -56,7 +58,7 @@ pub(super) async fn open(
     let timeout = upstream.url.connect_timeout.unwrap_or(timeout);
     let work = async {
         let mut on = conn.query(&upstream.name);
-        let setup = set_up(&mut on).await?;
+        let setup = set_up(&mut on, baselines).await?;
         let prepared = match setup {
             CaptureSetup::Ready { .. } if !statements.is_empty() => {
                 let prepared = prepare(&mut on, &statements).await?;
@@ -132,11 +134,11 @@ async fn warm(on: &mut Conn<'_>, prepared: &[Prepared]) -> Result<(), UpstreamEr
 }
 
 /// Reads the baseline.
-async fn set_up(on: &mut Conn<'_>) -> Result<CaptureSetup, UpstreamError> {
+async fn set_up(on: &mut Conn<'_>, baselines: &Baselines) -> Result<CaptureSetup, UpstreamError> {
     let answer = query::simple_query(on, &capture::baseline_query()).await?;
     let value = answer.rows.first().and_then(|row| row.first()).and_then(|v| v.as_deref());
     match Baseline::parse(value) {
-        Ok(baseline) => Ok(CaptureSetup::Ready { baseline: Arc::new(baseline) }),
+        Ok(baseline) => Ok(CaptureSetup::Ready { baseline: baselines.share(baseline) }),
         Err(e) => Ok(CaptureSetup::Failed(format!("reading the connection's settings: {e}"))),
     }
 }

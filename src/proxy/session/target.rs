@@ -155,7 +155,7 @@ pub(super) async fn open_first(
         };
         let (upstream, generation) = upstream;
         let login = ctx.login_for(&upstream, user);
-        match setup::open(&upstream, startup, &login, ctx.limits.connect_timeout, Vec::new()).await {
+        match setup::open(&upstream, startup, &login, ctx.limits.connect_timeout, Vec::new(), &ctx.baselines).await {
             Ok(opened) => return Ok(First { upstream, generation, opened, refusal }),
             Err(e) => {
                 ctx.metrics.upstream_error(&upstream.name, e.kind());
