@@ -22,7 +22,7 @@ pub enum UpstreamError {
     #[error("upstream \"{upstream}\" asks for an unsupported authentication method ({method})")]
     UnsupportedAuth { upstream: String, method: String },
     #[error(
-        "upstream \"{upstream}\" asks for a {method} password over a connection without TLS; the sidecar \
+        "upstream \"{upstream}\" asks for the password with method {method} over a connection without TLS; the sidecar \
          does not send it in the clear: use sslmode=require or verify-full in the upstream's URL, or \
          scram-sha-256 on the server, or, where the network is trusted, add allow_plaintext_passwords=true \
          to the URL"
