@@ -1,6 +1,7 @@
 //! Authentication on both legs: clients against an auth file (SCRAM for SCRAM
 //! verifiers and plain secrets, md5 for md5 hashes, 28P01 on any failure), and the
 //! proxy against the upstream (secrets file, URL credentials, the client's user).
+//! tests/proxy_upstream_auth.rs has what the proxy refuses on either leg.
 
 mod support;
 
@@ -114,7 +115,10 @@ async fn md5_client_auth_against_the_auth_file() {
 #[tokio::test]
 async fn upstream_scram_and_md5_with_the_secrets_file() {
     let cluster = shared_cluster();
-    let proxy = ProxyBuilder::for_cluster(cluster)
+    // md5 over plain TCP needs the URL's opt-in (tests/proxy_upstream_auth.rs has the refusal).
+    let proxy = ProxyBuilder::default()
+        .upstream("blue", &format!("{}?allow_plaintext_passwords=true", cluster.url()))
+        .active("blue")
         .secrets_file(&format!("[blue]\nscramuser = \"{SCRAM_PASSWORD}\"\nmd5user = \"{MD5_PASSWORD}\"\n"))
         .spawn();
     let scram = connect_as(&proxy, "scramuser", None).await.expect("scramuser through the proxy (upstream SCRAM)");
@@ -159,8 +163,8 @@ async fn url_credentials_and_pass_through_defaults() {
     drop(client);
     drop(proxy);
 
-    let proxy =
-        ProxyBuilder::default().upstream("blue", &cluster.url_as("md5user", Some(MD5_PASSWORD))).active("blue").spawn();
+    let md5_url = format!("{}?allow_plaintext_passwords=true", cluster.url_as("md5user", Some(MD5_PASSWORD)));
+    let proxy = ProxyBuilder::default().upstream("blue", &md5_url).active("blue").spawn();
     let client = connect_as(&proxy, "someone", None).await.expect("URL user with an md5 password");
     assert_eq!(current_user(&client).await, "md5user");
     drop(client);

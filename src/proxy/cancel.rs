@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -148,10 +149,19 @@ impl Drop for CancelHandle {
 }
 
 /// Sends a CancelRequest for `target` on a new connection to its upstream (TLS if the
-/// upstream uses it), as libpq does.
-pub async fn forward(target: &CancelTarget) -> Result<(), UpstreamError> {
-    let mut stream = open_stream(&target.upstream).await?;
-    write_all(&mut stream, &cancel_request(target.pid, target.key))
-        .await
-        .map_err(|source| UpstreamError::Io { upstream: target.upstream.name.clone(), source })
+/// upstream uses it), as libpq does, within the upstream URL's `connect_timeout`, else
+/// `timeout` (the sidecar's): also for `connect_timeout=0`, since a cancel that waits on an
+/// unreachable server helps no one and holds its connection.
+pub async fn forward(target: &CancelTarget, timeout: Duration) -> Result<(), UpstreamError> {
+    let upstream = &target.upstream;
+    let sending = async {
+        let mut stream = open_stream(upstream).await?;
+        write_all(&mut stream, &cancel_request(target.pid, target.key))
+            .await
+            .map_err(|source| UpstreamError::Io { upstream: upstream.name.clone(), source })
+    };
+    match tokio::time::timeout(upstream.url.connect_timeout.work_bound(timeout), sending).await {
+        Ok(sent) => sent,
+        Err(_) => Err(UpstreamError::Timeout { upstream: upstream.name.clone(), addr: upstream.url.address() }),
+    }
 }

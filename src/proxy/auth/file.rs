@@ -6,11 +6,20 @@
 //! with `;` or `#` are skipped. The secret is a SCRAM verifier
 //! (`SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>`), an md5 hash (`md5` + 32 hex
 //! digits, md5(password || username) as PostgreSQL stores it) or a plain-text password.
+//!
+//! A user's secret decides the challenge: md5 for an md5 hash, SCRAM otherwise. A user the
+//! file does not list gets the challenge of a real user chosen by name (md5, or SCRAM with
+//! that user's iteration count and salt length), the same on every attempt, and fails at
+//! the end of it: what a client is asked does not tell whether the name exists.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::md5::Md5Check;
 use super::scram::{ScramServer, ScramVerifier};
 
 /// What the proxy knows about one user's password.
@@ -92,13 +101,33 @@ impl AuthFileError {
     }
 }
 
+/// What a client logging in as a user is asked to prove.
+#[derive(Debug)]
+pub enum Challenge {
+    /// AuthenticationMD5Password.
+    Md5(Md5Check),
+    /// AuthenticationSASL with SCRAM-SHA-256.
+    Scram(ScramServer),
+}
+
+/// The kind of challenge a listed user gets, and for SCRAM the iteration count and salt
+/// length a client sees: what an unknown user's mock challenge must look like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    Md5,
+    Scram { iterations: u32, salt_len: usize },
+}
+
 /// The users the proxy authenticates its clients against.
 #[derive(Clone, Debug, Default)]
 pub struct AuthFile {
     users: HashMap<String, Secret>,
     /// SCRAM verifiers of the users that have one, derived once at load.
     verifiers: HashMap<String, ScramVerifier>,
-    /// Random per load: derives the fake verifiers of unknown users.
+    /// One per listed user, in a fixed order: unknown users' challenges copy one of them.
+    shapes: Vec<Shape>,
+    /// Random per load (the file is loaded once per process): derives unknown users'
+    /// challenges.
     mock_key: [u8; 32],
 }
 
@@ -126,18 +155,58 @@ impl AuthFile {
             }
             users.insert(user, secret);
         }
-        let verifiers = users.iter().filter_map(|(u, s)| Some((u.clone(), s.scram_verifier()?))).collect();
-        Ok(AuthFile { users, verifiers, mock_key: rand::random() })
+        let verifiers: HashMap<String, ScramVerifier> =
+            users.iter().filter_map(|(u, s)| Some((u.clone(), s.scram_verifier()?))).collect();
+        let mut names: Vec<&String> = users.keys().collect();
+        names.sort();
+        let shapes = names
+            .into_iter()
+            .map(|name| match verifiers.get(name) {
+                Some(v) => Shape::Scram { iterations: v.iterations, salt_len: v.salt.len() },
+                None => Shape::Md5,
+            })
+            .collect();
+        Ok(AuthFile { users, verifiers, shapes, mock_key: rand::random() })
     }
 
-    /// The SCRAM exchange for `user`: against the user's verifier, or, for a user the file
-    /// does not list, a mock exchange that fails at its end. `None` for an md5-only user.
-    pub fn scram_server(&self, user: &str) -> Option<ScramServer> {
-        match (self.verifiers.get(user), self.users.get(user)) {
-            (Some(verifier), _) => Some(ScramServer::new(verifier.clone())),
-            (None, None) => Some(ScramServer::unknown_user(user, &self.mock_key)),
-            (None, Some(_)) => None,
+    /// The challenge for `user`: md5 for an md5 hash, SCRAM for a verifier or a plain
+    /// password, and for a user the file does not list, a mock of a listed user's challenge
+    /// (chosen by name, so the same on every attempt) that fails at its end.
+    pub fn challenge(&self, user: &str) -> Challenge {
+        match (self.users.get(user), self.verifiers.get(user)) {
+            (Some(_), Some(verifier)) => Challenge::Scram(ScramServer::new(verifier.clone())),
+            (Some(secret), None) => Challenge::Md5(Md5Check::new(secret.clone())),
+            (None, _) => self.mock_challenge(user),
         }
+    }
+
+    fn mock_challenge(&self, user: &str) -> Challenge {
+        let (iterations, salt_len) = ScramVerifier::DEFAULT_SHAPE;
+        let default = Shape::Scram { iterations, salt_len };
+        let pick = u64::from_be_bytes(self.mock_hmac(b"shape\0", user)[..8].try_into().expect("8 bytes"));
+        let shape = match self.shapes.len() as u64 {
+            0 => default,
+            n => self.shapes[(pick % n) as usize],
+        };
+        match shape {
+            Shape::Md5 => {
+                let hash = self.mock_hmac(b"md5\0", user);
+                Challenge::Md5(Md5Check::unknown_user(hash[..16].try_into().expect("16 bytes")))
+            }
+            Shape::Scram { iterations, salt_len } => Challenge::Scram(ScramServer::unknown_user(ScramVerifier::mock(
+                user,
+                &self.mock_key,
+                iterations,
+                salt_len,
+            ))),
+        }
+    }
+
+    fn mock_hmac(&self, label: &[u8], user: &str) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.mock_key).expect("HMAC accepts keys of any length");
+        mac.update(label);
+        mac.update(user.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// Reads and parses the auth file at `path`; errors name the file.

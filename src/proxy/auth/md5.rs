@@ -5,7 +5,45 @@
 
 use md5::{Digest, Md5};
 
-use super::{constant_time_eq, Secret};
+use super::{constant_time_eq, AuthError, Secret};
+
+/// One md5 challenge's check: against a user's secret, or, for a user the auth file does
+/// not list, against a made-up hash, failing whatever the client answers.
+#[derive(Clone)]
+pub struct Md5Check {
+    secret: Secret,
+    /// Set for unknown users.
+    doomed: bool,
+}
+
+impl Md5Check {
+    /// Checks answers against `secret` ([`Secret::Md5`] or [`Secret::Plain`]).
+    pub fn new(secret: Secret) -> Md5Check {
+        Md5Check { secret, doomed: false }
+    }
+
+    /// A check for a user the proxy does not know: it does the same work as a real one and
+    /// always ends in [`AuthError::PasswordMismatch`].
+    pub fn unknown_user(hash: [u8; 16]) -> Md5Check {
+        Md5Check { secret: Secret::Md5(hash), doomed: true }
+    }
+
+    /// Whether `response` (the PasswordMessage data) proves the password for `user`.
+    pub fn verify(&self, user: &str, salt: [u8; 4], response: &[u8]) -> Result<(), AuthError> {
+        let matched = md5_response_matches(&self.secret, user, salt, response);
+        if matched && !self.doomed {
+            Ok(())
+        } else {
+            Err(AuthError::PasswordMismatch)
+        }
+    }
+}
+
+impl std::fmt::Debug for Md5Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Md5Check").finish_non_exhaustive()
+    }
+}
 
 /// Whether `response` (the `PasswordMessage` data) proves the password behind `secret`
 /// for `user` under `salt`.

@@ -2,9 +2,10 @@
 //!
 //! Pure logic, no I/O: the session code moves the bytes, this module decides.
 //!
-//! - [`file`]: [`AuthFile`], the users and secrets (PgBouncer `userlist.txt` format).
+//! - [`file`]: [`AuthFile`], the users and secrets (PgBouncer `userlist.txt` format), and
+//!   the [`Challenge`] each user name gets, known or not.
 //! - [`scram`]: [`ScramServer`], the server side of SCRAM-SHA-256, and [`ScramVerifier`].
-//! - [`md5`]: [`md5_response_matches`], PostgreSQL's legacy `md5` method.
+//! - [`md5`]: [`Md5Check`] and [`md5_response_matches`], PostgreSQL's legacy `md5` method.
 
 pub mod file;
 pub mod md5;
@@ -15,8 +16,8 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-pub use file::{AuthFile, AuthFileError, Secret};
-pub use md5::md5_response_matches;
+pub use file::{AuthFile, AuthFileError, Challenge, Secret};
+pub use md5::{md5_response_matches, Md5Check};
 pub use scram::{ScramServer, ScramVerifier, SCRAM_SHA_256};
 
 /// Why a client's authentication exchange failed.

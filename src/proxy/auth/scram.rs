@@ -91,17 +91,26 @@ impl ScramVerifier {
     /// A fake verifier for a user the proxy does not know, so the exchange runs to its end
     /// and fails there, as PostgreSQL does: answering early would tell a prober which user
     /// names exist. The salt is the same for a user for the life of the auth file (a changing
-    /// salt would give the game away too) and unpredictable from outside it.
+    /// salt would give the game away too) and unpredictable from outside it; the iteration
+    /// count and salt length are those of a real verifier, given by the caller.
     /// `key` is the auth file's random mock key.
-    pub fn mock(user: &str, key: &[u8; 32]) -> ScramVerifier {
+    pub fn mock(user: &str, key: &[u8; 32], iterations: u32, salt_len: usize) -> ScramVerifier {
         let user = user.as_bytes();
+        let salt: Vec<u8> = (0u32..)
+            .flat_map(|block| hmac_sha256(key, &[b"salt\0", &block.to_be_bytes(), user]))
+            .take(salt_len.max(1))
+            .collect();
         ScramVerifier {
-            iterations: DEFAULT_ITERATIONS,
-            salt: hmac_sha256(key, &[b"salt\0", user])[..DEFAULT_SALT_LEN].to_vec(),
+            iterations,
+            salt,
             stored_key: hmac_sha256(key, &[b"stored\0", user]),
             server_key: hmac_sha256(key, &[b"server\0", user]),
         }
     }
+
+    /// The iteration count and salt length of a verifier made by [`ScramVerifier::from_plain`]
+    /// (PostgreSQL's defaults).
+    pub const DEFAULT_SHAPE: (u32, usize) = (DEFAULT_ITERATIONS, DEFAULT_SALT_LEN);
 }
 
 impl fmt::Debug for ScramVerifier {
@@ -141,9 +150,9 @@ impl ScramServer {
     }
 
     /// Starts an exchange for a user the proxy does not know: it runs like a real one with
-    /// [`ScramVerifier::mock`] and always ends in [`AuthError::PasswordMismatch`].
-    pub fn unknown_user(user: &str, mock_key: &[u8; 32]) -> ScramServer {
-        ScramServer { doomed: true, ..ScramServer::new(ScramVerifier::mock(user, mock_key)) }
+    /// `mock` (see [`ScramVerifier::mock`]) and always ends in [`AuthError::PasswordMismatch`].
+    pub fn unknown_user(mock: ScramVerifier) -> ScramServer {
+        ScramServer { doomed: true, ..ScramServer::new(mock) }
     }
 
     /// Takes the client-first-message (the `SASLInitialResponse` data) and returns the

@@ -4,6 +4,9 @@ use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::password;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
 use super::*;
 
 /// Runs a whole SCRAM exchange; returns the client's verdict on the server-final-message.
@@ -61,12 +64,85 @@ fn from_plain_applies_saslprep_for_non_ascii() {
 
 #[test]
 fn unknown_user_runs_to_the_end_and_fails() {
-    let mut server = ScramServer::unknown_user("nobody", &[7; 32]);
+    let mock = |user: &str| ScramVerifier::mock(user, &[7; 32], 4096, 16);
+    let mut server = ScramServer::unknown_user(mock("nobody"));
     let err = scram_exchange(&mut server, "anything", ChannelBinding::unsupported()).unwrap_err();
     assert_eq!(err, AuthError::PasswordMismatch);
     // Same salt for the same user within the process, different for another user.
-    assert_eq!(ScramVerifier::mock("nobody", &[7; 32]), ScramVerifier::mock("nobody", &[7; 32]));
-    assert_ne!(ScramVerifier::mock("nobody", &[7; 32]).salt, ScramVerifier::mock("other", &[7; 32]).salt);
+    assert_eq!(mock("nobody"), mock("nobody"));
+    assert_ne!(mock("nobody").salt, mock("other").salt);
+    // The shape asked for: a salt longer than one HMAC block too.
+    let long = ScramVerifier::mock("nobody", &[7; 32], 10_000, 40);
+    assert_eq!((long.iterations, long.salt.len()), (10_000, 40));
+}
+
+/// What a client is shown first: the challenge kind, and for SCRAM the salt and count.
+fn shown(challenge: Challenge) -> (&'static str, Vec<u8>, u32) {
+    match challenge {
+        Challenge::Md5(_) => ("md5", Vec::new(), 0),
+        Challenge::Scram(mut server) => {
+            let first = String::from_utf8(server.client_first(b"n,,n=,r=abc").unwrap()).unwrap();
+            let salt = first.split(",s=").nth(1).unwrap().split(',').next().unwrap();
+            let count = first.rsplit_once(",i=").unwrap().1.parse().unwrap();
+            ("scram", STANDARD.decode(salt).unwrap(), count)
+        }
+    }
+}
+
+#[test]
+fn unknown_users_are_asked_like_listed_ones() {
+    // Only SCRAM users, with PostgreSQL's default shape and another one.
+    let odd = password::scram_sha_256(b"pw").replacen("$4096:", "$10000:", 1);
+    let file = AuthFile::parse(&format!("\"alice\" \"{odd}\"\n\"carol\" \"carol-pw\"\n")).unwrap();
+    let mut counts = std::collections::BTreeSet::new();
+    for i in 0..64 {
+        let user = format!("nobody{i}");
+        let (kind, salt, count) = shown(file.challenge(&user));
+        assert_eq!((kind, salt.len()), ("scram", 16), "{user}");
+        assert_eq!(shown(file.challenge(&user)).1, salt, "{user}: the salt must not change between attempts");
+        counts.insert(count);
+    }
+    assert_eq!(counts, [4096, 10000].into(), "unknown users take the counts of the listed ones");
+    let (_, alice_salt, alice_count) = shown(file.challenge("alice"));
+    assert_eq!((alice_salt.len(), alice_count), (16, 10000));
+
+    // md5 and SCRAM users: unknown names get both kinds, each name always the same one.
+    let md5 = password::md5(b"pw", "bob");
+    let file = AuthFile::parse(&format!("\"alice\" \"{odd}\"\n\"bob\" \"{md5}\"\n")).unwrap();
+    assert_eq!(shown(file.challenge("bob")).0, "md5");
+    let kinds: std::collections::BTreeSet<_> = (0..64)
+        .map(|i| {
+            let user = format!("nobody{i}");
+            let kind = shown(file.challenge(&user)).0;
+            assert_eq!(shown(file.challenge(&user)).0, kind, "{user}");
+            kind
+        })
+        .collect();
+    assert_eq!(kinds, ["md5", "scram"].into());
+
+    // An empty file still runs SCRAM to the end.
+    let (kind, salt, count) = shown(AuthFile::parse("").unwrap().challenge("nobody"));
+    assert_eq!((kind, salt.len(), count), ("scram", 16, 4096));
+}
+
+#[test]
+fn unknown_users_fail_like_a_wrong_password() {
+    let md5 = password::md5(b"pw", "bob");
+    let file = AuthFile::parse(&format!("\"bob\" \"{md5}\"\n\"carol\" \"pw\"\n")).unwrap();
+    let salt = [1, 2, 3, 4];
+    for i in 0..16 {
+        let user = format!("nobody{i}");
+        let err = match file.challenge(&user) {
+            Challenge::Md5(check) => check.verify(&user, salt, md5_hash(user.as_bytes(), b"pw", salt).as_bytes()),
+            Challenge::Scram(mut server) => {
+                scram_exchange(&mut server, "pw", ChannelBinding::unsupported()).map(|_| ())
+            }
+        };
+        assert_eq!(err, Err(AuthError::PasswordMismatch), "{user}");
+    }
+    let Challenge::Md5(check) = file.challenge("bob") else { panic!("bob has an md5 secret") };
+    assert_eq!(check.verify("bob", salt, md5_hash(b"bob", b"pw", salt).as_bytes()), Ok(()));
+    assert_eq!(check.verify("bob", salt, md5_hash(b"bob", b"pW", salt).as_bytes()), Err(AuthError::PasswordMismatch));
 }
 
 #[test]
@@ -223,4 +299,10 @@ fn debug_output_hides_secret_material() {
     let file = AuthFile::parse("\"alice\" \"hunter2\"\n").unwrap();
     assert!(!format!("{file:?}").contains("hunter2"));
     assert!(!format!("{:?}", ScramServer::new(verifier)).contains("key"));
+    let Challenge::Md5(check) = file_with_md5().challenge("bob") else { panic!("md5 challenge") };
+    assert_eq!(format!("{check:?}"), "Md5Check { .. }");
+}
+
+fn file_with_md5() -> AuthFile {
+    AuthFile::parse(&format!("\"bob\" \"{}\"\n", password::md5(b"pw", "bob"))).unwrap()
 }

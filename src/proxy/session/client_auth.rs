@@ -4,7 +4,7 @@
 
 use bytes::BytesMut;
 
-use crate::proxy::auth::{md5_response_matches, AuthError, ScramServer, Secret, SCRAM_SHA_256};
+use crate::proxy::auth::{AuthError, Challenge, ScramServer, SCRAM_SHA_256};
 use crate::proxy::context::ProxyContext;
 use crate::proxy::io::{read_message, write_all, MAX_HANDSHAKE_MESSAGE};
 use crate::proxy::peer::Peer;
@@ -32,25 +32,17 @@ pub async fn authenticate(
         });
     };
     let failed = |reason| SessionError::AuthFailed { user: user.to_owned(), reason };
-    match auth_file.get(user) {
-        Some(secret @ Secret::Md5(_)) => {
+    match auth_file.challenge(user) {
+        Challenge::Md5(check) => {
             let salt: [u8; 4] = rand::random();
             let mut out = Vec::new();
             backend::authentication(&mut out, auth_code::MD5, &salt);
             write_all(stream, &out).await.map_err(SessionError::ClientIo)?;
             let body = read_password(stream, buf).await?;
             let answer = frontend::parse_password(&body).map_err(SessionError::ClientProtocol)?;
-            if !md5_response_matches(secret, user, salt, answer.as_bytes()) {
-                return Err(failed(AuthError::PasswordMismatch));
-            }
-            Ok(())
+            check.verify(user, salt, answer.as_bytes()).map_err(failed)
         }
-        _ => {
-            let server = auth_file.scram_server(user).ok_or_else(|| {
-                failed(AuthError::InvalidVerifier("the auth file has no SCRAM verifier for this user"))
-            })?;
-            scram(stream, buf, server).await.map_err(|e| lift(e, user))
-        }
+        Challenge::Scram(server) => scram(stream, buf, server).await.map_err(|e| lift(e, user)),
     }
 }
 

@@ -86,7 +86,8 @@ async fn step(stream: &mut ClientStream, buf: &mut BytesMut, ctx: &ProxyContext)
         StartupPacket::Cancel { pid, key } => {
             match ctx.cancels.cancel(pid, key) {
                 Some(target) => {
-                    if let Err(e) = cancel::forward(&target).await {
+                    if let Err(e) = cancel::forward(&target, ctx.limits.connect_timeout).await {
+                        ctx.metrics.upstream_error(&target.upstream.name, e.kind());
                         debug!(error = %e, "cancel forwarding failed");
                     }
                 }

@@ -55,7 +55,7 @@ pub(super) async fn open(
         let setup = CaptureSetup::Failed("the server sent messages before the first query".into());
         return Ok(Opened { conn, setup, prepared: Vec::new() });
     }
-    let timeout = upstream.url.connect_timeout.unwrap_or(timeout);
+    let timeout = upstream.url.connect_timeout.work_bound(timeout);
     let work = async {
         let mut on = conn.query(&upstream.name);
         let setup = set_up(&mut on, baselines).await?;

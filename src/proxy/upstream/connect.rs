@@ -5,16 +5,14 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use tokio::net::TcpStream;
 
 use crate::proxy::io::{read_message, write_all, MAX_HANDSHAKE_MESSAGE};
 use crate::proxy::stream::{MaybeTls, ServerStream};
+use crate::proxy::upstream::auth::{AuthRefusal, Authenticator};
 use crate::proxy::upstream::{Upstream, UpstreamError};
 use crate::tls::{self, NegotiateError, Negotiated};
 use crate::wire::backend::{self, AuthRequest, ErrorFields};
-use crate::wire::frontend;
 use crate::wire::startup::StartupMessage;
 
 /// The user and password a session logs in to the upstream with.
@@ -53,15 +51,19 @@ impl ServerConn {
     }
 }
 
-/// Connects to `upstream` and logs in, sending the client's startup parameters.
+/// Connects to `upstream` and logs in, sending the client's startup parameters, within
+/// the URL's `connect_timeout` (none for `connect_timeout=0`), else the sidecar's `timeout`.
 pub async fn connect(
     upstream: &Upstream,
     startup: &StartupMessage,
     login: &Login,
     timeout: Duration,
 ) -> Result<ServerConn, UpstreamError> {
-    let timeout = upstream.url.connect_timeout.unwrap_or(timeout);
-    match tokio::time::timeout(timeout, connect_inner(upstream, startup, login)).await {
+    let connecting = connect_inner(upstream, startup, login);
+    let Some(timeout) = upstream.url.connect_timeout.login_bound(timeout) else {
+        return connecting.await;
+    };
+    match tokio::time::timeout(timeout, connecting).await {
         Ok(result) => result,
         Err(_) => Err(UpstreamError::Timeout { upstream: upstream.name.clone(), addr: upstream.url.address() }),
     }
@@ -104,7 +106,7 @@ async fn connect_inner(
     write_all(&mut stream, &out).await.map_err(io_err)?;
 
     let mut buf = BytesMut::with_capacity(4096);
-    let mut scram: Option<ScramSha256> = None;
+    let mut auth = Authenticator::new(upstream, login, matches!(stream, MaybeTls::Tls(_)));
     let mut params = Vec::new();
     let mut backend_key = (0, 0);
     loop {
@@ -112,11 +114,23 @@ async fn connect_inner(
             .await
             .map_err(|e| UpstreamError::from_read(name, e))?;
         let protocol = |source| UpstreamError::Protocol { upstream: name.to_owned(), source };
+        // Before AuthenticationOk, the server may only ask, refuse, or notice.
+        let may_precede_ok = matches!(
+            tag,
+            backend::AUTHENTICATION
+                | backend::ERROR_RESPONSE
+                | backend::NOTICE_RESPONSE
+                | backend::NEGOTIATE_PROTOCOL_VERSION
+        );
+        if !auth.is_done() && !may_precede_ok {
+            let reason = AuthRefusal::OutOfOrder("the server went on without AuthenticationOk");
+            return Err(UpstreamError::AuthRefused { upstream: name.to_owned(), reason });
+        }
         match tag {
             backend::AUTHENTICATION => {
                 let request = AuthRequest::parse(&body).map_err(protocol)?;
                 out.clear();
-                answer_auth(upstream, login, request, &mut scram, &mut out)?;
+                auth.answer(request, &mut out)?;
                 if !out.is_empty() {
                     write_all(&mut stream, &out).await.map_err(io_err)?;
                 }
@@ -155,49 +169,4 @@ fn upstream_startup(client: &StartupMessage, login: &Login, upstream: &Upstream)
     }
     params.insert(0, ("user".to_owned(), login.user.clone()));
     StartupMessage { version: crate::wire::PROTOCOL_3_0, params }
-}
-
-fn answer_auth(
-    upstream: &Upstream,
-    login: &Login,
-    request: AuthRequest<'_>,
-    scram: &mut Option<ScramSha256>,
-    out: &mut Vec<u8>,
-) -> Result<(), UpstreamError> {
-    let name = || upstream.name.clone();
-    let password = || {
-        login
-            .password
-            .as_deref()
-            .ok_or_else(|| UpstreamError::NoPassword { upstream: name(), user: login.user.clone() })
-    };
-    let auth_err = |reason: String| UpstreamError::Auth { upstream: name(), reason };
-    match request {
-        AuthRequest::Ok => {}
-        AuthRequest::Cleartext => frontend::password_message(out, password()?.as_bytes()),
-        AuthRequest::Md5 { salt } => {
-            frontend::password_message(out, md5_hash(login.user.as_bytes(), password()?.as_bytes(), salt).as_bytes())
-        }
-        AuthRequest::Sasl { mechanisms } => {
-            if !mechanisms.contains(&"SCRAM-SHA-256") {
-                return Err(UpstreamError::UnsupportedAuth { upstream: name(), method: mechanisms.join(", ") });
-            }
-            let client = ScramSha256::new(password()?.as_bytes(), ChannelBinding::unsupported());
-            frontend::sasl_initial_response(out, "SCRAM-SHA-256", client.message());
-            *scram = Some(client);
-        }
-        AuthRequest::SaslContinue(data) => {
-            let client = scram.as_mut().ok_or_else(|| auth_err("SASL continue before SASL start".into()))?;
-            client.update(data).map_err(|e| auth_err(e.to_string()))?;
-            frontend::sasl_response(out, client.message());
-        }
-        AuthRequest::SaslFinal(data) => {
-            let client = scram.as_mut().ok_or_else(|| auth_err("SASL final before SASL start".into()))?;
-            client.finish(data).map_err(|e| auth_err(format!("server signature did not verify: {e}")))?;
-        }
-        AuthRequest::Unsupported(code) => {
-            return Err(UpstreamError::UnsupportedAuth { upstream: name(), method: format!("code {code}") })
-        }
-    }
-    Ok(())
 }

@@ -1,5 +1,6 @@
 //! Failures on the upstream side of a session, with the SQLSTATE its client receives.
 
+use super::auth::AuthRefusal;
 use crate::proxy::io::ReadError;
 use crate::wire::backend::ErrorFields;
 
@@ -20,8 +21,15 @@ pub enum UpstreamError {
     NoPassword { upstream: String, user: String },
     #[error("upstream \"{upstream}\" asks for an unsupported authentication method ({method})")]
     UnsupportedAuth { upstream: String, method: String },
-    #[error("authentication with upstream \"{upstream}\" failed: {reason}")]
-    Auth { upstream: String, reason: String },
+    #[error(
+        "upstream \"{upstream}\" asks for the password with method {method} over a connection without TLS; the sidecar \
+         does not send it in the clear: use sslmode=require or verify-full in the upstream's URL, or \
+         scram-sha-256 on the server, or, where the network is trusted, add allow_plaintext_passwords=true \
+         to the URL"
+    )]
+    PlaintextPassword { upstream: String, method: &'static str },
+    #[error("login to upstream \"{upstream}\" broken off: {reason}")]
+    AuthRefused { upstream: String, reason: AuthRefusal },
     #[error("upstream \"{upstream}\": {} {}: {}", .fields.severity, .fields.code, .fields.message)]
     Server { upstream: String, fields: ErrorFields, raw: Vec<u8> },
     #[error("upstream \"{upstream}\" closed the connection unexpectedly")]
@@ -50,11 +58,13 @@ impl UpstreamError {
             | UpstreamError::Timeout { .. }
             | UpstreamError::TlsRefused { .. }
             | UpstreamError::Tls { .. } => "08001",
-            UpstreamError::NoPassword { .. } | UpstreamError::UnsupportedAuth { .. } | UpstreamError::Auth { .. } => {
-                "28000"
-            }
+            UpstreamError::NoPassword { .. }
+            | UpstreamError::UnsupportedAuth { .. }
+            | UpstreamError::PlaintextPassword { .. } => "28000",
             UpstreamError::Server { fields, .. } => &fields.code,
-            UpstreamError::Closed { .. } | UpstreamError::Io { .. } => "08006",
+            // The server failed to prove itself: a connection failure, not the client's
+            // credentials (as libpq reports a bad SCRAM server signature).
+            UpstreamError::AuthRefused { .. } | UpstreamError::Closed { .. } | UpstreamError::Io { .. } => "08006",
             UpstreamError::Protocol { .. } => "08P01",
         }
     }
@@ -64,9 +74,10 @@ impl UpstreamError {
         match self {
             UpstreamError::Connect { .. } | UpstreamError::Timeout { .. } => "connect",
             UpstreamError::TlsRefused { .. } | UpstreamError::Tls { .. } => "tls",
-            UpstreamError::NoPassword { .. } | UpstreamError::UnsupportedAuth { .. } | UpstreamError::Auth { .. } => {
-                "auth"
-            }
+            UpstreamError::NoPassword { .. }
+            | UpstreamError::UnsupportedAuth { .. }
+            | UpstreamError::PlaintextPassword { .. }
+            | UpstreamError::AuthRefused { .. } => "auth",
             UpstreamError::Server { .. } => "server",
             UpstreamError::Closed { .. } | UpstreamError::Io { .. } => "closed",
             UpstreamError::Protocol { .. } => "protocol",

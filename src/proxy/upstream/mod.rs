@@ -1,6 +1,7 @@
 //! Upstream PostgreSQL servers: their URLs, the registry of named upstreams with the
 //! active one and the generation, the credentials used towards them, and connecting.
 
+mod auth;
 pub(crate) mod connect;
 mod error;
 pub mod query;
@@ -8,8 +9,9 @@ mod registry;
 mod secrets;
 pub mod url;
 
+pub use auth::{AuthRefusal, MAX_SCRAM_ITERATIONS};
 pub use connect::{connect, Login, ServerConn};
 pub use error::UpstreamError;
 pub use registry::{check_name, Registry, RegistrySnapshot, RepointError, Upstream, UpstreamConfigError};
 pub use secrets::{Secrets, SecretsError};
-pub use url::{SslMode, UpstreamUrl, UrlError};
+pub use url::{ConnectTimeout, SslMode, UpstreamUrl, UrlError};

@@ -1,4 +1,5 @@
-//! The upstream URL: `postgres://USER[:PASSWORD]@HOST:PORT[/DB][?sslmode=...&sslrootcert=FILE]`.
+//! The upstream URL: `postgres://USER[:PASSWORD]@HOST:PORT[/DB][?PARAM=VALUE&...]`, with
+//! the parameters `sslmode`, `sslrootcert`, `connect_timeout` and `allow_plaintext_passwords`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -25,7 +26,58 @@ pub struct UpstreamUrl {
     pub database: Option<String>,
     pub sslmode: SslMode,
     pub sslrootcert: Option<PathBuf>,
-    pub connect_timeout: Option<Duration>,
+    pub connect_timeout: ConnectTimeout,
+    /// `allow_plaintext_passwords=true`: the server may ask for a cleartext or md5 password
+    /// over a connection without TLS (see [`super::auth`]).
+    pub allow_plaintext_passwords: bool,
+}
+
+/// How long connecting and logging in to an upstream may take, as its URL says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnectTimeout {
+    /// No `connect_timeout` in the URL: the sidecar's `--connect-timeout`.
+    #[default]
+    Sidecar,
+    /// `connect_timeout=0`: no bound, as libpq has it.
+    Unbounded,
+    /// `connect_timeout=N`, N seconds.
+    After(Duration),
+}
+
+/// The largest `connect_timeout` a URL may give, in seconds: a day, as for the sidecar's own.
+const MAX_CONNECT_TIMEOUT_SECS: u64 = 24 * 60 * 60;
+
+impl ConnectTimeout {
+    /// The bound on connecting and logging in: `None` for none.
+    pub fn login_bound(self, sidecar: Duration) -> Option<Duration> {
+        match self {
+            ConnectTimeout::Sidecar => Some(sidecar),
+            ConnectTimeout::Unbounded => None,
+            ConnectTimeout::After(timeout) => Some(timeout),
+        }
+    }
+
+    /// The bound on the sidecar's own short exchanges with the server (a cancel request,
+    /// reading a fresh connection's settings): the URL's timeout, or the sidecar's when the
+    /// URL gives none or waits forever, since no client waits on them by choice.
+    pub fn work_bound(self, sidecar: Duration) -> Duration {
+        match self {
+            ConnectTimeout::After(timeout) => timeout,
+            ConnectTimeout::Sidecar | ConnectTimeout::Unbounded => sidecar,
+        }
+    }
+
+    fn parse(value: &str) -> Result<ConnectTimeout, UrlError> {
+        let secs: u64 = value
+            .parse()
+            .ok()
+            .filter(|&secs| secs <= MAX_CONNECT_TIMEOUT_SECS)
+            .ok_or_else(|| UrlError::ConnectTimeout(value.to_owned()))?;
+        Ok(match secs {
+            0 => ConnectTimeout::Unbounded,
+            secs => ConnectTimeout::After(Duration::from_secs(secs)),
+        })
+    }
 }
 
 /// Why an upstream URL was refused.
@@ -39,14 +91,18 @@ pub enum UrlError {
     Port(String),
     #[error("has an invalid percent-encoding")]
     Percent,
-    #[error("has unknown parameter {0:?} (known: sslmode, sslrootcert, connect_timeout)")]
+    #[error("has unknown parameter {0:?} (known: sslmode, sslrootcert, connect_timeout, allow_plaintext_passwords)")]
     UnknownParam(String),
     #[error("has sslmode={0:?}; use disable, require or verify-full")]
     SslMode(String),
     #[error("has sslmode=verify-full without sslrootcert=FILE")]
     MissingRootCert,
-    #[error("has an invalid connect_timeout {0:?} (seconds)")]
+    #[error(
+        "has connect_timeout={0:?}; use whole seconds from 1 to 86400, or 0 to wait without a bound (as libpq does)"
+    )]
     ConnectTimeout(String),
+    #[error("has allow_plaintext_passwords={0:?}; use true or false")]
+    AllowPlaintextPasswords(String),
 }
 
 impl UpstreamUrl {
@@ -84,7 +140,8 @@ impl UpstreamUrl {
             database: non_empty(decode(path)?),
             sslmode: SslMode::Disable,
             sslrootcert: None,
-            connect_timeout: None,
+            connect_timeout: ConnectTimeout::Sidecar,
+            allow_plaintext_passwords: false,
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -99,9 +156,13 @@ impl UpstreamUrl {
                     }
                 }
                 "sslrootcert" => parsed.sslrootcert = Some(PathBuf::from(value)),
-                "connect_timeout" => {
-                    let secs: u64 = value.parse().map_err(|_| UrlError::ConnectTimeout(value.clone()))?;
-                    parsed.connect_timeout = Some(Duration::from_secs(secs));
+                "connect_timeout" => parsed.connect_timeout = ConnectTimeout::parse(&value)?,
+                "allow_plaintext_passwords" => {
+                    parsed.allow_plaintext_passwords = match value.as_str() {
+                        "true" | "on" | "yes" | "1" => true,
+                        "false" | "off" | "no" | "0" => false,
+                        _ => return Err(UrlError::AllowPlaintextPasswords(value)),
+                    }
                 }
                 other => return Err(UrlError::UnknownParam(other.to_owned())),
             }
@@ -186,6 +247,14 @@ impl fmt::Display for UpstreamUrl {
         if let Some(ca) = &self.sslrootcert {
             write!(f, "&sslrootcert={}", ca.display())?;
         }
+        match self.connect_timeout {
+            ConnectTimeout::Sidecar => {}
+            ConnectTimeout::Unbounded => write!(f, "&connect_timeout=0")?,
+            ConnectTimeout::After(timeout) => write!(f, "&connect_timeout={}", timeout.as_secs())?,
+        }
+        if self.allow_plaintext_passwords {
+            write!(f, "&allow_plaintext_passwords=true")?;
+        }
         Ok(())
     }
 }
@@ -223,5 +292,40 @@ mod tests {
         assert_eq!(UpstreamUrl::parse("postgres://h?sslmode=verify-full"), Err(UrlError::MissingRootCert));
         assert_eq!(UpstreamUrl::parse("postgres://h?foo=1"), Err(UrlError::UnknownParam("foo".into())));
         assert_eq!(UpstreamUrl::parse("postgres://u@:5432"), Err(UrlError::NoHost));
+    }
+
+    #[test]
+    fn connect_timeout_zero_waits_forever_as_libpq() {
+        let timeout = |url: &str| UpstreamUrl::parse(url).map(|u| u.connect_timeout);
+        let sidecar = Duration::from_secs(10);
+        assert_eq!(timeout("postgres://h"), Ok(ConnectTimeout::Sidecar));
+        assert_eq!(timeout("postgres://h?connect_timeout=0"), Ok(ConnectTimeout::Unbounded));
+        assert_eq!(timeout("postgres://h?connect_timeout=7"), Ok(ConnectTimeout::After(Duration::from_secs(7))));
+        assert_eq!(ConnectTimeout::Sidecar.login_bound(sidecar), Some(sidecar));
+        assert_eq!(ConnectTimeout::Unbounded.login_bound(sidecar), None);
+        assert_eq!(ConnectTimeout::After(Duration::from_secs(7)).login_bound(sidecar), Some(Duration::from_secs(7)));
+        // The sidecar's own exchanges keep a bound.
+        assert_eq!(ConnectTimeout::Unbounded.work_bound(sidecar), sidecar);
+        assert_eq!(ConnectTimeout::After(Duration::from_secs(7)).work_bound(sidecar), Duration::from_secs(7));
+        for bad in ["-1", "1.5", "ten", "", "86401", "99999999999999999999999"] {
+            let err = timeout(&format!("postgres://h?connect_timeout={bad}")).unwrap_err();
+            assert_eq!(err, UrlError::ConnectTimeout(bad.to_owned()));
+            assert!(err.to_string().contains("connect_timeout"), "{err}");
+        }
+        let shown = UpstreamUrl::parse("postgres://h?connect_timeout=0").unwrap().to_string();
+        assert!(shown.ends_with("&connect_timeout=0"), "{shown}");
+    }
+
+    #[test]
+    fn allow_plaintext_passwords_is_a_boolean() {
+        let allowed = |url: &str| UpstreamUrl::parse(url).map(|u| u.allow_plaintext_passwords);
+        assert_eq!(allowed("postgres://h"), Ok(false));
+        assert_eq!(allowed("postgres://h?allow_plaintext_passwords=true"), Ok(true));
+        assert_eq!(allowed("postgres://h?allow_plaintext_passwords=false"), Ok(false));
+        let err = allowed("postgres://h?allow_plaintext_passwords=maybe").unwrap_err();
+        assert_eq!(err, UrlError::AllowPlaintextPasswords("maybe".into()));
+        assert!(err.to_string().contains("allow_plaintext_passwords"), "{err}");
+        let shown = UpstreamUrl::parse("postgres://h?allow_plaintext_passwords=1").unwrap().to_string();
+        assert!(shown.ends_with("&allow_plaintext_passwords=true"), "{shown}");
     }
 }
