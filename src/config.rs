@@ -14,6 +14,7 @@ use crate::duration::Written;
 use crate::proxy::auth::AuthFile;
 use crate::proxy::upstream::{Secrets, UpstreamUrl};
 
+pub use admin::{AdminArgs, AdminConfig, DEFAULT_MAX_PAUSE_LEASE};
 use file_error::toml_error;
 pub use standby::StandbyConfig;
 pub use unix::UnixListenConfig;
@@ -92,6 +93,8 @@ pub struct ProxyArgs {
     /// (seconds, or 500ms, 30s, 2m).
     #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_flag)]
     pub max_standby_lag: Option<Duration>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
 }
 
 /// The file form of [`ProxyArgs`].
@@ -121,6 +124,13 @@ struct ProxyFile {
     listen_standby: Option<String>,
     standby_fallback: Option<String>,
     max_standby_lag: Option<Written>,
+    allowed_upstream_hosts: Option<Vec<String>>,
+    secrets_follow_readdress: Option<bool>,
+    max_pause_lease: Option<Written>,
+    admin_show_queries: Option<bool>,
+    admin_header_timeout: Option<Written>,
+    admin_body_timeout: Option<Written>,
+    admin_max_connections: Option<usize>,
     /// Generation of `active`; a reload that carries a higher one switches to it.
     generation: Option<u64>,
 }
@@ -191,6 +201,8 @@ pub struct ProxyConfig {
     pub config_path: Option<PathBuf>,
     /// The standby listener, when configured.
     pub standby: Option<StandbyConfig>,
+    /// The admin plane's limits and policies.
+    pub admin: AdminConfig,
 }
 
 impl ProxyConfig {
@@ -240,6 +252,16 @@ impl ProxyConfig {
             listen_standby: args.listen_standby.clone().or(file.listen_standby),
             standby_fallback: args.standby_fallback.clone().or(file.standby_fallback),
             max_standby_lag: args.max_standby_lag.or(file.max_standby_lag.map(|w| w.0)),
+            admin: admin::AdminKeys {
+                allowed_upstream_hosts: file.allowed_upstream_hosts,
+                secrets_follow_readdress: file.secrets_follow_readdress,
+                max_pause_lease: file.max_pause_lease.map(|w| w.0),
+                admin_show_queries: file.admin_show_queries,
+                admin_header_timeout: file.admin_header_timeout.map(|w| w.0),
+                admin_body_timeout: file.admin_body_timeout.map(|w| w.0),
+                admin_max_connections: file.admin_max_connections,
+            }
+            .under(&args.admin),
         })
     }
 
@@ -270,6 +292,7 @@ impl ProxyConfig {
             ));
         }
         let admin_token = admin::admin_token(m.admin_token_file.as_deref(), admin_listen)?;
+        let admin = AdminConfig::validate(m.admin, &upstreams)?;
         let auth = match &m.auth_file {
             Some(path) => Some(AuthFile::load(path).map_err(|e| err("auth_file", e.to_string()))?),
             None => None,
@@ -314,6 +337,7 @@ impl ProxyConfig {
             generation: m.generation.unwrap_or(1),
             config_path: m.config_path,
             standby,
+            admin,
         })
     }
 }
@@ -343,6 +367,7 @@ struct Merged {
     listen_standby: Option<String>,
     standby_fallback: Option<String>,
     max_standby_lag: Option<Duration>,
+    admin: admin::AdminKeys,
 }
 
 fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {

@@ -85,7 +85,7 @@ fn a_session_inside_a_transaction_blocks_the_pause_and_abort_resumes_traffic() {
     let blockers = answer["blockers"].as_array().expect("blockers");
     assert_eq!(blockers.len(), 1, "{answer}");
     assert_eq!(blockers[0]["state"], "in_transaction");
-    assert_eq!(blockers[0]["query"], "SELECT 'inside'");
+    assert_eq!(blockers[0]["query"], "SELECT … (15 bytes)", "the text is hidden by default");
     let pid = tx.query_value("SELECT pg_backend_pid()").unwrap().unwrap();
     assert_eq!(blockers[0]["backend_pid"].to_string(), pid);
 

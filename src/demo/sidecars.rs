@@ -1,5 +1,6 @@
 //! The demo's sidecars: `pgflip proxy` processes of this very binary, as an application's
-//! pods would run them, each with its own listener and admin API; killed when dropped.
+//! pods would run them, each with its own listener and admin API, and the admin token it
+//! made at start (which the demo's controller finds by itself); killed when dropped.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -99,7 +100,9 @@ async fn wait_ready(sidecar: &Sidecar, index: usize) -> Result<(), DemoError> {
 pub async fn active(sidecar: &Sidecar) -> Option<String> {
     let url: AdminUrl = sidecar.admin_url.parse().ok()?;
     let call = Call { method: "GET", path: "/v1/status".into(), body: None, deadline: Duration::from_secs(5) };
-    let response = send(&url, None, None, &call).await.ok()?;
+    // The sidecar made its token at start, in a file on this host the demo reads.
+    let token = crate::ctl::default_token(&url).ok()??;
+    let response = send(&url, Some(&token), None, &call).await.ok()?;
     let status: serde_json::Value = serde_json::from_slice(&response.body).ok()?;
     status["active"].as_str().map(str::to_owned)
 }

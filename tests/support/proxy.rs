@@ -270,12 +270,14 @@ impl Proxy {
         format!("host=127.0.0.1 port={} user={user} dbname={dbname} connect_timeout=10", self.port)
     }
 
-    /// `GET path` on the admin listener: (status, body).
+    /// `GET path` on the admin listener, with the admin token the proxy made at start when it
+    /// has no `admin_token` (see [`http::request`]): (status, body).
     pub fn admin_get(&self, path: &str) -> std::io::Result<(u16, String)> {
         http::request_to(self.admin_addr, "GET", path, &[], "")
     }
 
-    /// `POST path` with a JSON body on the admin listener: (status, body).
+    /// `POST path` with a JSON body on the admin listener, with the admin token the proxy made
+    /// at start when it has no `admin_token`: (status, body).
     pub fn admin_post(&self, path: &str, body: &str) -> std::io::Result<(u16, String)> {
         http::request_to(self.admin_addr, "POST", path, &[("Content-Type", "application/json")], body)
     }
@@ -292,6 +294,23 @@ impl Proxy {
     pub fn admin_post_with_token(&self, path: &str, body: &str, token: &str) -> std::io::Result<(u16, String)> {
         let auth = format!("Bearer {token}");
         http::request_to(self.admin_addr, "POST", path, &[("Authorization", auth.as_str())], body)
+    }
+
+    /// `method path` on the admin listener with no token at all: (status, body).
+    pub fn admin_without_token(&self, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+        http::request_without_token(self.admin_addr, method, path, &[], body)
+    }
+
+    /// The token the proxy made at start (it has no `admin_token`), from its file.
+    pub fn made_token(&self) -> String {
+        pgflip::admin_token::read_default(self.admin_port)
+            .expect("read the admin token file")
+            .unwrap_or_else(|| panic!("no admin token file at {}", self.made_token_path().display()))
+    }
+
+    /// Where the proxy keeps the token it made at start.
+    pub fn made_token_path(&self) -> PathBuf {
+        pgflip::admin_token::default_path(self.admin_port)
     }
 
     /// Everything the proxy wrote to stdout and stderr so far.
