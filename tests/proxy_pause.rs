@@ -130,7 +130,7 @@ fn the_lease_resumes_traffic_when_no_resume_comes() {
 #[test]
 fn bad_requests_get_clear_json_errors() {
     let proxy = ProxyBuilder::for_cluster(shared_cluster()).admin_token("s3cret").spawn();
-    let (code, text) = proxy.admin_post("/v1/pause", "{}").unwrap();
+    let (code, text) = proxy.admin_without_token("POST", "/v1/pause", "{}").unwrap();
     assert_eq!(code, 401, "{text}");
     let (code, text) = proxy.admin_post_with_token("/v1/pause", "{}", "wrong").unwrap();
     assert_eq!(code, 403, "{text}");
