@@ -24,7 +24,15 @@ pub struct Sidecar {
     /// The standby listener: read-only sessions on the upstream that is not active.
     pub standby_port: u16,
     pub admin_url: String,
+    admin_port: u16,
     _child: Child,
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        // The process is killed, not stopped: the admin token file it made is the demo's to remove.
+        let _ = std::fs::remove_file(crate::admin_token::default_path(self.admin_port));
+    }
 }
 
 /// Starts `count` sidecars serving blue, their files in `dir`, logging into
@@ -72,7 +80,7 @@ pub async fn start(
             .spawn()
             .map_err(DemoError::io("starting a sidecar"))?;
         let admin_url = format!("http://127.0.0.1:{admin_port}");
-        let sidecar = Sidecar { port, standby_port, admin_url, _child: child };
+        let sidecar = Sidecar { port, standby_port, admin_url, admin_port, _child: child };
         wait_ready(&sidecar, index).await?;
         sidecars.push(sidecar);
     }
