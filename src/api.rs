@@ -121,7 +121,8 @@ pub struct Blocker {
     pub state: String,
     /// Milliseconds in that state.
     pub age_ms: u64,
-    /// The start of the last query it sent.
+    /// The last query it sent: its first keyword and length (`UPDATE … (312 bytes)`), or
+    /// the start of its text when the sidecar runs with `admin_show_queries`.
     pub query: String,
     /// Why it cannot move, for a parked session holding state that cannot move.
     #[serde(skip_serializing_if = "Option::is_none", default)]

@@ -14,6 +14,7 @@ use crate::duration::Written;
 use crate::proxy::auth::AuthFile;
 use crate::proxy::upstream::{Secrets, UpstreamUrl};
 
+pub use admin::{AdminArgs, AdminConfig, DEFAULT_MAX_PAUSE_LEASE};
 use file_error::toml_error;
 pub use limits::ClientLimits;
 pub use standby::StandbyConfig;
@@ -107,6 +108,8 @@ pub struct ProxyArgs {
     /// not read until the session resumes [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     pub max_parked_bytes: Option<usize>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
 }
 
 /// The file form of [`ProxyArgs`].
@@ -140,6 +143,13 @@ struct ProxyFile {
     max_clients_logging_in: Option<usize>,
     max_client_connections: Option<usize>,
     max_parked_bytes: Option<usize>,
+    allowed_upstream_hosts: Option<Vec<String>>,
+    secrets_follow_readdress: Option<bool>,
+    max_pause_lease: Option<Written>,
+    admin_show_queries: Option<bool>,
+    admin_header_timeout: Option<Written>,
+    admin_body_timeout: Option<Written>,
+    admin_max_connections: Option<usize>,
     /// Generation of `active`; a reload that carries a higher one switches to it.
     generation: Option<u64>,
 }
@@ -212,6 +222,8 @@ pub struct ProxyConfig {
     pub standby: Option<StandbyConfig>,
     /// Limits on clients.
     pub client_limits: ClientLimits,
+    /// The admin plane's limits and policies.
+    pub admin: AdminConfig,
 }
 
 impl ProxyConfig {
@@ -265,6 +277,16 @@ impl ProxyConfig {
             max_clients_logging_in: args.max_clients_logging_in.or(file.max_clients_logging_in),
             max_client_connections: args.max_client_connections.or(file.max_client_connections),
             max_parked_bytes: args.max_parked_bytes.or(file.max_parked_bytes),
+            admin: admin::AdminKeys {
+                allowed_upstream_hosts: file.allowed_upstream_hosts,
+                secrets_follow_readdress: file.secrets_follow_readdress,
+                max_pause_lease: file.max_pause_lease.map(|w| w.0),
+                admin_show_queries: file.admin_show_queries,
+                admin_header_timeout: file.admin_header_timeout.map(|w| w.0),
+                admin_body_timeout: file.admin_body_timeout.map(|w| w.0),
+                admin_max_connections: file.admin_max_connections,
+            }
+            .under(&args.admin),
         })
     }
 
@@ -296,6 +318,7 @@ impl ProxyConfig {
             ));
         }
         let admin_token = admin::admin_token(m.admin_token_file.as_deref(), admin_listen)?;
+        let admin = AdminConfig::validate(m.admin, &upstreams)?;
         let auth = match &m.auth_file {
             Some(path) => Some(AuthFile::load(path).map_err(|e| err("auth_file", e.to_string()))?),
             None => None,
@@ -341,6 +364,7 @@ impl ProxyConfig {
             config_path: m.config_path,
             standby,
             client_limits,
+            admin,
         })
     }
 }
@@ -374,6 +398,7 @@ struct Merged {
     max_clients_logging_in: Option<usize>,
     max_client_connections: Option<usize>,
     max_parked_bytes: Option<usize>,
+    admin: admin::AdminKeys,
 }
 
 fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {

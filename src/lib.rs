@@ -8,11 +8,13 @@
 //! - [`controller`]: `pgflip cutover`, the runbook from snapshot to promote.
 //! - [`demo`]: `pgflip demo`, the runbook on throwaway local clusters.
 //! - [`api`]: JSON types of the admin API.
+//! - [`admin_token`]: the admin token the sidecar makes when none is configured, and where its clients find it.
 //! - [`tls`]: TLS set-up the sidecar and the controller share (rustls, `ring`).
 //! - [`duration`]: durations as written in files and flags (`5`, `"500ms"`, `"2m"`).
 //! - [`telemetry`]: tracing setup.
 #![forbid(unsafe_code)]
 
+pub mod admin_token;
 pub mod api;
 pub mod config;
 pub mod controller;

@@ -148,6 +148,21 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             let admin_scheme = if config.admin_tls.is_some() { "https" } else { "http" };
             println!("admin_listen  {} ({admin_scheme})", config.admin_listen);
+            match &config.admin_token {
+                Some(_) => println!("admin token   admin_token_file"),
+                None => println!(
+                    "admin token   made at start, in {}",
+                    pgflip::admin_token::default_path(config.admin_listen.port()).display()
+                ),
+            }
+            let admin = &config.admin;
+            println!(
+                "admin limits  upstream hosts {}; max pause lease {}; query text {}; {} connections",
+                admin.allowed_upstream_hosts,
+                pgflip::duration::display(admin.max_pause_lease),
+                if admin.show_queries { "shown" } else { "hidden" },
+                admin.max_connections
+            );
             for (name, url) in &config.upstreams {
                 let mark = if *name == config.active { " (active)" } else { "" };
                 println!("upstream      {name} = {url}{mark}");

@@ -90,6 +90,7 @@ fn second_database(fleet: &Fleet, plan: &Path) -> (support::Proxy, PathBuf) {
         .upstream("blue", &url(&fleet.blue))
         .upstream("green", &url(&fleet.green))
         .active("blue")
+        .admin_token(flip_support::ADMIN_TOKEN)
         .spawn();
     let dir = fleet.dir.path().join("second");
     std::fs::create_dir(&dir).expect("second plan's directory");

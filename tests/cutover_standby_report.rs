@@ -46,6 +46,7 @@ fn standby_sidecar(fleet: &Fleet) -> Proxy {
         .upstream("blue", &url(fleet.blue.port()))
         .upstream("green", &url(fleet.green.port()))
         .active("blue")
+        .admin_token(ADMIN_TOKEN)
         .arg("--listen-standby")
         .arg(&format!("127.0.0.1:{}", support::free_port()))
         .spawn()

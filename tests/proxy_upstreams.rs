@@ -30,10 +30,10 @@ fn an_upstream_is_added_then_replaced() {
     let names: Vec<String> = upstreams(&proxy).iter().map(|u| u["name"].as_str().unwrap().to_owned()).collect();
     assert_eq!(names, ["blue", "green"]);
 
-    let (code, answer) = put(&proxy, "green", r#"{"url": "postgres://postgres@localhost:6999/x", "generation": 1}"#);
+    let (code, answer) = put(&proxy, "green", r#"{"url": "postgres://postgres@127.0.0.1:6999/x", "generation": 1}"#);
     assert_eq!(code, 200, "{answer}");
     assert_eq!(answer["created"], false);
-    assert_eq!(answer["upstream"]["address"], "localhost:6999");
+    assert_eq!(answer["upstream"]["address"], "127.0.0.1:6999");
 }
 
 #[test]
@@ -59,7 +59,11 @@ fn invalid_upstreams_are_refused_with_the_reason() {
     for (name, body, expect) in [
         ("green", r#"{"url": "mysql://h"}"#, "postgres://"),
         ("green", r#"{"url": "postgres://h?sslmode=verify-full"}"#, "sslrootcert"),
-        ("green", r#"{"url": "postgres://h?sslmode=verify-full&sslrootcert=/no/such/ca.pem"}"#, "/no/such/ca.pem"),
+        (
+            "green",
+            r#"{"url": "postgres://127.0.0.1?sslmode=verify-full&sslrootcert=/no/such/ca.pem"}"#,
+            "/no/such/ca.pem",
+        ),
         ("gr%20een", r#"{"url": "postgres://h"}"#, "upstream name"),
         ("green", r#"{"uri": "postgres://h"}"#, "unknown field"),
         ("green", "[1, 2", "invalid JSON"),

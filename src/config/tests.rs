@@ -208,3 +208,57 @@ fn client_limits_have_defaults_file_keys_and_flags() {
         assert_eq!(e.key, key, "{text}: {e}");
     }
 }
+
+#[test]
+fn admin_plane_keys_have_defaults_file_keys_and_flags_over_them() {
+    let c = ProxyConfig::load(&args(&["blue=postgres://app@db.internal:5432/db"])).unwrap();
+    assert_eq!(c.admin_token, None, "made at start");
+    let admin = c.admin;
+    assert_eq!(admin.allowed_upstream_hosts.to_string(), "db.internal", "the configured upstreams' hosts");
+    assert!(!admin.secrets_follow_readdress && !admin.show_queries);
+    assert_eq!(admin.max_pause_lease, Duration::from_secs(300));
+    assert_eq!((admin.header_timeout, admin.body_timeout), (Duration::from_secs(10), Duration::from_secs(10)));
+    assert_eq!(admin.max_connections, 64);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(
+        &path,
+        "allowed_upstream_hosts = [\"green.internal\", \"10.0.0.0/8\"]\nsecrets_follow_readdress = true\n\
+         max_pause_lease = \"2m\"\nadmin_show_queries = true\nadmin_header_timeout = \"3s\"\n\
+         admin_body_timeout = 4\nadmin_max_connections = 8\n[upstream]\nblue = \"postgres://b\"\n",
+    )
+    .unwrap();
+    let mut a = ProxyArgs { config: Some(path.clone()), ..ProxyArgs::default() };
+    let admin = ProxyConfig::load(&a).unwrap().admin;
+    assert_eq!(admin.allowed_upstream_hosts.to_string(), "green.internal, 10.0.0.0/8");
+    assert!(admin.secrets_follow_readdress && admin.show_queries);
+    assert_eq!(admin.max_pause_lease, Duration::from_secs(120));
+    assert_eq!((admin.header_timeout, admin.body_timeout), (Duration::from_secs(3), Duration::from_secs(4)));
+    assert_eq!(admin.max_connections, 8);
+    a.admin.allowed_upstream_hosts = Some(vec!["192.0.2.7".into()]);
+    a.admin.max_pause_lease = Some(Duration::from_secs(60));
+    a.admin.admin_max_connections = Some(2);
+    let admin = ProxyConfig::load(&a).unwrap().admin;
+    assert_eq!(admin.allowed_upstream_hosts.to_string(), "192.0.2.7");
+    assert_eq!((admin.max_pause_lease, admin.max_connections), (Duration::from_secs(60), 2));
+
+    for (change, key) in [
+        (
+            &(|a: &mut ProxyArgs| a.admin.allowed_upstream_hosts = Some(vec!["10.0.0.0/40".into()]))
+                as &dyn Fn(&mut ProxyArgs),
+            "allowed_upstream_hosts",
+        ),
+        (&|a: &mut ProxyArgs| a.admin.max_pause_lease = Some(Duration::ZERO), "max_pause_lease"),
+        (&|a: &mut ProxyArgs| a.admin.admin_header_timeout = Some(Duration::from_secs(90_000)), "admin_header_timeout"),
+        (&|a: &mut ProxyArgs| a.admin.admin_body_timeout = Some(Duration::ZERO), "admin_body_timeout"),
+        (&|a: &mut ProxyArgs| a.admin.admin_max_connections = Some(0), "admin_max_connections"),
+    ] {
+        let mut bad = args(&["blue=postgres://b"]);
+        change(&mut bad);
+        assert_eq!(ProxyConfig::load(&bad).unwrap_err().key, key);
+    }
+    std::fs::write(&path, "allowed_upstream_hosts = \"10.0.0.1\"\n[upstream]\nblue = \"postgres://b\"\n").unwrap();
+    let e = ProxyConfig::load(&ProxyArgs { config: Some(path), ..ProxyArgs::default() }).unwrap_err();
+    assert_eq!(e.key, "allowed_upstream_hosts", "a list, not a string: {e}");
+}

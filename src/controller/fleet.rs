@@ -38,11 +38,22 @@ pub struct SidecarError {
     pub message: String,
 }
 
+/// The admin token the sidecars are called with.
+#[derive(Debug, Clone)]
+enum Token {
+    /// `[cutover] admin_token_file`: one token for every sidecar.
+    Plan(String),
+    /// No token file in the plan: each sidecar on this host is called with the token it
+    /// made at start ([`crate::admin_token`]), read at every call (a restarted sidecar has
+    /// a new one); others with none.
+    MadeBySidecars,
+}
+
 /// Every sidecar of the plan and how to call them.
 #[derive(Debug, Clone)]
 pub struct Fleet {
     pub sidecars: Vec<Sidecar>,
-    token: Option<String>,
+    token: Token,
     /// The CA of `https` admin APIs (`[cutover] sidecar_ca_file`).
     tls: Option<AdminTls>,
     parallel: usize,
@@ -76,10 +87,10 @@ impl Fleet {
         sidecars.sort_by_key(|s| s.url.to_string());
         sidecars.dedup_by(|a, b| a.url == b.url);
         let token = match &section.admin_token_file {
-            Some(path) => Some(
+            Some(path) => Token::Plan(
                 ctl::read_token(path).map_err(|e| CutoverError::Refused(format!("[cutover] admin_token_file: {e}")))?,
             ),
-            None => None,
+            None => Token::MadeBySidecars,
         };
         let tls = match &section.sidecar_ca_file {
             Some(path) => Some(
@@ -151,7 +162,7 @@ impl Fleet {
     }
 
     fn bound<'a>(&'a self, sidecar: &'a Sidecar) -> Bound<'a> {
-        Bound { sidecar, token: self.token.as_deref(), tls: self.tls.as_ref() }
+        Bound { sidecar, token: &self.token, tls: self.tls.as_ref() }
     }
 
     /// Runs `call` on every sidecar, at most `parallel` at once; results in sidecar order.
@@ -177,8 +188,18 @@ impl Fleet {
 #[derive(Clone, Copy)]
 struct Bound<'a> {
     sidecar: &'a Sidecar,
-    token: Option<&'a str>,
+    token: &'a Token,
     tls: Option<&'a AdminTls>,
+}
+
+impl Bound<'_> {
+    /// The token for this sidecar: the plan's, or the one it made, when it is on this host.
+    fn token(&self) -> Result<Option<String>, String> {
+        match self.token {
+            Token::Plan(token) => Ok(Some(token.clone())),
+            Token::MadeBySidecars => ctl::default_token(&self.sidecar.url).map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// Awaits every future concurrently, keeping their order.
@@ -219,7 +240,9 @@ async fn send(
         (Some(tls), Some(name)) => Some(tls.for_name(name)),
         (tls, _) => tls.cloned(),
     };
-    let answer = ctl::send(&s.sidecar.url, s.token, tls.as_ref(), &call).await.map_err(|e| fail(e.to_string()))?;
+    let token = s.token().map_err(fail)?;
+    let answer =
+        ctl::send(&s.sidecar.url, token.as_deref(), tls.as_ref(), &call).await.map_err(|e| fail(e.to_string()))?;
     debug!(sidecar = %s.sidecar, method, path = %call.path, status = answer.status, "sidecar answered");
     if !(200..300).contains(&answer.status) {
         let reason = serde_json::from_slice::<serde_json::Value>(&answer.body)

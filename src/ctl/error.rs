@@ -48,6 +48,8 @@ pub enum CtlError {
     EmptyToken { path: PathBuf },
     #[error("the admin token file {} holds more than one line; it must hold only the token", path.display())]
     MultilineToken { path: PathBuf },
+    #[error("{0}")]
+    DefaultToken(#[from] crate::admin_token::TokenFileError),
     #[error("encoding JSON: {0}")]
     Encode(#[from] serde_json::Error),
     #[error("starting the async runtime: {0}")]

@@ -53,7 +53,9 @@ pub struct CtlArgs {
     /// For an https admin URL: the CA file (PEM) that signs the sidecar's admin certificate.
     #[arg(long, env = "PGFLIP_ADMIN_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
-    /// File holding the admin token, sent as `Authorization: Bearer <token>`.
+    /// File holding the admin token, sent as `Authorization: Bearer <token>`. Without it,
+    /// for a loopback URL: the token a sidecar on this host made for that port, if any
+    /// ($XDG_RUNTIME_DIR/pgflip/admin-PORT.token, else /tmp/pgflip-UID/admin-PORT.token).
     #[arg(long, env = "PGFLIP_ADMIN_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     #[command(subcommand)]
@@ -297,7 +299,10 @@ pub fn run(args: CtlArgs) -> u8 {
 
 /// Sends the call, prints the answer, and says which exit code it deserves.
 pub async fn execute(args: &CtlArgs) -> Result<u8, CtlError> {
-    let token = args.token_file.as_deref().map(read_token).transpose()?;
+    let token = match args.token_file.as_deref() {
+        Some(path) => Some(read_token(path)?),
+        None => default_token(&args.admin_url)?,
+    };
     let call = args.action.call()?;
     let tls = args.ca_file.as_deref().map(AdminTls::from_ca_file).transpose()?;
     let answer = http::send(&args.admin_url, token.as_deref(), tls.as_ref(), &call).await?;
@@ -312,7 +317,23 @@ pub async fn execute(args: &CtlArgs) -> Result<u8, CtlError> {
         return Ok(EXIT_OK);
     }
     eprintln!("pgflip ctl: {} {} answered {}", call.method, call.path, answer.status_line());
+    if answer.status == 401 && token.is_none() {
+        eprintln!(
+            "pgflip ctl: no admin token was sent: give --token-file FILE (the sidecar's admin_token_file); a sidecar \
+             without one keeps the token it made in {} on its host, readable by its user",
+            crate::admin_token::default_path(args.admin_url.port).display()
+        );
+    }
     Ok(EXIT_REFUSED)
+}
+
+/// Without `--token-file`, the token a sidecar on this host made for the URL's port, when
+/// the URL is a loopback one and the file is there.
+pub fn default_token(url: &AdminUrl) -> Result<Option<String>, CtlError> {
+    if !crate::admin_token::is_loopback_host(&url.host) {
+        return Ok(None);
+    }
+    Ok(crate::admin_token::read_default(url.port)?)
 }
 
 /// The token in `path`, without surrounding whitespace.

@@ -1,5 +1,6 @@
 //! The demo's sidecars: `pgflip proxy` processes of this very binary, as an application's
-//! pods would run them, each with its own listener and admin API; killed when dropped.
+//! pods would run them, each with its own listener and admin API, and the admin token it
+//! made at start (which the demo's controller finds by itself); killed when dropped.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,7 +24,15 @@ pub struct Sidecar {
     /// The standby listener: read-only sessions on the upstream that is not active.
     pub standby_port: u16,
     pub admin_url: String,
+    admin_port: u16,
     _child: Child,
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        // The process is killed, not stopped: the admin token file it made is the demo's to remove.
+        let _ = std::fs::remove_file(crate::admin_token::default_path(self.admin_port));
+    }
 }
 
 /// Starts `count` sidecars serving blue, their files in `dir`, logging into
@@ -71,7 +80,7 @@ pub async fn start(
             .spawn()
             .map_err(DemoError::io("starting a sidecar"))?;
         let admin_url = format!("http://127.0.0.1:{admin_port}");
-        let sidecar = Sidecar { port, standby_port, admin_url, _child: child };
+        let sidecar = Sidecar { port, standby_port, admin_url, admin_port, _child: child };
         wait_ready(&sidecar, index).await?;
         sidecars.push(sidecar);
     }
@@ -99,7 +108,9 @@ async fn wait_ready(sidecar: &Sidecar, index: usize) -> Result<(), DemoError> {
 pub async fn active(sidecar: &Sidecar) -> Option<String> {
     let url: AdminUrl = sidecar.admin_url.parse().ok()?;
     let call = Call { method: "GET", path: "/v1/status".into(), body: None, deadline: Duration::from_secs(5) };
-    let response = send(&url, None, None, &call).await.ok()?;
+    // The sidecar made its token at start, in a file on this host the demo reads.
+    let token = crate::ctl::default_token(&url).ok()??;
+    let response = send(&url, Some(&token), None, &call).await.ok()?;
     let status: serde_json::Value = serde_json::from_slice(&response.body).ok()?;
     status["active"].as_str().map(str::to_owned)
 }

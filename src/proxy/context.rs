@@ -12,7 +12,7 @@ use crate::proxy::auth::AuthFile;
 use crate::proxy::cancel::CancelMap;
 use crate::proxy::metrics::Metrics;
 use crate::proxy::switch::{Gate, SessionTable};
-use crate::proxy::upstream::{Login, Registry, Secrets, Upstream};
+use crate::proxy::upstream::{Login, Registry, SecretScope, Secrets, Upstream};
 
 /// Per-session limits.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +29,8 @@ pub struct Limits {
 pub struct ProxyContext {
     pub registry: Registry,
     pub secrets: Secrets,
+    /// Where the secrets file's passwords may be sent (`secrets_follow_readdress`).
+    pub secret_scope: SecretScope,
     pub auth: Option<AuthFile>,
     pub tls_acceptor: Option<TlsAcceptor>,
     pub cancels: Arc<CancelMap>,
@@ -36,6 +38,8 @@ pub struct ProxyContext {
     pub limits: Limits,
     /// Custom setting names every session's capture reads (`track_setting`).
     pub track_settings: Vec<String>,
+    /// Whether the admin API shows the text of the sessions' queries (`admin_show_queries`).
+    pub show_queries: bool,
     /// The upstream a coming switch moves to, and the round number of the request: sessions
     /// open their connection to it while their traffic still flows.
     pub prewarm: std::sync::Mutex<Option<(Arc<Upstream>, u64)>>,
@@ -77,12 +81,14 @@ impl ProxyContext {
         ProxyContext {
             registry,
             secrets,
+            secret_scope: SecretScope::default(),
             auth,
             tls_acceptor,
             cancels: Arc::default(),
             metrics,
             limits,
             track_settings: Vec::new(),
+            show_queries: false,
             last_switch: std::sync::Mutex::new(None),
             prewarm: std::sync::Mutex::new(None),
             prewarm_rounds: Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -98,10 +104,12 @@ impl ProxyContext {
     }
 
     /// The login a client user gets on `upstream`: the secrets file's password for that
-    /// user if it names one; else the URL's user and password if the URL has a user;
+    /// user if it names one and the upstream still points where it was configured to (see
+    /// [`SecretScope`]); else the URL's user and password if the URL has a user;
     /// else the client's user with no password.
     pub fn login_for(&self, upstream: &Upstream, client_user: &str) -> Login {
-        if let Some(password) = self.secrets.password(&upstream.name, client_user) {
+        let secret = self.secrets.password(&upstream.name, client_user).filter(|_| self.secret_scope.allows(upstream));
+        if let Some(password) = secret {
             return Login { user: client_user.to_owned(), password: Some(password.to_owned()) };
         }
         match &upstream.url.user {

@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::admin_token::{self, MadeToken, TokenFileError};
 use crate::config::ProxyConfig;
-use crate::proxy::admin::{self, AdminState};
+use crate::proxy::admin::{self, AdminMetrics, AdminState};
 use crate::proxy::context::{Limits, ProxyContext};
 use crate::proxy::metrics::Metrics;
 use crate::proxy::peer::Peer;
@@ -23,7 +24,7 @@ use crate::proxy::standby::{self, Listener, Standby};
 use crate::proxy::stream::Handover;
 use crate::proxy::tls::{self, TlsConfigError};
 use crate::proxy::unix_socket::{UnixSocket, UnixSocketError};
-use crate::proxy::upstream::{Registry, Upstream, UpstreamConfigError};
+use crate::proxy::upstream::{Registry, SecretScope, Upstream, UpstreamConfigError};
 use crate::proxy::workers::Workers;
 
 /// Why the proxy could not start.
@@ -41,6 +42,8 @@ pub enum ProxyError {
     Metrics(#[from] prometheus::Error),
     #[error("starting worker threads: {0}")]
     Workers(std::io::Error),
+    #[error("the admin token: {0}")]
+    AdminToken(#[from] TokenFileError),
 }
 
 /// How long sessions still open when the grace period ends get to read their 57P01.
@@ -75,6 +78,11 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
         limits,
     );
     ctx.track_settings = config.track_settings.clone();
+    ctx.show_queries = config.admin.show_queries;
+    ctx.secret_scope = SecretScope::new(
+        config.upstreams.iter().map(|(name, url)| (name.as_str(), url)),
+        config.admin.secrets_follow_readdress,
+    );
     ctx.standby = config.standby.clone().map(Standby::new);
     let ctx = Arc::new(ctx);
 
@@ -102,8 +110,32 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
         "pgflip proxy serving"
     );
 
+    // Made once the port is ours, so that a sidecar that failed to bind leaves the file of
+    // the one that holds it alone; removed when `_made_token` drops, as the proxy stops.
+    let admin_port = admin_listener.local_addr().map_or(config.admin_listen.port(), |addr| addr.port());
+    let (token, _made_token) = match &config.admin_token {
+        Some(token) => {
+            admin_token::remove_stale(admin_port);
+            (token.clone(), None)
+        }
+        None => {
+            let made = MadeToken::create(admin_port)?;
+            info!(
+                path = %made.path.display(),
+                "admin token made (no admin_token_file): `pgflip ctl` on this host as this user reads it by itself"
+            );
+            (made.token.clone(), Some(made))
+        }
+    };
     let admin_stop = CancellationToken::new();
-    let admin_state = Arc::new(AdminState { ctx: ctx.clone(), registry, token: config.admin_token.clone() });
+    let admin_metrics = AdminMetrics::register(&registry)?;
+    let admin_state = Arc::new(AdminState {
+        ctx: ctx.clone(),
+        registry,
+        token,
+        config: config.admin.clone(),
+        metrics: admin_metrics,
+    });
     let admin_tls = match &config.admin_tls {
         Some((cert, key)) => Some(TlsAcceptor::from(tls::admin_server(cert, key)?)),
         None => None,

@@ -58,6 +58,9 @@ async fn apply(path: &std::path::Path, ctx: &Arc<ProxyContext>) {
     for (name, url) in target.upstreams {
         match Upstream::new(&name, url) {
             Ok(upstream) => {
+                // The config file is trusted as at start: the secrets file's passwords go to
+                // the addresses it gives.
+                ctx.secret_scope.configure(&name, &upstream.url);
                 ctx.registry.upsert(upstream);
             }
             Err(e) => warn!(error = %e, "upstream from the config file not applied"),

@@ -60,6 +60,7 @@ impl Fleet {
                     .upstream("blue", &url(&blue))
                     .upstream("green", &url(&green))
                     .active("blue")
+                    .admin_token(ADMIN_TOKEN)
                     .spawn()
             })
             .collect();

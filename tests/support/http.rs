@@ -6,6 +6,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// Sends one request to 127.0.0.1:`port` with `Connection: close` and returns (status, body).
+/// Without an `Authorization` header among `headers`, it carries the admin token a sidecar
+/// on that port made at start (as `pgflip ctl` does), when there is one.
 pub fn request(
     port: u16,
     method: &str,
@@ -18,6 +20,24 @@ pub fn request(
 
 /// [`request`] to any address.
 pub fn request_to(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    if headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("authorization")) {
+        return request_without_token(addr, method, path, headers, body);
+    }
+    let made = pgflip::admin_token::read_default(addr.port()).map_err(std::io::Error::other)?;
+    let auth = made.map(|token| format!("Bearer {token}"));
+    let mut all = headers.to_vec();
+    all.extend(auth.as_deref().map(|auth| ("Authorization", auth)));
+    request_without_token(addr, method, path, &all, body)
+}
+
+/// [`request_to`] with exactly `headers`: no admin token unless they carry one.
+pub fn request_without_token(
     addr: SocketAddr,
     method: &str,
     path: &str,

@@ -165,7 +165,8 @@ impl ProxyBuilder {
             let child = self.command(dir.path(), port, admin_port).spawn().expect("spawn pgflip proxy");
             let admin_ip = self.admin_host.as_deref().and_then(|h| h.parse().ok()).unwrap_or([127, 0, 0, 1].into());
             let admin_addr = std::net::SocketAddr::new(admin_ip, admin_port);
-            let mut proxy = Proxy { child, dir, port, admin_port, admin_addr, status: None };
+            let admin_token = self.admin_token.clone();
+            let mut proxy = Proxy { child, dir, port, admin_port, admin_addr, admin_token, status: None };
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 if let Some(status) = proxy.child.try_wait().expect("try_wait") {
@@ -220,6 +221,8 @@ pub struct Proxy {
     admin_port: u16,
     /// The admin API's address (its host is 127.0.0.1 unless the builder said otherwise).
     admin_addr: std::net::SocketAddr,
+    /// The builder's `admin_token`; without one the proxy makes its own at start.
+    admin_token: Option<String>,
     status: Option<ExitStatus>,
 }
 
@@ -270,14 +273,21 @@ impl Proxy {
         format!("host=127.0.0.1 port={} user={user} dbname={dbname} connect_timeout=10", self.port)
     }
 
-    /// `GET path` on the admin listener: (status, body).
+    /// `GET path` on the admin listener with the proxy's admin token: the builder's, or the
+    /// one it made at start (see [`http::request`]): (status, body).
     pub fn admin_get(&self, path: &str) -> std::io::Result<(u16, String)> {
-        http::request_to(self.admin_addr, "GET", path, &[], "")
+        let auth = self.admin_token.as_ref().map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = auth.iter().map(|auth| ("Authorization", auth.as_str())).collect();
+        http::request_to(self.admin_addr, "GET", path, &headers, "")
     }
 
-    /// `POST path` with a JSON body on the admin listener: (status, body).
+    /// `POST path` with a JSON body on the admin listener with the proxy's admin token (the
+    /// builder's, or the one it made at start): (status, body).
     pub fn admin_post(&self, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-        http::request_to(self.admin_addr, "POST", path, &[("Content-Type", "application/json")], body)
+        let auth = self.admin_token.as_ref().map(|token| format!("Bearer {token}"));
+        let mut headers = vec![("Content-Type", "application/json")];
+        headers.extend(auth.iter().map(|auth| ("Authorization", auth.as_str())));
+        http::request_to(self.admin_addr, "POST", path, &headers, body)
     }
 
     /// `POST path` whose answer is JSON: (status, the answer parsed); panics when the call
@@ -292,6 +302,23 @@ impl Proxy {
     pub fn admin_post_with_token(&self, path: &str, body: &str, token: &str) -> std::io::Result<(u16, String)> {
         let auth = format!("Bearer {token}");
         http::request_to(self.admin_addr, "POST", path, &[("Authorization", auth.as_str())], body)
+    }
+
+    /// `method path` on the admin listener with no token at all: (status, body).
+    pub fn admin_without_token(&self, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+        http::request_without_token(self.admin_addr, method, path, &[], body)
+    }
+
+    /// The token the proxy made at start (it has no `admin_token`), from its file.
+    pub fn made_token(&self) -> String {
+        pgflip::admin_token::read_default(self.admin_port)
+            .expect("read the admin token file")
+            .unwrap_or_else(|| panic!("no admin token file at {}", self.made_token_path().display()))
+    }
+
+    /// Where the proxy keeps the token it made at start.
+    pub fn made_token_path(&self) -> PathBuf {
+        pgflip::admin_token::default_path(self.admin_port)
     }
 
     /// Everything the proxy wrote to stdout and stderr so far.

@@ -17,7 +17,9 @@ pub struct CutoverSection {
     pub sidecars_dns: Option<String>,
     /// The nameserver (`IP:PORT`) asked for `sidecars_dns`; `None`: the system's resolver.
     pub sidecars_dns_server: Option<std::net::SocketAddr>,
-    /// A file holding the sidecars' admin bearer token.
+    /// A file holding the sidecars' admin bearer token. Without it, each sidecar on this
+    /// host (a loopback URL) is called with the token it made at start
+    /// ([`crate::admin_token`]), and the others with none.
     pub admin_token_file: Option<PathBuf>,
     /// The CA file (PEM) that signs the sidecars' admin certificates, for `https` sidecar
     /// URLs (and, when given, the sidecars `sidecars_dns` finds, checked for that name).

@@ -1,8 +1,14 @@
 //! The mutating admin routes: `POST /v1/pause`, `POST /v1/resume`, `POST /v1/switch`,
-//! `PUT /v1/upstreams/{name}` and `PUT /v1/standby`, with their JSON bodies, the generation check, and one audit
-//! event per call.
+//! `PUT /v1/upstreams/{name}` and `PUT /v1/standby`, with their JSON bodies, the generation
+//! check, and one audit event per call.
+//!
+//! Once its body is read, a call runs in a task of its own that the handler awaits: hyper
+//! drops the handler when the caller goes away (a timed-out `pgflip ctl`, Ctrl-C), and a
+//! pause or switch dropped half-way would leave the gate closed until its lease ends and
+//! the switch's pre-warm never withdrawn.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Limited};
@@ -11,54 +17,83 @@ use hyper::{Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use tracing::info;
 
-use super::{error, json, upstream_status, AdminState, Body};
+use super::limits::Rejection;
+use super::{error, json, AdminState, Body};
 use crate::api::{
-    ErrorBody, OnTimeout, OnUnmovable, PauseRequest, PauseResponse, PutUpstreamRequest, PutUpstreamResponse,
-    ResumeRequest, ResumeResponse, SwitchReport, SwitchRequest, SwitchResponse, SwitchTimings,
+    ErrorBody, OnTimeout, OnUnmovable, PauseRequest, PauseResponse, PutUpstreamRequest, ResumeRequest, ResumeResponse,
+    StandbyReport, SwitchReport, SwitchRequest, SwitchResponse, SwitchTimings,
 };
 use crate::proxy::switch::{self, PauseOptions, SwitchError, SwitchOptions};
-use crate::proxy::upstream::{check_name, Upstream, UpstreamUrl};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
 const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
+/// The lease of a pause that names none (or `max_pause_lease`, when shorter).
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
-/// Longest lease or drain a request may ask for.
-const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+/// A mutating call with its body read.
+enum Call {
+    Pause(PauseRequest),
+    Switch(SwitchRequest),
+    Resume(ResumeRequest),
+    Standby(StandbyReport),
+    PutUpstream { name: String, body: PutUpstreamRequest },
+}
 
 /// Runs a mutating route and logs its audit event.
-pub async fn handle(state: &AdminState, peer: SocketAddr, path: &str, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(state: &Arc<AdminState>, peer: SocketAddr, path: &str, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
-    let resp = match path {
-        "/v1/pause" => match read_json::<PauseRequest>(req).await {
-            Ok(body) => pause(state, body).await,
-            Err(resp) => resp,
-        },
-        "/v1/switch" => match read_json::<SwitchRequest>(req).await {
-            Ok(body) => switch(state, body, started).await,
-            Err(resp) => resp,
-        },
-        "/v1/resume" => match read_json::<ResumeRequest>(req).await {
-            Ok(body) => resume(state, body),
-            Err(resp) => resp,
-        },
-        "/v1/standby" => match read_json::<Option<crate::api::StandbyReport>>(req).await {
-            Ok(Some(body)) => super::standby::put(state, body),
-            Ok(None) => error(
+    let call = match read_call(state, path, req).await {
+        Ok(call) => call,
+        Err(resp) => {
+            audit(state, peer, path, &resp, started);
+            return resp;
+        }
+    };
+    let task_state = state.clone();
+    let task_path = path.to_owned();
+    let task = tokio::spawn(async move {
+        let resp = call.run(&task_state, started).await;
+        audit(&task_state, peer, &task_path, &resp, started);
+        resp
+    });
+    task.await.unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("the admin call failed: {e}")))
+}
+
+/// The call `path` names, with its body.
+async fn read_call(state: &AdminState, path: &str, req: Request<Incoming>) -> Result<Call, Response<Body>> {
+    Ok(match path {
+        "/v1/pause" => Call::Pause(read_json(state, req).await?),
+        "/v1/switch" => Call::Switch(read_json(state, req).await?),
+        "/v1/resume" => Call::Resume(read_json(state, req).await?),
+        "/v1/standby" => match read_json::<Option<StandbyReport>>(state, req).await? {
+            Some(report) => Call::Standby(report),
+            None => return Err(error(
                 StatusCode::BAD_REQUEST,
                 r#"the body must be {"upstream": NAME, "state": "replicating"|"fenced"|"retired", "lag_seconds": N}"#
                     .into(),
-            ),
-            Err(resp) => resp,
+            )),
         },
         _ => {
             let name = path.trim_start_matches("/v1/upstreams/").to_owned();
-            match read_json::<PutUpstreamRequest>(req).await {
-                Ok(body) => put_upstream(state, &name, body),
-                Err(resp) => resp,
-            }
+            Call::PutUpstream { name, body: read_json(state, req).await? }
         }
-    };
+    })
+}
+
+impl Call {
+    async fn run(self, state: &Arc<AdminState>, started: Instant) -> Response<Body> {
+        match self {
+            Call::Pause(body) => pause(state, body).await,
+            Call::Switch(body) => switch(state, body, started).await,
+            Call::Resume(body) => resume(state, body),
+            Call::Standby(report) => super::standby::put(state, report),
+            Call::PutUpstream { name, body } => super::upstreams::put(state, &name, body),
+        }
+    }
+}
+
+fn audit(state: &AdminState, peer: SocketAddr, path: &str, resp: &Response<Body>, started: Instant) {
     info!(
         target: "pgflip::audit",
         peer = %peer,
@@ -68,7 +103,6 @@ pub async fn handle(state: &AdminState, peer: SocketAddr, path: &str, req: Reque
         duration_ms = started.elapsed().as_millis() as u64,
         "admin call"
     );
-    resp
 }
 
 async fn pause(state: &AdminState, body: PauseRequest) -> Response<Body> {
@@ -76,10 +110,11 @@ async fn pause(state: &AdminState, body: PauseRequest) -> Response<Body> {
     if let Some(resp) = stale_generation(state, body.generation) {
         return resp;
     }
-    let mut options = match pause_options(body.drain_timeout_ms, body.lease_ms, body.on_timeout, body.on_unmovable) {
-        Ok(options) => options,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
-    };
+    let mut options =
+        match pause_options(state, body.drain_timeout_ms, body.lease_ms, body.on_timeout, body.on_unmovable) {
+            Ok(options) => options,
+            Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        };
     match (&body.to, body.to_lacks) {
         (Some(to), lacks) => match ctx.registry.get(to) {
             Some(upstream) => (options.to, options.to_lacks) = (Some(upstream), lacks.map(std::sync::Arc::new)),
@@ -122,7 +157,7 @@ async fn pause(state: &AdminState, body: PauseRequest) -> Response<Body> {
 }
 
 async fn switch(state: &AdminState, body: SwitchRequest, started: Instant) -> Response<Body> {
-    let pause = match pause_options(body.drain_timeout_ms, body.lease_ms, body.on_timeout, body.on_unmovable) {
+    let pause = match pause_options(state, body.drain_timeout_ms, body.lease_ms, body.on_timeout, body.on_unmovable) {
         Ok(pause) => pause,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
@@ -210,49 +245,33 @@ fn resume(state: &AdminState, body: ResumeRequest) -> Response<Body> {
     )
 }
 
-fn put_upstream(state: &AdminState, name: &str, body: PutUpstreamRequest) -> Response<Body> {
-    if let Some(resp) = stale_generation(state, body.generation) {
-        return resp;
-    }
-    if let Err(e) = check_name(name) {
-        return error(StatusCode::BAD_REQUEST, e);
-    }
-    let url = match UpstreamUrl::parse(&body.url) {
-        Ok(url) => url,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("url {e}")),
-    };
-    let upstream = match Upstream::new(name, url) {
-        Ok(upstream) => upstream,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let ctx = &state.ctx;
-    let created = ctx.registry.upsert(upstream);
-    let snapshot = ctx.registry.snapshot();
-    ctx.metrics.set_active(snapshot.upstreams.iter().map(|u| &u.name), &snapshot.active, snapshot.generation);
-    let Some(stored) = snapshot.upstreams.iter().find(|u| u.name == name) else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("upstream {name:?} vanished after being stored"));
-    };
-    info!(upstream = name, address = %stored.url.address(), created, "upstream registered");
-    json(
-        if created { StatusCode::CREATED } else { StatusCode::OK },
-        &PutUpstreamResponse {
-            upstream: upstream_status(stored, &snapshot.active),
-            created,
-            generation: snapshot.generation,
-        },
-    )
-}
-
+/// The pause a request asks for; the reason (naming `max_pause_lease` when it asks for
+/// more) for a 400 otherwise.
 fn pause_options(
+    state: &AdminState,
     drain_timeout_ms: Option<u64>,
     lease_ms: Option<u64>,
     on_timeout: Option<OnTimeout>,
     on_unmovable: Option<OnUnmovable>,
 ) -> Result<PauseOptions, String> {
-    let drain = Duration::from_millis(drain_timeout_ms.unwrap_or(DEFAULT_DRAIN.as_millis() as u64));
-    let lease = Duration::from_millis(lease_ms.unwrap_or(DEFAULT_LEASE.as_millis() as u64));
-    if drain > MAX_WAIT || lease > MAX_WAIT || lease.is_zero() {
-        return Err("drain_timeout_ms and lease_ms must be at most 3600000, and lease_ms above 0".into());
+    let max = state.config.max_pause_lease;
+    let drain = drain_timeout_ms.map_or(DEFAULT_DRAIN.min(max), Duration::from_millis);
+    let lease = lease_ms.map_or(DEFAULT_LEASE.min(max), Duration::from_millis);
+    if lease.is_zero() {
+        return Err("lease_ms must be above 0".into());
+    }
+    for (key, asked) in [("lease_ms", lease), ("drain_timeout_ms", drain)] {
+        if asked > max {
+            state.metrics.rejected(Rejection::Lease);
+            let message = format!(
+                "{key} {} is above the sidecar's max_pause_lease ({}, {} ms): ask for less, or raise \
+                 max_pause_lease in the sidecar's config",
+                asked.as_millis(),
+                crate::duration::display(max),
+                max.as_millis()
+            );
+            return Err(message);
+        }
     }
     Ok(PauseOptions {
         drain_timeout: drain,
@@ -265,7 +284,7 @@ fn pause_options(
 }
 
 /// 409 when the request names a generation other than the current one.
-fn stale_generation(state: &AdminState, given: Option<u64>) -> Option<Response<Body>> {
+pub(super) fn stale_generation(state: &AdminState, given: Option<u64>) -> Option<Response<Body>> {
     let current = state.ctx.registry.snapshot().generation;
     match given {
         Some(given) if given != current => Some(json(
@@ -276,11 +295,24 @@ fn stale_generation(state: &AdminState, given: Option<u64>) -> Option<Response<B
     }
 }
 
-/// Reads a JSON body; an empty body is `{}`. 400 with the parser's message otherwise.
-async fn read_json<T: DeserializeOwned + Default>(req: Request<Incoming>) -> Result<T, Response<Body>> {
-    let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => return Err(error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))),
+/// Reads a JSON body; an empty body is `{}`. 400 with the parser's message otherwise, 408
+/// when it does not arrive within `admin_body_timeout`.
+async fn read_json<T: DeserializeOwned + Default>(
+    state: &AdminState,
+    req: Request<Incoming>,
+) -> Result<T, Response<Body>> {
+    let timeout = state.config.body_timeout;
+    let bytes = match tokio::time::timeout(timeout, Limited::new(req.into_body(), MAX_BODY).collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) => return Err(error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))),
+        Err(_) => {
+            state.metrics.rejected(Rejection::BodyTimeout);
+            let message = format!(
+                "the request body did not arrive within admin_body_timeout ({})",
+                crate::duration::display(timeout)
+            );
+            return Err(error(StatusCode::REQUEST_TIMEOUT, message));
+        }
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());

@@ -13,12 +13,17 @@
 //! - `PUT /v1/standby`: the controller's report on the standby ([`crate::api::StandbyReport`]).
 //!
 //! With `admin_tls_cert` and `admin_tls_key` configured, the API speaks HTTPS only.
-//! With an admin token configured, `/v1/*` needs `Authorization: Bearer <token>`. Errors are
-//! JSON `{"error": "..."}` with a fitting status code. Every mutating call is logged as one
-//! audit event (target `pgflip::audit`).
+//! `/v1/*` needs `Authorization: Bearer <token>`: the token of `admin_token_file`, or the
+//! one the sidecar made at start ([`crate::admin_token`]); `/healthz`, `/readyz` and
+//! `/metrics` are open. Errors are JSON `{"error": "..."}` with a fitting status code. Every
+//! mutating call runs to its end in a task of its own, whatever becomes of its connection,
+//! and is logged as one audit event (target `pgflip::audit`). The listener's limits are in
+//! [`limits`].
 
 mod control;
+mod limits;
 mod standby;
+mod upstreams;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -31,26 +36,34 @@ use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::{Encoder, TextEncoder};
 use serde::Serialize;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::api::{ErrorBody, Status, UpstreamStatus};
+use crate::config::AdminConfig;
 use crate::proxy::context::ProxyContext;
 use crate::proxy::switch::GateState;
 use crate::proxy::upstream::{SslMode, Upstream};
+
+pub use limits::AdminMetrics;
+use limits::{Rejection, Slot};
 
 /// What the admin server reads.
 #[derive(Debug)]
 pub struct AdminState {
     pub ctx: Arc<ProxyContext>,
     pub registry: prometheus::Registry,
-    /// Bearer token for `/v1/*`, if configured.
-    pub token: Option<String>,
+    /// Bearer token for `/v1/*`: configured, or made at start.
+    pub token: String,
+    /// Limits and policies: allowed upstream hosts, the longest lease, timeouts, the connection cap.
+    pub config: AdminConfig,
+    pub metrics: AdminMetrics,
 }
 
 type Body = Full<Bytes>;
@@ -60,6 +73,7 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 
 /// Serves admin requests on `listener` until `stop` is cancelled, over HTTPS when `tls` is given.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, tls: Option<TlsAcceptor>, stop: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(state.config.max_connections));
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -72,31 +86,82 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, tls: Option<Tl
             },
             _ = stop.cancelled() => return,
         };
-        let state = state.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, peer, req).await) }
-            });
-            let served = match tls {
-                None => http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await,
-                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => http1::Builder::new().serve_connection(TokioIo::new(stream), service).await,
-                    Ok(Err(e)) => return debug!(admin.peer = %peer, error = %e, "admin TLS handshake failed"),
-                    Err(_) => return debug!(admin.peer = %peer, "admin TLS handshake timed out"),
-                },
-            };
-            if let Err(e) = served {
-                debug!(admin.peer = %peer, error = %e, "admin connection ended with an error");
-            }
-        });
+        let slot = Slot::take(&slots);
+        tokio::spawn(serve_connection(state.clone(), tcp, peer, tls.clone(), slot));
     }
 }
 
-async fn route(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+/// Serves one connection: in full while it holds a slot, else health and readiness only,
+/// once, within [`limits::HEALTH_ONLY_LIFETIME`].
+async fn serve_connection(
+    state: Arc<AdminState>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    slot: Slot,
+) {
+    let health_only = slot.is_health_only();
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new());
+    if health_only {
+        builder.keep_alive(false);
+        builder.header_read_timeout(state.config.header_timeout.min(limits::HEALTH_ONLY_HEADER_TIMEOUT));
+    } else {
+        builder.header_read_timeout(state.config.header_timeout);
+    }
+    let service_state = state.clone();
+    let service = service_fn(move |req| {
+        let state = service_state.clone();
+        async move { Ok::<_, Infallible>(route(&state, peer, req, health_only).await) }
+    });
+    let served = async {
+        match tls {
+            None => Some(builder.serve_connection(TokioIo::new(tcp), service).await),
+            Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => Some(builder.serve_connection(TokioIo::new(stream), service).await),
+                Ok(Err(e)) => {
+                    debug!(admin.peer = %peer, error = %e, "admin TLS handshake failed");
+                    None
+                }
+                Err(_) => {
+                    debug!(admin.peer = %peer, "admin TLS handshake timed out");
+                    None
+                }
+            },
+        }
+    };
+    let served = if health_only {
+        match tokio::time::timeout(limits::HEALTH_ONLY_LIFETIME, served).await {
+            Ok(served) => served,
+            Err(_) => {
+                state.metrics.rejected(Rejection::HeaderTimeout);
+                return debug!(admin.peer = %peer, "admin connection beyond the cap closed at the end of its life");
+            }
+        }
+    } else {
+        served.await
+    };
+    if let Some(Err(e)) = served {
+        if e.is_timeout() {
+            state.metrics.rejected(Rejection::HeaderTimeout);
+        }
+        debug!(admin.peer = %peer, error = %e, "admin connection ended with an error");
+    }
+    drop(slot);
+}
+
+async fn route(state: &Arc<AdminState>, peer: SocketAddr, req: Request<Incoming>, health_only: bool) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
+    if health_only && !limits::is_health_route(&path) {
+        state.metrics.rejected(Rejection::Connections);
+        let message = format!(
+            "the admin API serves {} connections at once (admin_max_connections) and all are taken; \
+             on more, only /healthz and /readyz are answered: retry shortly",
+            state.config.max_connections
+        );
+        return error(StatusCode::SERVICE_UNAVAILABLE, message);
+    }
     let mutating = match path.as_str() {
         "/v1/pause" | "/v1/resume" | "/v1/switch" => Some(Method::POST),
         "/v1/standby" => Some(Method::PUT),
@@ -174,7 +239,6 @@ pub fn status(ctx: &ProxyContext) -> Status {
     }
 }
 
-/// The response refusing `req` when a token is configured and the request lacks it.
 /// One upstream as the API reports it.
 pub(crate) fn upstream_status(upstream: &Upstream, active: &str) -> UpstreamStatus {
     UpstreamStatus {
@@ -198,14 +262,18 @@ fn sessions_by_state(ctx: &ProxyContext) -> std::collections::BTreeMap<String, u
     counts
 }
 
+/// The response refusing `req` when it lacks the admin token.
 fn refuse_unauthorized(state: &AdminState, req: &Request<Incoming>) -> Option<Response<Body>> {
-    let token = state.token.as_ref()?;
     let given = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(given) if crate::proxy::auth::constant_time_eq(given.trim().as_bytes(), token.as_bytes()) => None,
-        Some(_) => Some(error(StatusCode::FORBIDDEN, "wrong admin token".into())),
-        None => Some(error(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <admin token>".into())),
-    }
+    let refusal = match given {
+        Some(given) if crate::proxy::auth::constant_time_eq(given.trim().as_bytes(), state.token.as_bytes()) => {
+            return None
+        }
+        Some(_) => error(StatusCode::FORBIDDEN, "wrong admin token".into()),
+        None => error(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <admin token>".into()),
+    };
+    state.metrics.rejected(Rejection::Token);
+    Some(refusal)
 }
 
 pub(crate) fn json<T: Serialize>(code: StatusCode, body: &T) -> Response<Body> {

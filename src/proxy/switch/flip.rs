@@ -85,6 +85,7 @@ pub async fn switch(ctx: &Arc<ProxyContext>, options: SwitchOptions) -> Result<S
     }
     let paused_here = !ctx.gate.is_closed();
     let mut timings = SwitchTimings::default();
+    let mut unwind = Unwind { ctx, reopen: false };
     if paused_here {
         // Sessions open their connections to the target while their traffic still flows,
         // so a move costs clients only the state replay.
@@ -98,11 +99,11 @@ pub async fn switch(ctx: &Arc<ProxyContext>, options: SwitchOptions) -> Result<S
         timings.prewarm = Some(started.elapsed());
         let pause = PauseOptions { to: Some(target.clone()), ..options.pause };
         match pause_with(ctx, pause, probe).await {
-            Ok(paused) => timings.drain = Some(paused.waited),
-            Err(failure) => {
-                end_prewarm(ctx);
-                return Err(SwitchError::Pause(failure));
+            Ok(paused) => {
+                timings.drain = Some(paused.waited);
+                unwind.reopen = true;
             }
+            Err(failure) => return Err(SwitchError::Pause(failure)),
         }
     }
     if !paused_here {
@@ -110,16 +111,7 @@ pub async fn switch(ctx: &Arc<ProxyContext>, options: SwitchOptions) -> Result<S
         Catalogs::refresh(ctx, &[from.clone(), target.clone()], ctx.limits.connect_timeout).await;
     }
     let failed_before = ctx.metrics.session_migrations.with_label_values(&["failed"]).get();
-    let generation = match ctx.registry.repoint(&target.name, options.generation) {
-        Ok((_, generation)) => generation,
-        Err(e) => {
-            if paused_here {
-                resume(ctx);
-            }
-            end_prewarm(ctx);
-            return Err(e.into());
-        }
-    };
+    let generation = ctx.registry.repoint(&target.name, options.generation)?.1;
     let snapshot = ctx.registry.snapshot();
     ctx.metrics.set_active(snapshot.upstreams.iter().map(|u| &u.name), &snapshot.active, generation);
     if let Some(standby) = &ctx.standby {
@@ -137,7 +129,8 @@ pub async fn switch(ctx: &Arc<ProxyContext>, options: SwitchOptions) -> Result<S
         .await;
     timings.moving = repointed.elapsed();
     let held = if paused_here { resume(ctx) } else { None };
-    end_prewarm(ctx);
+    unwind.reopen = false;
+    drop(unwind);
     let moved = ctx.sessions.all().iter().filter(|s| s.generation() == generation).count();
     let failed = ctx.metrics.session_migrations.with_label_values(&["failed"]).get() - failed_before;
     let result = if failed == 0 && unmoved == 0 { "ok" } else { "partial" };
@@ -177,4 +170,21 @@ async fn prewarm(ctx: &Arc<ProxyContext>, target: &Arc<crate::proxy::upstream::U
 fn end_prewarm(ctx: &ProxyContext) {
     ctx.prewarm.lock().unwrap_or_else(|e| e.into_inner()).take();
     ctx.gate.touch();
+}
+
+/// What a switch leaves undone however it ends, early return or its task dropped half-way:
+/// the pre-warm request is withdrawn and, while `reopen`, the gate this switch closed is
+/// opened (after the repoint, sessions then move as they resume).
+struct Unwind<'a> {
+    ctx: &'a ProxyContext,
+    reopen: bool,
+}
+
+impl Drop for Unwind<'_> {
+    fn drop(&mut self) {
+        if self.reopen {
+            resume(self.ctx);
+        }
+        end_prewarm(self.ctx);
+    }
 }

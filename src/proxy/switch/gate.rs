@@ -1,7 +1,9 @@
 //! The pause gate. While it is closed, sessions park at their next transaction boundary.
 //!
 //! Closing takes a lease: unless renewed, the gate opens by itself when the lease ends, so
-//! a controller that dies mid-switch never leaves applications hung.
+//! a controller that dies mid-switch never leaves applications hung. A renewal only ever
+//! extends the lease: a later pause asking for less does not cut short the pause that
+//! holds the gate (a controller's, renewed while it fences and switches).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -42,12 +44,15 @@ impl Gate {
         *self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Closes the gate, or renews the lease of a gate already closed. Returns the state.
+    /// Closes the gate, or renews the lease of a gate already closed: the lease then ends
+    /// at the later of its end and `lease_until`. Returns the state.
     pub fn close(&self, lease_until: Instant) -> GateState {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         *state = match *state {
             GateState::Open => GateState::Closed { since: Instant::now(), lease_until },
-            GateState::Closed { since, .. } => GateState::Closed { since, lease_until },
+            GateState::Closed { since, lease_until: held } => {
+                GateState::Closed { since, lease_until: held.max(lease_until) }
+            }
         };
         self.closed.store(true, Ordering::Release);
         self.changes.send_modify(|n| *n += 1);
@@ -103,6 +108,8 @@ mod tests {
         let renewed = gate.close(now + Duration::from_secs(5));
         assert_eq!(renewed, GateState::Closed { since, lease_until: now + Duration::from_secs(5) });
         assert_eq!(gate.expire(now + Duration::from_secs(2)), None, "the renewed lease still holds");
+        let shorter = gate.close(now + Duration::from_secs(2));
+        assert_eq!(shorter, renewed, "a shorter lease does not cut the held one short");
         assert!(gate.expire(now + Duration::from_secs(6)).is_some());
         assert!(!gate.is_closed());
         assert_eq!(gate.open(), None);

@@ -5,6 +5,7 @@ mod advisory;
 mod flip;
 mod gate;
 mod pause;
+mod query_text;
 mod retire;
 mod table;
 

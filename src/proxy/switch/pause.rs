@@ -84,7 +84,7 @@ pub(super) async fn pause_with(
         let blockers: Vec<Arc<SessionInfo>> = ctx.sessions.all().into_iter().filter(|s| blocks(s)).collect();
         if !ctx.gate.is_closed() {
             let reason = "the gate opened while sessions were draining (lease ended or resume called)".to_owned();
-            let blockers = blockers.iter().map(|s| describe(s)).collect();
+            let blockers = blockers.iter().map(|s| describe(ctx, s)).collect();
             return Err(PauseFailure { reason, blockers, waited: started.elapsed() });
         }
         if blockers.is_empty() {
@@ -102,14 +102,14 @@ pub(super) async fn pause_with(
             }
             match options.on_unmovable {
                 OnUnmovable::Block => {
-                    let blockers: Vec<Blocker> = unmovable.iter().map(|s| describe_for(s, &target)).collect();
+                    let blockers: Vec<Blocker> = unmovable.iter().map(|s| describe_for(ctx, s, &target)).collect();
                     let reason = unmovable_reason(&blockers);
                     resume(ctx);
                     return Err(PauseFailure { reason, blockers, waited: started.elapsed() });
                 }
                 OnUnmovable::Terminate => {
                     for session in unmovable {
-                        let blocker = describe_for(session, &target);
+                        let blocker = describe_for(ctx, session, &target);
                         session.end(blocker.unmovable.clone().unwrap_or_default());
                         terminated.push(blocker);
                     }
@@ -123,14 +123,14 @@ pub(super) async fn pause_with(
             match options.on_timeout {
                 OnTimeout::Abort => {
                     let reason = format!("{} sessions did not reach a transaction boundary in time", blockers.len());
-                    let blockers = blockers.iter().map(|s| describe(s)).collect();
+                    let blockers = blockers.iter().map(|s| describe(ctx, s)).collect();
                     resume(ctx);
                     return Err(PauseFailure { reason, blockers, waited: started.elapsed() });
                 }
                 OnTimeout::Terminate => {
                     for session in &blockers {
                         if !session.kill.is_cancelled() {
-                            terminated.push(describe(session));
+                            terminated.push(describe(ctx, session));
                             session.kill.cancel();
                         }
                     }
@@ -239,18 +239,19 @@ fn unmovable_reason(blockers: &[Blocker]) -> String {
     format!("{} parked sessions hold state that cannot move: {}{more}", blockers.len(), named.join("; "))
 }
 
-fn describe(session: &SessionInfo) -> Blocker {
-    describe_for(session, &None)
+fn describe(ctx: &ProxyContext, session: &SessionInfo) -> Blocker {
+    describe_for(ctx, session, &None)
 }
 
-fn describe_for(session: &SessionInfo, target: &Option<Target>) -> Blocker {
-    let (query, since) = session.query_and_since();
+/// A blocker as the admin API reports it; its query's text only with `admin_show_queries`.
+fn describe_for(ctx: &ProxyContext, session: &SessionInfo, target: &Option<Target>) -> Blocker {
+    let (query, query_len, since) = session.query_and_since();
     Blocker {
         client: session.peer.to_string(),
         backend_pid: session.server_pid(),
         state: session.state().label().to_owned(),
         age_ms: since.elapsed().as_millis() as u64,
-        query,
+        query: super::query_text::shown(&query, query_len, ctx.show_queries),
         unmovable: cannot_move(session, target),
     }
 }

@@ -44,6 +44,8 @@ pub struct SessionInfo {
 struct Detail {
     state_since: Instant,
     query: String,
+    /// The length of the last query's whole text, of which `query` is the start.
+    query_len: usize,
     capture: Capture,
     /// Why the session is being ended, for its client, when [`SessionInfo::end`] said.
     ending: Option<String>,
@@ -140,19 +142,21 @@ impl SessionInfo {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Records the start of the text of a query the client sent.
+    /// Records the start of the text of a query the client sent, and its length.
     pub fn set_query(&self, text: &[u8]) {
-        let text = &text[..text.len().min(QUERY_PREFIX)];
         let text = text.split(|&b| b == 0).next().unwrap_or_default();
+        let len = text.len();
+        let text = &text[..len.min(QUERY_PREFIX)];
         let mut detail = self.lock();
         detail.query.clear();
         detail.query.push_str(&String::from_utf8_lossy(text));
+        detail.query_len = len;
     }
 
-    /// The start of the last query's text, and when the current state began.
-    pub fn query_and_since(&self) -> (String, Instant) {
+    /// The start of the last query's text, its whole length, and when the current state began.
+    pub fn query_and_since(&self) -> (String, usize, Instant) {
         let detail = self.lock();
-        (detail.query.clone(), detail.state_since)
+        (detail.query.clone(), detail.query_len, detail.state_since)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Detail> {
@@ -188,6 +192,7 @@ impl SessionTable {
             detail: Mutex::new(Detail {
                 state_since: now,
                 query: String::new(),
+                query_len: 0,
                 capture: Capture::Pending,
                 ending: None,
             }),
