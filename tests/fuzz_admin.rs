@@ -218,13 +218,16 @@ const ROUTES: [(&str, &str, Decodes); 5] = [
     ("PUT", "/v1/standby", |b| serde_json::from_slice::<Option<StandbyReport>>(b).is_ok()),
 ];
 
+/// The admin token the sidecar of these tests is started with.
+const TOKEN: &str = "fuzz-admin-token";
+
 /// Sends `body` as it is (any bytes) and returns the status and the body of the answer.
 fn send(proxy: &Proxy, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
     let mut stream = TcpStream::connect(("127.0.0.1", proxy.admin_port())).expect("connect to the admin API");
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+         Content-Type: application/json\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).unwrap();
@@ -245,7 +248,8 @@ fn send(proxy: &Proxy, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) 
 #[test]
 fn the_admin_api_refuses_what_is_not_a_request() {
     // No database is needed: nothing here reaches an upstream.
-    let proxy = Proxy::builder().upstream("blue", "postgres://127.0.0.1:9/postgres").active("blue").spawn();
+    let proxy =
+        Proxy::builder().upstream("blue", "postgres://127.0.0.1:9/postgres").active("blue").admin_token(TOKEN).spawn();
     let mut runner = TestRunner::new(config(256));
     let routes = proptest::sample::select(&ROUTES[..]);
     runner
