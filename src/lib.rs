@@ -3,7 +3,6 @@
 //!
 //! - [`wire`]: PostgreSQL message framing, pure (no I/O).
 //! - [`proxy`]: the sidecar, `pgflip proxy`.
-//! - [`config`]: the sidecar's configuration, from flags or a TOML file.
 //! - [`ctl`]: `pgflip ctl`, the operators' client of the admin API.
 //! - [`controller`]: `pgflip cutover`, the runbook from snapshot to promote.
 //! - [`demo`]: `pgflip demo`, the runbook on throwaway local clusters.
@@ -16,7 +15,6 @@
 
 pub mod admin_token;
 pub mod api;
-pub mod config;
 pub mod controller;
 pub mod ctl;
 pub mod demo;

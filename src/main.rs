@@ -5,8 +5,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pgflip::config::{ProxyArgs, ProxyConfig};
 use pgflip::controller::Progress;
+use pgflip::proxy::config::{ProxyArgs, ProxyConfig};
 use pgflip::telemetry::{self, LogFormat, LogWriter, Logs};
 
 #[derive(Debug, Parser)]

@@ -13,8 +13,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::admin_token::{self, MadeToken, TokenFileError};
-use crate::config::ProxyConfig;
 use crate::proxy::admin::{self, AdminMetrics, AdminState};
+use crate::proxy::config::ProxyConfig;
 use crate::proxy::context::{Limits, ProxyContext};
 use crate::proxy::metrics::Metrics;
 use crate::proxy::peer::Peer;

@@ -8,12 +8,14 @@
 //! - [`auth`]: checking clients against the auth file (SCRAM-SHA-256, md5).
 //! - [`admin`]: the admin HTTP server; [`metrics`]: the Prometheus families.
 //! - [`standby`]: the standby listener's route, from the controller's reports.
+//! - [`config`]: the sidecar's configuration, from flags or a TOML file, with its limits.
 
 pub mod admin;
 pub mod auth;
 mod cancel;
 pub mod capture;
 pub mod catalogs;
+pub mod config;
 pub mod context;
 mod io;
 pub mod listener;

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api::{OnTimeout, OnUnmovable};
-use crate::config::FileTarget;
+use crate::proxy::config::FileTarget;
 use crate::proxy::context::ProxyContext;
 use crate::proxy::switch::{self, PauseOptions, SwitchOptions};
 use crate::proxy::upstream::Upstream;

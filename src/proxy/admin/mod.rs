@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::api::{ErrorBody, Status, UpstreamStatus};
-use crate::config::AdminConfig;
+use crate::proxy::config::AdminConfig;
 use crate::proxy::context::ProxyContext;
 use crate::proxy::switch::GateState;
 use crate::proxy::upstream::{SslMode, Upstream};

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ClientLimits;
+use crate::proxy::config::ClientLimits;
 use crate::proxy::metrics::{ClientLimit, Metrics};
 use crate::proxy::session::SessionError;
 

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::api::{StandbyReport, StandbyStatus};
-use crate::config::StandbyConfig;
+use crate::proxy::config::StandbyConfig;
 use crate::proxy::metrics::Metrics;
 use crate::proxy::switch::SessionTable;
 use crate::proxy::upstream::Registry;
