@@ -70,7 +70,8 @@ pub fn run(proxy: &Proxy, count: usize, interval: Duration, epoch: Instant) -> V
     calls
 }
 
-fn call(proxy: &Proxy, to: &'static str, epoch: Instant) -> SwitchCall {
+/// One `POST /v1/switch` to `to`, timed from the outside.
+pub fn call(proxy: &Proxy, to: &'static str, epoch: Instant) -> SwitchCall {
     let body = format!(r#"{{"to": "{to}"}}"#);
     let sent = epoch.elapsed();
     let answer = proxy.admin_post("/v1/switch", &body);
