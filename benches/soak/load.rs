@@ -171,9 +171,18 @@ impl Session {
 /// Where a transaction failed: before COMMIT (nothing happened), at it (in doubt), or on
 /// a read that answered what no committed state allows (rolled back, and an error).
 enum TxnFailure {
-    Before(tokio_postgres::Error),
-    AtCommit(tokio_postgres::Error),
+    Server { error: tokio_postgres::Error, at_commit: bool },
     WrongAnswer(i64),
+}
+
+impl TxnFailure {
+    fn before(error: tokio_postgres::Error) -> TxnFailure {
+        TxnFailure::Server { error, at_commit: false }
+    }
+
+    fn at_commit(error: tokio_postgres::Error) -> TxnFailure {
+        TxnFailure::Server { error, at_commit: true }
+    }
 }
 
 struct Writer {
@@ -211,17 +220,13 @@ impl Writer {
                     log.acked.push(seq);
                     self.commits.fetch_add(1, Ordering::Relaxed);
                 }
-                Ok(Err(TxnFailure::Before(e))) => {
-                    self.record(&mut log, Failure::of(&e));
-                    if unusable(&e, &current.client) {
-                        session.take().map(|s| s.connection.abort());
+                Ok(Err(TxnFailure::Server { error, at_commit })) => {
+                    if at_commit {
+                        log.in_doubt.push(seq);
                     }
-                }
-                Ok(Err(TxnFailure::AtCommit(e))) => {
-                    log.in_doubt.push(seq);
-                    self.record(&mut log, Failure::of(&e));
-                    if unusable(&e, &current.client) {
-                        session.take().map(|s| s.connection.abort());
+                    self.record(&mut log, Failure::of(&error));
+                    if unusable(&error, &current.client) {
+                        close(&mut session);
                     }
                 }
                 Ok(Err(TxnFailure::WrongAnswer(balance))) => {
@@ -232,7 +237,7 @@ impl Writer {
                     log.in_doubt.push(seq);
                     let message = format!("no answer within {TXN_TIMEOUT:?}");
                     self.record(&mut log, Failure { kind: "transaction timeout".into(), message });
-                    session.take().map(|s| s.connection.abort());
+                    close(&mut session);
                 }
             }
         }
@@ -256,15 +261,22 @@ impl Writer {
 /// One transaction: the balance raised, the ledger row written, the balance read back.
 async fn transaction(session: &mut Session, client: usize, seq: i64, account: i32) -> Result<(), TxnFailure> {
     let client_id = client as i32;
-    let tx = session.client.transaction().await.map_err(TxnFailure::Before)?;
-    tx.execute(&session.update, &[&account]).await.map_err(TxnFailure::Before)?;
-    tx.execute(&session.insert, &[&client_id, &seq, &account]).await.map_err(TxnFailure::Before)?;
-    let balance: i64 = tx.query_one(&session.read, &[&account]).await.map_err(TxnFailure::Before)?.get(0);
+    let tx = session.client.transaction().await.map_err(TxnFailure::before)?;
+    tx.execute(&session.update, &[&account]).await.map_err(TxnFailure::before)?;
+    tx.execute(&session.insert, &[&client_id, &seq, &account]).await.map_err(TxnFailure::before)?;
+    let balance: i64 = tx.query_one(&session.read, &[&account]).await.map_err(TxnFailure::before)?.get(0);
     if balance < 1 {
         // The row was just raised in this transaction.
         return Err(TxnFailure::WrongAnswer(balance));
     }
-    tx.commit().await.map_err(TxnFailure::AtCommit)
+    tx.commit().await.map_err(TxnFailure::at_commit)
+}
+
+/// Drops the session, its connection task with it; the next turn opens a new one.
+fn close(session: &mut Option<Session>) {
+    if let Some(session) = session.take() {
+        session.connection.abort();
+    }
 }
 
 /// Whether the session must be opened again after `error`.
