@@ -131,6 +131,10 @@ fn silent_connections_are_closed_at_the_login_timeout_the_oldest_first_while_a_c
     assert!(served > 0, "the real client was never served");
 
     let (timed_out, displaced) = (limit_hits(&proxy, "login_timeout"), limit_hits(&proxy, "logging_in"));
+    eprintln!(
+        "{flood} silent connections: {timed_out} closed at the login timeout, {displaced} dropped as the oldest; \
+         the real client was served {served} times meanwhile"
+    );
     assert!(timed_out >= 1.0, "no connection reached the login timeout");
     assert!(displaced >= 1.0, "no connection was dropped as the oldest logging in");
     assert_eq!(timed_out + displaced, flood as f64, "every silent connection, and only those, was shed");
@@ -220,6 +224,9 @@ fn a_parked_client_sending_200_mb_is_held_back_and_its_copy_runs_after_the_resum
         "the proxy's RSS grew from {rss_before} KiB to {rss_held} KiB while holding a parked client back"
     );
     assert!(limit_hits(&proxy, "parked_bytes") >= 1.0);
+    eprintln!(
+        "parked: the client got {stalled} of {total} bytes in; pgflip's RSS {rss_before} KiB before, {rss_held} KiB held"
+    );
 
     let (code, text) = proxy.admin_post("/v1/resume", "{}").unwrap();
     assert_eq!(code, 200, "resume: {text}");
@@ -244,6 +251,7 @@ fn a_parked_client_sending_200_mb_is_held_back_and_its_copy_runs_after_the_resum
     assert_eq!(cluster.psql("SELECT count(*) FROM limits_sink"), "200");
     let rss_after = proxy.rss_kib();
     assert!(rss_after < rss_before + 64 * 1024, "RSS {rss_before} KiB before, {rss_after} KiB after the COPY");
+    eprintln!("after the resume: COPY 200, pgflip's RSS {rss_after} KiB");
 }
 
 #[test]
