@@ -109,21 +109,31 @@ pub fn inject(turn: usize, targets: &Targets, epoch: Instant) -> Fault {
     Fault { kind, began, ended: epoch.elapsed(), outcome }
 }
 
+/// How long the backend-killing fault looks for a load session's backend: after a restart
+/// the sessions may still be connecting again.
+const FIND_BACKEND_FOR: Duration = Duration::from_secs(5);
+
+/// Kills one load session's backend. Only a backend in use is picked: the connections a
+/// switch left behind are idle until pgflip closes them, and may be gone by the time
+/// `pg_terminate_backend` runs.
 fn terminate_one(cluster: &Cluster) -> Result<String, String> {
     let sql = format!(
-        "SELECT pid FROM pg_stat_activity WHERE application_name = '{}' AND backend_type = 'client backend' \
+        "SELECT pg_terminate_backend(pid)::text || ' ' || pid FROM pg_stat_activity \
+         WHERE application_name = '{}' AND backend_type = 'client backend' AND state <> 'idle' \
          ORDER BY random() LIMIT 1",
         crate::load::APPLICATION
     );
-    let pid = crate::common::caught(|| cluster.psql(&sql))?;
-    if pid.is_empty() {
-        return Err("no load session's backend found on the serving upstream".into());
+    let deadline = Instant::now() + FIND_BACKEND_FOR;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        last = crate::common::caught(|| cluster.psql(&sql))?;
+        if let Some(pid) = last.strip_prefix("true ") {
+            return Ok(format!("backend {pid}"));
+        }
+        // None in use right now, or it ended before the signal: look again.
+        std::thread::sleep(Duration::from_millis(50));
     }
-    let done = crate::common::caught(|| cluster.psql(&format!("SELECT pg_terminate_backend({pid})")))?;
-    match done.as_str() {
-        "t" => Ok(format!("backend {pid}")),
-        other => Err(format!("pg_terminate_backend({pid}) answered {other:?}")),
-    }
+    Err(format!("no load session's backend in use on the serving upstream within {FIND_BACKEND_FOR:?} ({last:?})"))
 }
 
 fn stop_for_a_moment(cluster: &Cluster) -> Result<String, String> {
