@@ -16,7 +16,8 @@ use crate::proxy::upstream::{Secrets, UpstreamUrl};
 
 pub use admin::{AdminArgs, AdminConfig, DEFAULT_MAX_PAUSE_LEASE};
 use file_error::toml_error;
-pub use limits::ClientLimits;
+pub use file_target::FileTarget;
+pub use limits::{ClientLimits, LimitArgs};
 pub use standby::StandbyConfig;
 pub use unix::UnixListenConfig;
 
@@ -94,20 +95,8 @@ pub struct ProxyArgs {
     /// (seconds, or 500ms, 30s, 2m).
     #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_flag)]
     pub max_standby_lag: Option<Duration>,
-    /// How long a client may take to log in (TLS, startup packet, authentication) before
-    /// its connection is closed [default: 10s].
-    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_flag)]
-    pub client_login_timeout: Option<Duration>,
-    /// Connections still logging in at once; past it the oldest of them is dropped [default: 1000].
-    #[arg(long, value_name = "N")]
-    pub max_clients_logging_in: Option<usize>,
-    /// Clients logged in at once; past it a new client gets FATAL 53300 [default: 1000].
-    #[arg(long, value_name = "N")]
-    pub max_client_connections: Option<usize>,
-    /// Bytes read ahead from a client while its session is parked; past it the client is
-    /// not read until the session resumes [default: 1048576].
-    #[arg(long, value_name = "BYTES")]
-    pub max_parked_bytes: Option<usize>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     #[command(flatten)]
     pub admin: AdminArgs,
 }
@@ -152,31 +141,6 @@ struct ProxyFile {
     admin_max_connections: Option<usize>,
     /// Generation of `active`; a reload that carries a higher one switches to it.
     generation: Option<u64>,
-}
-
-/// The durable target a config file carries: the active upstream and its generation,
-/// with the upstreams it names. Read again on reload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileTarget {
-    pub active: Option<String>,
-    pub generation: u64,
-    pub upstreams: Vec<(String, UpstreamUrl)>,
-}
-
-impl FileTarget {
-    /// Reads the target from the config file at `path`.
-    pub fn read(path: &Path) -> Result<FileTarget, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| err("config", format!("cannot read {}: {e}", path.display())))?;
-        let file: ProxyFile = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
-        let mut upstreams = Vec::new();
-        for (name, url) in file.upstream {
-            crate::proxy::upstream::check_name(&name).map_err(|e| err("upstream", e))?;
-            let parsed = UpstreamUrl::parse(&url).map_err(|e| err(format!("upstream.{name}"), format!("URL {e}")))?;
-            upstreams.push((name, parsed));
-        }
-        Ok(FileTarget { active: file.active, generation: file.generation.unwrap_or(1), upstreams })
-    }
 }
 
 /// A configuration error, naming the key.
@@ -273,10 +237,13 @@ impl ProxyConfig {
             listen_standby: args.listen_standby.clone().or(file.listen_standby),
             standby_fallback: args.standby_fallback.clone().or(file.standby_fallback),
             max_standby_lag: args.max_standby_lag.or(file.max_standby_lag.map(|w| w.0)),
-            client_login_timeout: args.client_login_timeout.or(file.client_login_timeout.map(|w| w.0)),
-            max_clients_logging_in: args.max_clients_logging_in.or(file.max_clients_logging_in),
-            max_client_connections: args.max_client_connections.or(file.max_client_connections),
-            max_parked_bytes: args.max_parked_bytes.or(file.max_parked_bytes),
+            limits: LimitArgs {
+                client_login_timeout: file.client_login_timeout.map(|w| w.0),
+                max_clients_logging_in: file.max_clients_logging_in,
+                max_client_connections: file.max_client_connections,
+                max_parked_bytes: file.max_parked_bytes,
+            }
+            .under(&args.limits),
             admin: admin::AdminKeys {
                 allowed_upstream_hosts: file.allowed_upstream_hosts,
                 secrets_follow_readdress: file.secrets_follow_readdress,
@@ -295,7 +262,7 @@ impl ProxyConfig {
         let admin_listen = socket_addr("admin_listen", m.admin_listen.as_deref().unwrap_or("127.0.0.1:9187"))?;
         let standby = standby::standby_config(&m, listen, admin_listen)?;
         let listen_unix = unix::unix_config(&m, listen)?;
-        let client_limits = limits::client_limits(&m)?;
+        let client_limits = ClientLimits::validate(&m.limits)?;
         if m.upstreams.is_empty() {
             return Err(err("upstream", "no upstream given; add --upstream NAME=postgres://USER@HOST:PORT/DB"));
         }
@@ -394,10 +361,7 @@ struct Merged {
     listen_standby: Option<String>,
     standby_fallback: Option<String>,
     max_standby_lag: Option<Duration>,
-    client_login_timeout: Option<Duration>,
-    max_clients_logging_in: Option<usize>,
-    max_client_connections: Option<usize>,
-    max_parked_bytes: Option<usize>,
+    limits: LimitArgs,
     admin: admin::AdminKeys,
 }
 
@@ -424,6 +388,7 @@ fn at_most_a_day(key: &str, value: Duration) -> Result<Duration, ConfigError> {
 
 mod admin;
 mod file_error;
+mod file_target;
 mod limits;
 mod standby;
 #[cfg(test)]

@@ -189,8 +189,8 @@ fn client_limits_have_defaults_file_keys_and_flags() {
     };
     assert_eq!(c.client_limits, expected);
     let mut a = ProxyArgs { config: Some(path.clone()), ..ProxyArgs::default() };
-    a.max_client_connections = Some(7);
-    a.client_login_timeout = Some(Duration::from_secs(1));
+    a.limits.max_client_connections = Some(7);
+    a.limits.client_login_timeout = Some(Duration::from_secs(1));
     let c = ProxyConfig::load(&a).unwrap();
     assert_eq!((c.client_limits.max_clients, c.client_limits.login_timeout), (7, Duration::from_secs(1)));
     assert_eq!(c.client_limits.max_logging_in, 50, "the file's value where no flag is given");
