@@ -80,7 +80,7 @@ fn mutating_calls_need_the_token_on_loopback_too_and_ctl_finds_it() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&path), 0o600, "{}", path.display());
     assert_eq!(mode(path.parent().unwrap()), 0o700);
-    assert!(proxy.output().contains(&path.display().to_string()), "the log names the token file");
+    assert!(proxy.output_shows(&path.display().to_string(), Duration::from_secs(5)), "the log names the token file");
     assert_eq!(proxy.made_token().len(), 64);
 
     let (code, answer, stderr) = ctl(&proxy, &["pause", "--lease", "20s", "--drain-timeout", "2s"]);

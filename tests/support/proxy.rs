@@ -326,6 +326,22 @@ impl Proxy {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// True once the proxy's output contains `needle`, waiting up to `timeout` for it: the
+    /// proxy writes its log from a background thread, so a line can land after the answer
+    /// that it describes.
+    pub fn output_shows(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.output().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("proxy.log")
     }
