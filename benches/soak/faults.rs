@@ -1,7 +1,7 @@
 //! The faults injected between switches, in turn, and the errors each may explain.
 
 use crate::rogue;
-use crate::support::Cluster;
+use crate::support::{wait_until, Cluster};
 use std::time::{Duration, Instant};
 
 /// How long a stopped upstream stays stopped.
@@ -123,17 +123,21 @@ fn terminate_one(cluster: &Cluster) -> Result<String, String> {
          ORDER BY random() LIMIT 1",
         crate::load::APPLICATION
     );
-    let deadline = Instant::now() + FIND_BACKEND_FOR;
     let mut last = String::new();
-    while Instant::now() < deadline {
-        last = crate::common::caught(|| cluster.psql(&sql))?;
-        if let Some(pid) = last.strip_prefix("true ") {
-            return Ok(format!("backend {pid}"));
-        }
-        // None in use right now, or it ended before the signal: look again.
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!("no load session's backend in use on the serving upstream within {FIND_BACKEND_FOR:?} ({last:?})"))
+    let killed = wait_until(FIND_BACKEND_FOR, || match crate::common::caught(|| cluster.psql(&sql)) {
+        Err(e) => Some(Err(e)),
+        Ok(answer) => match answer.strip_prefix("true ") {
+            Some(pid) => Some(Ok(format!("backend {pid}"))),
+            // None in use right now, or it ended before the signal: look again.
+            None => {
+                last = answer;
+                None
+            }
+        },
+    });
+    killed.unwrap_or_else(|| {
+        Err(format!("no load session's backend in use on the serving upstream within {FIND_BACKEND_FOR:?} ({last:?})"))
+    })
 }
 
 fn stop_for_a_moment(cluster: &Cluster) -> Result<String, String> {

@@ -330,16 +330,7 @@ impl Proxy {
     /// proxy writes its log from a background thread, so a line can land after the answer
     /// that it describes.
     pub fn output_shows(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.output().contains(needle) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::wait_until(timeout, || self.output().contains(needle).then_some(())).is_some()
     }
 
     pub fn log_path(&self) -> PathBuf {

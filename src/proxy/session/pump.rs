@@ -7,22 +7,20 @@
 //! the tracker in one place without locks, and a slow writer on one side never stops the
 //! other side from draining.
 
+mod held;
 mod scan;
 
 use std::future::poll_fn;
 use std::io;
-
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use std::sync::Arc;
-
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::proxy::cancel::HeldCancel;
 use crate::proxy::context::Limits;
 use crate::proxy::context::ProxyContext;
-use crate::proxy::metrics::{ClientLimit, Metrics};
 use crate::proxy::session::gauge::StateGauge;
 use crate::proxy::session::half::Half;
 use crate::proxy::session::state::Tracker;
@@ -30,8 +28,7 @@ use crate::proxy::session::statements::{Logged, StatementLog};
 use crate::proxy::session::translate::Translation;
 use crate::proxy::session::SessionState;
 use crate::proxy::switch::SessionInfo;
-use crate::wire::backend;
-use crate::wire::{frontend, WireError};
+use crate::wire::WireError;
 
 /// Largest server message held whole for inspection (ErrorResponse, ParameterStatus, ...).
 const MAX_INSPECTED_SERVER_MESSAGE: usize = 8 << 20;
@@ -139,37 +136,6 @@ impl Pump {
         self.translation.as_deref_mut()
     }
 
-    /// The held-request cancel state this session shares with cancel requests.
-    pub fn held(&self) -> &Arc<HeldCancel> {
-        &self.held
-    }
-
-    /// Answers the first request held behind the closed gate with 57014, as a server
-    /// answers a cancelled statement, and drops it: it never runs. Requests after it stay
-    /// held. For a cancel that came for it ([`HeldCancel::take`]).
-    pub fn answer_held_cancel(&mut self, metrics: &Metrics) {
-        let Some(len) = frontend::first_request_len(&self.c2s.buf[self.c2s.ready..]) else { return };
-        let at = self.c2s.ready;
-        let rest = self.c2s.buf.split_off(at);
-        let mut rest = rest;
-        rest.advance(len);
-        self.c2s.buf.unsplit(rest);
-        if let Some(translation) = &mut self.translation {
-            translation.framed_client(len);
-        }
-        let mut answer = Vec::with_capacity(96);
-        backend::error_response(
-            &mut answer,
-            backend::Severity::Error,
-            "57014",
-            "canceling statement due to user request",
-        );
-        backend::ready_for_query(&mut answer, b'I');
-        metrics.client_error("57014");
-        self.put_for_client(&answer);
-        self.note_held();
-    }
-
     /// Queues `bytes` (whole messages) for the client, after what is ready and before what
     /// the server sent that is not scanned yet.
     fn put_for_client(&mut self, bytes: &[u8]) {
@@ -177,12 +143,6 @@ impl Pump {
         self.s2c.buf.extend_from_slice(bytes);
         self.s2c.buf.unsplit(rest);
         self.s2c.ready += bytes.len();
-    }
-
-    /// Tells cancel requests whether a whole request is held now.
-    fn note_held(&self) {
-        let holding = self.parked && frontend::first_request_len(&self.c2s.buf[self.c2s.ready..]).is_some();
-        self.held.set_holding(holding);
     }
 
     /// Runs until forwarding ends or the session parks. Cancel-safe: all state lives in `self`.
@@ -381,24 +341,6 @@ impl Pump {
                 return Poll::Pending;
             }
         }
-    }
-
-    /// False while the client is held back: it sent `max_held` bytes ahead while its
-    /// session holds its requests. It is read again once they go on (backpressure: its
-    /// writes wait; nothing is refused). Behind the closed gate inside a transaction, the
-    /// next request goes on once whole, so the client is read until it is.
-    fn may_read_ahead(&mut self, holding: bool, metrics: &Metrics) -> bool {
-        let full = holding
-            && self.c2s.unready() >= self.max_held
-            && (self.parked
-                || self.tracker.at_boundary()
-                || !self.tracker.may_send_next()
-                || self.c2s.scanner.wanted(&self.c2s.buf[self.c2s.ready..]) == 0);
-        if full && !self.held_full {
-            metrics.client_limit(ClientLimit::ParkedBytes);
-        }
-        self.held_full = full;
-        !full
     }
 
     /// Writes everything still buffered for the client (after the server ended, say).
